@@ -1,0 +1,1 @@
+"""The FastAPI application: routes, schemas, auth and live streams."""

@@ -1,0 +1,1 @@
+"""Transports (serial, VISA), the ODPM-96 driver and the simulated device."""

@@ -1,0 +1,330 @@
+"""Service configuration: a TOML file, overridden by ``ODPM_`` environment variables.
+
+The file is the lab's record of what is connected where; the environment is for
+deployments (containers, CI) that need to change one value without editing it.
+Environment variables win: ``ODPM_STORAGE__INFLUX__URL=http://influx:8086``
+overrides ``[storage.influx] url``.  Lists (``devices``) take JSON.
+
+Unknown keys are errors, not silently ignored: a typo such as ``intervall_s``
+must not leave a device polling at the default rate without anyone noticing.
+Every problem is reported as one line naming the file, the key and the fault,
+through :class:`ConfigError`, which the CLI prints without a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from odpm.grid import (
+    DEFAULT_CHANNEL_COUNT,
+    DEFAULT_FIRST_CHANNEL_THZ,
+    DEFAULT_SPACING_GHZ,
+    ODPM96_PORT_COUNT,
+    ChannelPlan,
+)
+
+#: Where ``odpm`` looks when no ``--config`` is given (relative to the working directory).
+DEFAULT_CONFIG_PATH = Path("config/odpm.toml")
+#: Environment variable naming the config file (``--config`` wins over it).
+CONFIG_PATH_ENV = "ODPM_CONFIG"
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased as one line for a person."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlanConfig(_Strict):
+    """The line system's channel plan (ITU-T G.694.1 grid, or explicit centres)."""
+
+    first_channel_thz: float = Field(DEFAULT_FIRST_CHANNEL_THZ, gt=180, lt=200)
+    spacing_ghz: float = Field(DEFAULT_SPACING_GHZ, gt=0, le=1000)
+    channels: int = Field(DEFAULT_CHANNEL_COUNT, ge=1, le=ODPM96_PORT_COUNT)
+    custom_frequencies_thz: list[float] | None = None
+
+    def to_plan(self) -> ChannelPlan:
+        if self.custom_frequencies_thz:
+            return ChannelPlan.custom(self.custom_frequencies_thz, self.spacing_ghz)
+        return ChannelPlan(self.first_channel_thz, self.spacing_ghz, self.channels)
+
+    @model_validator(mode="after")
+    def _plan_is_valid(self) -> PlanConfig:
+        try:
+            self.to_plan()
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+class CalibrationConfig(_Strict):
+    """Corrections applied to raw powers before any analysis.
+
+    ``port_offsets_db``: added to each port's reading (empty = none; else one per
+    port).  ``wavelength_correction``: ``[[frequency_thz, offset_db], ...]``
+    points, linearly interpolated and added to every trace point and port.
+    """
+
+    port_offsets_db: list[float] = Field(default_factory=list)
+    wavelength_correction: list[tuple[float, float]] = Field(default_factory=list)
+
+    @field_validator("port_offsets_db")
+    @classmethod
+    def _one_per_port(cls, v: list[float]) -> list[float]:
+        if v and len(v) != ODPM96_PORT_COUNT:
+            raise ValueError(f"needs {ODPM96_PORT_COUNT} values (one per port), got {len(v)}")
+        return v
+
+    @field_validator("wavelength_correction")
+    @classmethod
+    def _ascending(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        freqs = [f for f, _ in v]
+        if any(b <= a for a, b in itertools.pairwise(freqs)):
+            raise ValueError("frequencies must be strictly ascending")
+        return v
+
+
+class DeviceConfig(_Strict):
+    """One monitor: how to reach it and how to acquire from it."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    driver: Literal["odpm96"] = "odpm96"
+    #: A device path (``/dev/ttyUSB0``), a pyserial URL (``socket://host:5025``,
+    #: ``rfc2217://``, ``loop://``) or a VISA resource (``TCPIP::host::5025::SOCKET``).
+    address: str = Field(min_length=1)
+    #: ``auto`` picks VISA for resource strings containing ``::``, pyserial otherwise.
+    transport: Literal["auto", "serial", "visa"] = "auto"
+    baudrate: int = Field(115200, ge=9600, le=921600)
+    timeout_s: float = Field(2.0, gt=0, le=60)
+    mode: Literal["power", "trace", "stream"] = "power"
+    interval_s: float = Field(1.0, ge=0.0, le=86400)
+    averaging: int = Field(1, ge=1, le=64)
+    stream_rate_hz: float = Field(10.0, ge=0.1, le=1000)
+    enabled: bool = True
+    plan: PlanConfig = Field(default_factory=PlanConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+
+
+class InfluxConfig(_Strict):
+    """Where readings are forwarded.  An empty ``url`` means: journal only."""
+
+    url: str = ""
+    #: ``v1``: /write + /query (InfluxDB 1.x, 2.x v1-compat, 3.x); ``v2``: influxdb-client.
+    dialect: Literal["v1", "v2"] = "v1"
+    database: str = "odpm"
+    retention_policy: str = ""
+    org: str = ""
+    bucket: str = "odpm"
+    token: str = ""
+    username: str = ""
+    password: str = ""
+    batch_lines: int = Field(5000, ge=1, le=100_000)
+    timeout_s: float = Field(10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
+        return v.rstrip("/")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
+class StorageConfig(_Strict):
+    data_dir: Path = Path("data")
+    retention_days: float = Field(7.0, gt=0)
+    max_bytes: int = Field(2_000_000_000, ge=1_000_000)
+    influx: InfluxConfig = Field(default_factory=InfluxConfig)
+
+
+class ApiConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    #: SHA-256 hex digests of accepted API keys (``odpm config hash-key`` makes one).
+    api_key_sha256: list[str] = Field(default_factory=list)
+    read_requires_key: bool = False
+
+    @field_validator("api_key_sha256")
+    @classmethod
+    def _hex_digests(cls, v: list[str]) -> list[str]:
+        out = [h.strip().lower() for h in v]
+        for h in out:
+            if not _SHA256_HEX.match(h):
+                raise ValueError(
+                    "each entry must be a 64-character SHA-256 hex digest "
+                    "(make one with `odpm config hash-key`), not the key itself"
+                )
+        return out
+
+
+class ThresholdValues(_Strict):
+    """Alarm thresholds; any left unset is not checked."""
+
+    power_low_dbm: float | None = None
+    power_high_dbm: float | None = None
+    osnr_low_db: float | None = None
+    offset_high_ghz: float | None = None
+
+
+class AlarmConfig(_Strict):
+    """Global thresholds with per-channel overrides (``[alarms.channels.12]``)."""
+
+    hysteresis_db: float = Field(0.5, ge=0, le=10)
+    power_low_dbm: float | None = -30.0
+    power_high_dbm: float | None = 5.0
+    osnr_low_db: float | None = 15.0
+    offset_high_ghz: float | None = 5.0
+    total_power_low_dbm: float | None = -25.0
+    total_power_high_dbm: float | None = 20.0
+    #: Expected-lit channels: a channel listed here that goes dark raises loss of
+    #: signal.  Empty means "every channel seen lit since start".
+    expected_channels: list[int] = Field(default_factory=list)
+    channels: dict[int, ThresholdValues] = Field(default_factory=dict)
+
+
+class PipelineConfig(_Strict):
+    """How traces are analysed (IEC 61280-2-9 interpolation settings)."""
+
+    noise_method: Literal["midpoint", "pit"] = "midpoint"
+    #: Width of the window averaged around each inter-channel midpoint.
+    noise_window_ghz: float = Field(6.25, gt=0, le=50)
+    #: A channel is present when its slot power exceeds this...
+    detection_threshold_dbm: float = -45.0
+    #: ...and its peak stands this far above the interpolated noise.
+    detection_relative_db: float = Field(6.0, ge=0)
+
+
+class Settings(BaseSettings):
+    """Everything ``odpm serve`` needs.  Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ODPM_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    alarms: AlarmConfig = Field(default_factory=AlarmConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment overrides it.
+        return (env_settings, init_settings)
+
+    @field_validator("devices")
+    @classmethod
+    def _unique_ids(cls, v: list[DeviceConfig]) -> list[DeviceConfig]:
+        seen: set[str] = set()
+        for d in v:
+            if d.id in seen:
+                raise ValueError(f"device id {d.id!r} is used twice")
+            seen.add(d.id)
+        return v
+
+    def device(self, device_id: str) -> DeviceConfig:
+        for d in self.devices:
+            if d.id == device_id:
+                return d
+        raise KeyError(device_id)
+
+
+def hash_api_key(key: str) -> str:
+    """The SHA-256 hex digest stored in ``api.api_key_sha256`` for ``key``."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _error_location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def describe_validation_error(source: str, exc: ValidationError) -> str:
+    """One line naming the source, each bad key, what was wrong and what was given."""
+    parts = []
+    for err in exc.errors():
+        loc = _error_location(tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        given = err.get("input")
+        shown = (
+            ""
+            if err["type"] in ("missing", "extra_forbidden") or isinstance(given, dict | list)
+            else f" (got {given!r})"
+        )
+        parts.append(f"{loc}: {msg}{shown}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file, turning every failure into a one-line ConfigError."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
+
+
+def resolve_config_path(path: Path | str | None) -> Path | None:
+    """``--config`` if given, else ``$ODPM_CONFIG``, else the default file if it exists."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get(CONFIG_PATH_ENV)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Load and validate the configuration.
+
+    ``path=None`` resolves the default (see :func:`resolve_config_path`); with
+    no file at all the built-in defaults apply (no devices, journal only).
+    """
+    resolved = resolve_config_path(path)
+    data: dict[str, Any] = {}
+    source = "environment"
+    if resolved is not None:
+        data = read_toml(resolved)
+        source = str(resolved)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(source, exc)) from None
