@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+from pydantic import ValidationError
 
 from odpm.commands import Subparsers, add_config_option
+from odpm.config import (
+    ApiConfig,
+    ConfigError,
+    Settings,
+    StorageConfig,
+    describe_validation_error,
+    load_settings,
+)
 from odpm.errors import UserError
+from odpm.service import Service
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -44,5 +63,111 @@ def add_parser(sub: Subparsers) -> None:
     p.set_defaults(run=run)
 
 
+#: Seconds uvicorn waits for open connections before cancelling them at shutdown.
+GRACEFUL_SHUTDOWN_S = 3
+
+
+def apply_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
+    """Command-line options win over the file and the environment.
+
+    Each changed section is validated again, so ``--influx-url ftp://x`` gets
+    the same one-line error as a bad value in the file.
+    """
+    api = settings.api.model_dump()
+    storage = settings.storage.model_dump()
+    if args.host is not None:
+        api["host"] = args.host
+    if args.port is not None:
+        api["port"] = args.port
+    if args.data_dir is not None:
+        storage["data_dir"] = Path(args.data_dir)
+    if args.influx_url is not None:
+        storage["influx"]["url"] = args.influx_url
+    try:
+        return settings.model_copy(
+            update={
+                "api": ApiConfig.model_validate(api),
+                "storage": StorageConfig.model_validate(storage),
+            }
+        )
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error("command line", exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
-    raise UserError("`odpm serve` is not implemented yet (see the service issue)")
+    if args.no_api and args.no_acquisition:
+        raise UserError("--no-api and --no-acquisition together leave nothing to run")
+    if args.simulate < 0:
+        raise UserError(f"--simulate must be 0 or more, got {args.simulate}")
+    if args.simulate and args.no_acquisition:
+        raise UserError("--simulate needs acquisition; a --no-acquisition replica only reads")
+    settings = apply_overrides(load_settings(args.config), args)
+    if not settings.devices and not args.simulate and not args.no_acquisition:
+        log.warning("no devices configured: add [[devices]] to the config or use --simulate N")
+    try:
+        service = Service.from_settings(
+            settings, simulate=args.simulate, acquisition=not args.no_acquisition
+        )
+    except (OSError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    # uvicorn re-raises the signal it caught once it has shut down; with the
+    # default SIGTERM disposition that would kill us after a clean shutdown and
+    # report failure.  A handler of our own turns it into a normal exit.
+    stop = threading.Event()
+
+    def note_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, note_signal)
+    signal.signal(signal.SIGINT, note_signal)
+    if args.no_api:
+        return _run_agent(service, stop)
+    return _run_api(service, settings.api.host, settings.api.port)
+
+
+def _run_agent(service: Service, stop: threading.Event) -> int:
+    """Acquire and store until SIGINT/SIGTERM (``--no-api``)."""
+    service.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        service.stop()
+    return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, ending live streams as soon as a shutdown signal arrives.
+
+    Otherwise an open SSE connection would hold uvicorn's graceful shutdown
+    until its timeout.
+    """
+
+    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+        super().__init__(config)
+        self._service = service
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._service.broadcaster.close_threadsafe()
+
+
+def _run_api(service: Service, host: str, port: int) -> int:
+    from api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(service),
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,  # keep the CLI's logging setup
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        access_log=False,
+    )
+    server = _Server(config, service)
+    try:
+        server.run()
+    finally:
+        if service.started:  # startup failed half-way, or the loop died
+            service.stop()
+    return 0 if server.started else 1

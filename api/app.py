@@ -1,0 +1,153 @@
+"""The FastAPI application: :func:`create_app` wraps a :class:`~odpm.service.Service`.
+
+The app's lifespan starts the service (workers, forwarder) and stops it
+(workers, transports, forwarder, journal) when uvicorn shuts down, so SIGINT and
+SIGTERM handled by uvicorn end acquisition cleanly.  Live streams are closed
+first, otherwise a connected SSE client would hold the shutdown open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, FastAPI, Request, status
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import Histogram as _Histogram
+
+from api.routes import alarms, control, devices, health, history, readings, stream
+from odpm import __version__
+from odpm.metrics import ServiceMetrics
+from odpm.service import Service, ServiceError, UnknownDeviceError
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+#: How often the InfluxDB ping behind /health runs (the answer is cached).
+INFLUX_PING_INTERVAL_S = 5.0
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class RequestLatency:
+    """Pure ASGI middleware recording latency per route *template* (bounded labels)."""
+
+    def __init__(self, app: ASGIApp, histogram: _Histogram) -> None:
+        self.app = app
+        self.histogram = histogram
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        code = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.histogram.labels(scope["method"], template, str(code)).observe(
+                time.perf_counter() - started
+            )
+
+
+async def _ping_influx(service: Service) -> None:
+    """Keep ``service.influx_reachable`` current so /health never waits on InfluxDB."""
+    url = service.settings.storage.influx.url + "/ping"
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while True:
+            try:
+                r = await client.get(url)
+                service.influx_reachable = r.status_code < 500
+            except httpx.HTTPError:
+                service.influx_reachable = False
+            await asyncio.sleep(INFLUX_PING_INTERVAL_S)
+
+
+def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
+    """The HTTP API over ``service``.
+
+    With ``manage_service`` the app's lifespan starts and stops the service;
+    without, the caller does (a test or benchmark sharing one service).
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        service.broadcaster.bind(loop)
+        if manage_service:
+            await asyncio.to_thread(service.start)
+        pinger = (
+            asyncio.create_task(_ping_influx(service))
+            if service.settings.storage.influx.enabled
+            else None
+        )
+        try:
+            yield
+        finally:
+            service.broadcaster.close()
+            if pinger is not None:
+                pinger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pinger
+            if manage_service:
+                await asyncio.to_thread(service.stop)
+
+    app = FastAPI(
+        title="odpm",
+        version=__version__,
+        description="Acquisition service for ODPM-96 optical channel performance monitors: "
+        "devices, latest readings and traces, history, alarms, live streams, control.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    metrics = ServiceMetrics(service)
+    app.state.metrics = metrics
+
+    v1 = APIRouter(prefix=API_PREFIX)
+    for module in (health, devices, readings, history, alarms, stream, control):
+        v1.include_router(module.router)
+    app.include_router(v1)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(UnknownDeviceError)
+    async def unknown_device(request: Request, exc: UnknownDeviceError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not the client's fault; logged with its traceback, answered
+        # without one.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {"detail": f"internal error ({type(exc).__name__}); see the service log"},
+            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+    app.add_middleware(RequestLatency, histogram=metrics.request_latency)
+    return app

@@ -1,0 +1,46 @@
+"""Dependency aliases for routes: the service, a device by id, and the key checks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import HTTPAuthorizationCredentials
+
+from api.auth import bearer_scheme, require_key
+from odpm.service import DeviceRuntime, Service
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def get_device(device_id: str, service: ServiceDep) -> DeviceRuntime:
+    dev = service.devices.get(device_id)
+    if dev is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown device {device_id!r}")
+    return dev
+
+
+DeviceDep = Annotated[DeviceRuntime, Depends(get_device)]
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
+
+
+def write_access(service: ServiceDep, credentials: Credentials) -> None:
+    """Writes always need a key."""
+    require_key(credentials, service.settings.api.api_key_sha256)
+
+
+def read_access(service: ServiceDep, credentials: Credentials) -> None:
+    """Reads are open unless ``api.read_requires_key`` is set."""
+    if service.settings.api.read_requires_key:
+        require_key(credentials, service.settings.api.api_key_sha256)
+
+
+WriteAccess = Depends(write_access)
+ReadAccess = Depends(read_access)

@@ -1,0 +1,40 @@
+"""One router per resource; :func:`api.app.create_app` mounts them under ``/api/v1``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Response
+from fastapi.exceptions import RequestValidationError
+
+from api.schemas import ErrorOut
+
+
+class JSONBytes(Response):
+    """Pre-encoded JSON (cached per reading), sent without re-validation."""
+
+    media_type = "application/json"
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer with."""
+    text = {
+        401: "Missing or wrong API key.",
+        403: "No API key is configured on the server.",
+        404: "Unknown device, or nothing of that kind stored yet.",
+        409: "Not possible in this service's mode (e.g. a replica without acquisition).",
+        504: "The device did not answer in time.",
+        503: "Not ready.",
+    }
+    return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
+
+
+def invalid(where: str, name: str, message: str) -> RequestValidationError:
+    """A 422 in FastAPI's own validation-error shape, naming the parameter.
+
+    ``where`` is ``path``, ``query`` or ``body``; the message starts with the
+    parameter's name so that a person reading only ``msg`` still knows.
+    """
+    return RequestValidationError(
+        [{"loc": (where, name), "msg": f"{name}: {message}", "type": "value_error"}]
+    )

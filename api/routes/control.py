@@ -1,0 +1,104 @@
+"""Writes: take a scan now, change acquisition, change alarm thresholds (API key needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, status
+from pydantic import ValidationError
+
+from api.deps import DeviceDep, ServiceDep, WriteAccess
+from api.routes import JSONBytes, error_responses, invalid
+from api.routes.devices import device_out
+from api.schemas import AcquisitionIn, DeviceOut, ReadingOut, ScanIn, ThresholdsIO
+from odpm.config import AlarmConfig
+from odpm.service import NotAvailableError
+
+router = APIRouter(tags=["control"], dependencies=[WriteAccess])
+
+#: POST /scan waits this long beyond the device's own timeout (a trace takes a while).
+SCAN_GRACE_S = 5.0
+
+
+@router.post(
+    "/devices/{device_id}/scan",
+    response_class=JSONBytes,
+    responses={
+        200: {"model": ReadingOut, "description": "The reading of the scan just taken."},
+        **error_responses(401, 403, 404, 409, 504),
+    },
+)
+async def scan_now(
+    dev: DeviceDep, service: ServiceDep, body: Annotated[ScanIn | None, Body()] = None
+) -> JSONBytes:
+    """The one endpoint that talks to a device: the worker takes the scan on its own
+    thread (between its scheduled scans); the reading is stored and published like
+    any other."""
+    try:
+        future = service.request_scan(dev.id, body.mode if body else None)
+    except NotAvailableError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    timeout_s = dev.config.timeout_s * 2 + SCAN_GRACE_S
+    try:
+        scan = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+    except TimeoutError:
+        future.cancel()
+        raise HTTPException(
+            status.HTTP_504_GATEWAY_TIMEOUT,
+            detail=f"device {dev.id!r} did not deliver a scan within {timeout_s:g} s",
+        ) from None
+    except Exception as exc:
+        raise HTTPException(
+            status.HTTP_504_GATEWAY_TIMEOUT, detail=f"device {dev.id!r}: scan failed: {exc}"
+        ) from None
+    reading = await asyncio.to_thread(service.ingest, dev, scan)
+    if reading is None:
+        raise HTTPException(
+            status.HTTP_504_GATEWAY_TIMEOUT,
+            detail=f"device {dev.id!r}: the scan could not be analysed or stored (see the log)",
+        )
+    from odpm.service import encode_reading
+
+    return JSONBytes(encode_reading(reading))
+
+
+@router.put(
+    "/devices/{device_id}/acquisition",
+    response_model=DeviceOut,
+    responses=error_responses(401, 403, 404, 409),
+)
+def set_acquisition(dev: DeviceDep, service: ServiceDep, body: AcquisitionIn) -> DeviceOut:
+    """Start/stop, mode, interval and averaging; fields left out are unchanged."""
+    try:
+        snap = service.reconfigure(
+            dev.id,
+            running=body.running,
+            mode=body.mode,
+            interval_s=body.interval_s,
+            averaging=body.averaging,
+        )
+    except NotAvailableError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    return device_out(snap)
+
+
+@router.put("/thresholds", response_model=ThresholdsIO, responses=error_responses(401, 403))
+def set_thresholds(service: ServiceDep, body: ThresholdsIO) -> ThresholdsIO:
+    """Replace the thresholds named in the body (null disables one); applies to every device."""
+    merged = service.alarm_config.model_dump()
+    for name in body.model_fields_set:
+        value = getattr(body, name)
+        if name == "channels" and value is not None:
+            value = {ch: t.model_dump() for ch, t in value.items()}
+        if name in ("expected_channels", "channels") and value is None:
+            value = [] if name == "expected_channels" else {}
+        merged[name] = value
+    try:
+        alarms = AlarmConfig.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"]) or "body"
+        raise invalid("body", name, err["msg"]) from None
+    service.set_thresholds(alarms)
+    return ThresholdsIO.model_validate(alarms.model_dump())

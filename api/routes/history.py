@@ -1,0 +1,133 @@
+"""Per-channel time series from storage: mean/min/max per bucket, JSON or CSV.
+
+Parameters are checked here (channel in the device's plan, end after start,
+``every`` a duration) and by the history store (``every`` below the data
+resolution, too many buckets); every refusal is a 422 naming the parameter.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import DeviceDep, ReadAccess, ServiceDep
+from api.routes import error_responses, invalid
+from api.schemas import HistoryOut, HistoryPointOut
+from odpm.service import HistoryQueryError, HistorySeries
+
+router = APIRouter(tags=["history"], dependencies=[ReadAccess])
+
+#: Range used when ``start`` is not given.
+DEFAULT_RANGE = timedelta(hours=1)
+#: Buckets aimed for when ``every`` is not given (a plot's worth).
+DEFAULT_BUCKETS = 500
+#: No single request may span more than this (the journal keeps days, InfluxDB maybe years).
+MAX_RANGE = timedelta(days=400)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)?\s*$")
+_UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_every_s(text: str) -> float:
+    """``10s``, ``1m``, ``1h``, ``2d`` or a plain number of seconds."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise invalid("query", "every", f"not a duration like 10s, 1m or 1h: {text!r}")
+    value = float(m.group(1)) * _UNIT_S[m.group(2) or "s"]
+    if not math.isfinite(value) or value <= 0:
+        raise invalid("query", "every", f"must be a positive duration, got {text!r}")
+    return value
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+@router.get(
+    "/devices/{device_id}/channels/{ch}/history",
+    response_model=HistoryOut,
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+        **error_responses(401, 403, 404),
+    },
+)
+async def channel_history(
+    dev: DeviceDep,
+    service: ServiceDep,
+    ch: Annotated[int, Path(description="Channel number in the device's plan (1..N).")],
+    start: Annotated[
+        datetime | None, Query(description="ISO 8601; naive means UTC (default: end - 1 h).")
+    ] = None,
+    end: Annotated[datetime | None, Query(description="ISO 8601 (default: now).")] = None,
+    every: Annotated[
+        str | None,
+        Query(description="Bucket width: 10s, 1m, 1h... (default: about 500 buckets)."),
+    ] = None,
+    field: Annotated[Literal["power_dbm", "osnr_db"], Query()] = "power_dbm",
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> HistoryOut | Response:
+    if not 1 <= ch <= dev.plan.count:
+        raise invalid("path", "ch", f"channel must be 1..{dev.plan.count}, got {ch}")
+    try:
+        end_t = _utc(end) if end is not None else datetime.now(UTC)
+        start_t = _utc(start) if start is not None else end_t - DEFAULT_RANGE
+    except (OverflowError, ValueError) as exc:
+        raise invalid("query", "start", f"not a usable time: {exc}") from None
+    if end_t <= start_t:
+        raise invalid("query", "end", f"must be after start ({start_t.isoformat()})")
+    if end_t - start_t > MAX_RANGE:
+        raise invalid(
+            "query", "start", f"the range is longer than the {MAX_RANGE.days} days allowed"
+        )
+    span_s = (end_t - start_t).total_seconds()
+    every_s = parse_every_s(every) if every is not None else None
+    try:
+        series: HistorySeries = await run_in_threadpool(
+            service.channel_history,
+            dev.id,
+            ch,
+            field,
+            start_t,
+            end_t,
+            every_s,
+            span_s / DEFAULT_BUCKETS,
+        )
+    except HistoryQueryError as exc:
+        raise invalid("query", exc.parameter, exc.message) from None
+    points = [
+        HistoryPointOut(time=t, mean=mean, min=lo, max=hi, samples=n)
+        for t, mean, lo, hi, n in series.points
+    ]
+    if format == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["time", f"{field}_mean", f"{field}_min", f"{field}_max", "samples"])
+        for p in points:
+            w.writerow([p.time.isoformat(), _cell(p.mean), _cell(p.min), _cell(p.max), p.samples])
+        name = f"{dev.id}_ch{ch:02d}_{field}.csv"
+        return Response(
+            buf.getvalue(),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return HistoryOut(
+        device=dev.id,
+        channel=ch,
+        field=field,
+        start=start_t,
+        end=end_t,
+        every_s=series.every_s,
+        source=series.source,
+        points=points,
+    )
+
+
+def _cell(v: float | None) -> str:
+    return "" if v is None else repr(v)

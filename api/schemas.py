@@ -1,0 +1,203 @@
+"""Response and request bodies of the HTTP API (pydantic), with units in field names.
+
+The reading and trace shapes are the ones :meth:`odpm.models.Reading.to_dict`
+and :func:`odpm.service.trace_dict` produce; the routes send those pre-encoded
+bytes (encoded once per reading, not once per request) and these models
+document them in OpenAPI, where a schemathesis run checks they agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from odpm.grid import ODPM96_PORT_COUNT
+from odpm.models import AlarmKind, Quality
+
+# Written out for the type checker; the assertion below keeps them in step with the enums.
+QualityLabel = Literal["ok", "dark", "noise_unresolved", "power_only"]
+AlarmKindValue = Literal[
+    "los",
+    "power_low",
+    "power_high",
+    "osnr_low",
+    "offset_high",
+    "total_power_low",
+    "total_power_high",
+]
+assert set(get_args(QualityLabel)) == {q.label for q in Quality}
+assert set(get_args(AlarmKindValue)) == {k.value for k in AlarmKind}
+ModeName = Literal["power", "trace", "stream"]
+ChannelNumber = Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT)]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ErrorOut(_Out):
+    detail: str = Field(description="What went wrong, naming the parameter or resource.")
+
+
+class CountersOut(_Out):
+    scans: int
+    errors: int
+    reconnects: int
+    crc_failures: int
+    lost_frames: int
+
+
+class DeviceOut(_Out):
+    id: str
+    driver: str
+    address: str
+    identity: str | None = Field(description="The device's *IDN? answer, once known.")
+    state: str = Field(description="connecting, running, backoff, paused, stopped (or replica).")
+    mode: ModeName
+    interval_s: float
+    averaging: int
+    enabled: bool = Field(description="Whether acquisition is meant to run.")
+    channels: int = Field(description="Channels in the device's channel plan.")
+    last_scan_time: datetime | None
+    last_error: str | None
+    counters: CountersOut
+    readings_stored: int
+    processing_errors: int
+
+
+class ChannelOut(_Out):
+    channel: int
+    frequency_thz: float
+    present: bool
+    power_dbm: float | None
+    signal_power_dbm: float | None
+    osnr_db: float | None = Field(description="OSNR referred to 0.1 nm (12.5 GHz).")
+    offset_ghz: float | None
+    quality: QualityLabel
+
+
+class AlarmEventOut(_Out):
+    device: str
+    time: datetime
+    kind: AlarmKindValue
+    channel: int | None = Field(description="null for device-wide alarms (total power).")
+    active: bool = Field(description="true when raised, false when cleared.")
+    value: float | None
+    threshold: float | None
+
+
+class ReadingOut(_Out):
+    device: str
+    time: datetime
+    mode: ModeName
+    temperature_c: float | None
+    channels: list[ChannelOut]
+    total_power_dbm: float | None
+    lit_channels: int
+    tilt_db: float | None
+    flatness_db: float | None
+    min_osnr_db: float | None
+    alarms: list[AlarmEventOut]
+
+
+class TraceOut(_Out):
+    device: str
+    time: datetime
+    rbw_ghz: float = Field(description="Noise-equivalent bandwidth of each point.")
+    temperature_c: float | None
+    frequency_thz: list[float]
+    power_dbm: list[float | None] = Field(description="null below the detection floor.")
+
+
+class HistoryPointOut(_Out):
+    time: datetime = Field(description="Start of the bucket.")
+    mean: float | None
+    min: float | None
+    max: float | None
+    samples: int
+
+
+class HistoryOut(_Out):
+    device: str
+    channel: int
+    field: str = Field(description="power_dbm or osnr_db.")
+    start: datetime
+    end: datetime
+    every_s: float
+    source: str = Field(description="Where the data came from (journal or influxdb).")
+    points: list[HistoryPointOut]
+
+
+class AlarmsOut(_Out):
+    active: list[AlarmEventOut]
+    recent: list[AlarmEventOut] = Field(description="Raise/clear events, newest first.")
+
+
+class StorageOut(_Out):
+    journal_open: bool
+    backlog_rows: int | None
+    oldest_unforwarded_age_s: float | None
+    forwarded_rows: int | None
+    forwarder_state: str | None
+    forwarder_error: str | None
+    influx_configured: bool
+    influx_reachable: bool | None
+
+
+class HealthOut(_Out):
+    status: Literal["ok", "not_ready"]
+    ready: bool
+    reasons: list[str]
+    uptime_s: float
+    acquisition: bool
+    devices: dict[str, str] = Field(description="Worker state per device id.")
+    storage: StorageOut
+
+
+class AcquisitionIn(BaseModel):
+    """Fields left out keep their current value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    running: bool | None = None
+    mode: ModeName | None = None
+    interval_s: float | None = Field(None, ge=0.0, le=86400)
+    averaging: int | None = Field(None, ge=1, le=64)
+
+
+class ScanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["power", "trace"] | None = Field(
+        None, description="Scan mode for this one scan (default: the device's mode)."
+    )
+
+
+class ChannelThresholdsIO(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    power_low_dbm: float | None = None
+    power_high_dbm: float | None = None
+    osnr_low_db: float | None = None
+    offset_high_ghz: float | None = None
+
+
+class ThresholdsIO(BaseModel):
+    """Alarm thresholds (null: not checked); the same keys as ``[alarms]`` in the config.
+
+    A PUT replaces the fields it names and keeps the others.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    hysteresis_db: float | None = Field(None, ge=0, le=10)
+    power_low_dbm: float | None = Field(None, ge=-100, le=40)
+    power_high_dbm: float | None = Field(None, ge=-100, le=40)
+    osnr_low_db: float | None = Field(None, ge=-10, le=80)
+    offset_high_ghz: float | None = Field(None, ge=0, le=1000)
+    total_power_low_dbm: float | None = Field(None, ge=-100, le=40)
+    total_power_high_dbm: float | None = Field(None, ge=-100, le=40)
+    expected_channels: list[ChannelNumber] | None = None
+    channels: dict[ChannelNumber, ChannelThresholdsIO] | None = None
