@@ -1,0 +1,434 @@
+"""History queries: one interface, two stores (the journal and InfluxDB), one semantics.
+
+A query names a device (and a channel, or all channels), a time range
+``[start, end)`` and a resolution ``every``.  Buckets start at ``start`` and are
+``every`` long; a bucket appears only if it holds data.  Per bucket:
+
+* ``samples``: number of scans in the bucket (raw), or the sum of the rollups'
+  ``samples`` (1-minute data);
+* ``power_dbm`` and ``osnr_db``: mean, min and max over the values that exist
+  (missing values, e.g. the OSNR of a port reading, are skipped, not zero).
+
+Ranges up to :data:`RAW_RANGE_LIMIT_S` read raw points; longer ranges read the
+1-minute rollups (``channel_1m``), where the mean of a bucket is the mean of
+its minute means (what InfluxQL's ``mean(power_dbm_mean)`` computes, so Grafana
+and the API agree).  Both implementations below follow these rules and the
+tests check them against the same readings.
+
+Bad parameters raise :class:`HistoryQueryError` subclasses (``ValueError``)
+whose ``parameter`` names the culprit; the API turns them into 422.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from odpm.config import InfluxConfig
+from odpm.storage.influx import v1_auth
+from odpm.storage.journal import (
+    ROLLUP_PERIOD_US,
+    Journal,
+    aggregate_buckets,
+    time_to_us,
+    us_to_time,
+)
+from odpm.storage.lineprotocol import MEASUREMENT_CHANNEL, MEASUREMENT_CHANNEL_1M, channel_tag
+
+#: Ranges longer than this are answered from 1-minute rollups (3 hours).
+RAW_RANGE_LIMIT_S = 3 * 3600.0
+#: Finest ``every`` on raw points.
+MIN_RAW_EVERY_S = 1.0
+#: Finest ``every`` on rollups: their own period.
+MIN_ROLLUP_EVERY_S = ROLLUP_PERIOD_US / 1e6
+#: Most buckets one query may return (per channel).
+MAX_BUCKETS = 10_000
+
+Source = Literal["raw", "channel_1m"]
+
+
+class HistoryQueryError(ValueError):
+    """A history query parameter is invalid; ``parameter`` names it."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+
+
+class InvalidRangeError(HistoryQueryError):
+    """``end`` is not after ``start``."""
+
+
+class ResolutionTooFineError(HistoryQueryError):
+    """``every`` is below what the data behind the range resolves."""
+
+
+class TooManyBucketsError(HistoryQueryError):
+    """``(end - start) / every`` exceeds :data:`MAX_BUCKETS`."""
+
+
+class InvalidChannelError(HistoryQueryError):
+    """The channel number is out of range."""
+
+
+class HistoryBackendError(RuntimeError):
+    """The store could not answer (InfluxDB down, query error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregates:
+    """mean/min/max per bucket; NaN where the bucket had no value of this quantity."""
+
+    mean: npt.NDArray[np.float64]
+    min: npt.NDArray[np.float64]
+    max: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHistory:
+    device: str
+    channel: int
+    source: Source
+    every_s: float
+    #: Bucket starts, µs since the Unix epoch.
+    time_us: npt.NDArray[np.int64]
+    samples: npt.NDArray[np.int64]
+    power_dbm: Aggregates
+    osnr_db: Aggregates
+
+    def __len__(self) -> int:
+        return int(self.time_us.size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape (NaN -> null) for the API."""
+
+        def clean(a: npt.NDArray[np.float64]) -> list[float | None]:
+            return [None if math.isnan(v) else v for v in a.tolist()]
+
+        return {
+            "device": self.device,
+            "channel": self.channel,
+            "source": self.source,
+            "every_s": self.every_s,
+            "time": [us_to_time(t).isoformat() for t in self.time_us.tolist()],
+            "samples": self.samples.tolist(),
+            **{
+                f"{q}_{stat}": clean(getattr(getattr(self, q), stat))
+                for q in ("power_dbm", "osnr_db")
+                for stat in ("mean", "min", "max")
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """A validated query: integer µs throughout, source chosen."""
+
+    device: str
+    start_us: int
+    end_us: int
+    every_us: int
+    source: Source
+
+    @property
+    def offset_us(self) -> int:
+        """Buckets start at ``start``: InfluxQL's GROUP BY time offset."""
+        return self.start_us % self.every_us
+
+    def bucket_of(self, t_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        return self.start_us + (t_us - self.start_us) // self.every_us * self.every_us
+
+
+def plan_query(
+    device: str, start: datetime, end: datetime, every: timedelta | float
+) -> HistoryQuery:
+    """Validate a query and choose raw points or rollups (see the module docstring)."""
+    if not device:
+        raise HistoryQueryError("device", "must not be empty")
+    start_us = time_to_us(start)
+    end_us = time_to_us(end)
+    if end_us <= start_us:
+        raise InvalidRangeError(
+            "end", f"must be after start ({end.isoformat()} <= {start.isoformat()})"
+        )
+    every_s = every.total_seconds() if isinstance(every, timedelta) else float(every)
+    if not math.isfinite(every_s) or every_s <= 0:
+        raise ResolutionTooFineError("every", f"must be a positive duration, got {every_s} s")
+    span_s = (end_us - start_us) / 1e6
+    source: Source = "channel_1m" if span_s > RAW_RANGE_LIMIT_S else "raw"
+    if source == "raw" and every_s < MIN_RAW_EVERY_S:
+        raise ResolutionTooFineError(
+            "every", f"must be at least {MIN_RAW_EVERY_S:g} s, got {every_s:g} s"
+        )
+    if source == "channel_1m" and (every_s < MIN_ROLLUP_EVERY_S or every_s % MIN_ROLLUP_EVERY_S):
+        raise ResolutionTooFineError(
+            "every",
+            f"ranges over {RAW_RANGE_LIMIT_S / 3600:g} h use 1-minute rollups: every must be "
+            f"a whole number of minutes, got {every_s:g} s",
+        )
+    every_us = round(every_s * 1e6)
+    buckets = math.ceil((end_us - start_us) / every_us)
+    if buckets > MAX_BUCKETS:
+        raise TooManyBucketsError(
+            "every",
+            f"{every_s:g} s over {span_s:g} s gives {buckets} buckets; at most {MAX_BUCKETS}",
+        )
+    return HistoryQuery(device, start_us, end_us, every_us, source)
+
+
+def _check_channel(channel: int) -> int:
+    if not 1 <= int(channel) <= 96:
+        raise InvalidChannelError("channel", f"must be 1..96, got {channel}")
+    return int(channel)
+
+
+class HistoryStore(Protocol):
+    """What the API queries; :class:`JournalHistory` and :class:`InfluxHistory` implement it."""
+
+    def channel_history(
+        self, device: str, channel: int, start: datetime, end: datetime, every: timedelta | float
+    ) -> ChannelHistory: ...
+
+    def device_history(
+        self, device: str, start: datetime, end: datetime, every: timedelta | float
+    ) -> list[ChannelHistory]: ...
+
+
+def _empty(q: HistoryQuery, channel: int) -> ChannelHistory:
+    nan = np.zeros(0)
+    return ChannelHistory(
+        q.device,
+        channel,
+        q.source,
+        q.every_us / 1e6,
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+        Aggregates(nan, nan, nan),
+        Aggregates(nan, nan, nan),
+    )
+
+
+class JournalHistory:
+    """History from the embedded journal (the default when no InfluxDB is configured)."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def channel_history(
+        self, device: str, channel: int, start: datetime, end: datetime, every: timedelta | float
+    ) -> ChannelHistory:
+        q = plan_query(device, start, end, every)
+        ch = _check_channel(channel)
+        got = self._query(q, ch)
+        return got[0] if got else _empty(q, ch)
+
+    def device_history(
+        self, device: str, start: datetime, end: datetime, every: timedelta | float
+    ) -> list[ChannelHistory]:
+        return self._query(plan_query(device, start, end, every), None)
+
+    def _query(self, q: HistoryQuery, only: int | None) -> list[ChannelHistory]:
+        if q.source == "raw":
+            raw = self._journal.channel_values_between(
+                q.device, q.start_us, q.end_us, ("power_dbm", "osnr_db")
+            )
+            groups = [(t, ch, v, np.ones(t.size, np.int64)) for t, ch, v in raw]
+        else:
+            groups = self._journal.rollup_values_between(
+                q.device,
+                q.start_us,
+                q.end_us,
+                (
+                    "power_dbm_mean",
+                    "power_dbm_min",
+                    "power_dbm_max",
+                    "osnr_db_mean",
+                    "osnr_db_min",
+                    "osnr_db_max",
+                ),
+            )
+        channels = sorted({int(c) for _, ch, _, _ in groups for c in ch.tolist()})
+        if only is not None:
+            channels = [c for c in channels if c == only]
+        if not channels:
+            return []
+        if len(groups) == 1:
+            t, ch, v, n = groups[0]
+            idx = np.searchsorted(ch, channels) if _sorted(ch) else _index(ch, channels)
+            return self._aggregate(q, channels, t, v[:, :, idx], n)
+        out = []
+        for c in channels:  # several channel plans in range: rare, merge per channel
+            ts, vs, ns = [], [], []
+            for t, ch, v, n in groups:
+                hit = np.flatnonzero(ch == c)
+                if hit.size:
+                    ts.append(t)
+                    vs.append(v[:, :, hit])
+                    ns.append(n)
+            t_all = np.concatenate(ts)
+            order = np.argsort(t_all, kind="stable")
+            out += self._aggregate(
+                q,
+                [c],
+                t_all[order],
+                np.concatenate(vs, axis=1)[:, order],
+                np.concatenate(ns)[order],
+            )
+        return out
+
+    def _aggregate(
+        self,
+        q: HistoryQuery,
+        channels: list[int],
+        t: npt.NDArray[np.int64],
+        v: npt.NDArray[np.float64],
+        n: npt.NDArray[np.int64],
+    ) -> list[ChannelHistory]:
+        buckets = q.bucket_of(t)
+        keys, _, agg = aggregate_buckets(buckets, v)
+        if t.size:
+            starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+            samples = np.add.reduceat(n, starts)
+        else:
+            samples = np.zeros(0, np.int64)
+        if q.source == "raw":
+            p_mean, p_min, p_max = agg[0, 0], agg[0, 1], agg[0, 2]
+            o_mean, o_min, o_max = agg[1, 0], agg[1, 1], agg[1, 2]
+        else:
+            # Rollup columns: mean of means, min of mins, max of maxes.
+            p_mean, p_min, p_max = agg[0, 0], agg[1, 1], agg[2, 2]
+            o_mean, o_min, o_max = agg[3, 0], agg[4, 1], agg[5, 2]
+        return [
+            ChannelHistory(
+                q.device,
+                c,
+                q.source,
+                q.every_us / 1e6,
+                keys,
+                samples.astype(np.int64),
+                Aggregates(p_mean[:, i], p_min[:, i], p_max[:, i]),
+                Aggregates(o_mean[:, i], o_min[:, i], o_max[:, i]),
+            )
+            for i, c in enumerate(channels)
+        ]
+
+
+def _sorted(a: npt.NDArray[np.int64]) -> bool:
+    return bool(np.all(a[1:] > a[:-1]))
+
+
+def _index(ch: npt.NDArray[np.int64], channels: list[int]) -> npt.NDArray[np.int64]:
+    pos = {int(c): i for i, c in enumerate(ch.tolist())}
+    return np.array([pos[c] for c in channels], dtype=np.int64)
+
+
+def _influxql_string(value: str) -> str:
+    """A single-quoted InfluxQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+#: The InfluxQL select lists, per source, in the order _from_rows reads them.
+_RAW_SELECT = (
+    'count("present"), mean("power_dbm"), min("power_dbm"), max("power_dbm"), '
+    'mean("osnr_db"), min("osnr_db"), max("osnr_db")'
+)
+_ROLLUP_SELECT = (
+    'sum("samples"), mean("power_dbm_mean"), min("power_dbm_min"), max("power_dbm_max"), '
+    'mean("osnr_db_mean"), min("osnr_db_min"), max("osnr_db_max")'
+)
+
+
+def influxql_for(q: HistoryQuery, channel: int | None) -> str:
+    """The InfluxQL that answers ``q`` (the same text works in Grafana)."""
+    measurement = MEASUREMENT_CHANNEL if q.source == "raw" else MEASUREMENT_CHANNEL_1M
+    select = _RAW_SELECT if q.source == "raw" else _ROLLUP_SELECT
+    where = f'"device" = {_influxql_string(q.device)}'
+    if channel is not None:
+        where += f' AND "channel" = {_influxql_string(channel_tag(channel))}'
+    group = f"time({q.every_us}u, {q.offset_us}u)"
+    if channel is None:
+        group += ', "channel"'
+    return (
+        f'SELECT {select} FROM "{measurement}" WHERE {where} '
+        f"AND time >= {q.start_us}u AND time < {q.end_us}u GROUP BY {group} fill(none)"
+    )
+
+
+class InfluxHistory:
+    """History from InfluxDB over InfluxQL ``/query`` (1.x, 2.x with a DBRP mapping, 3.x)."""
+
+    def __init__(self, config: InfluxConfig, *, client: httpx.Client | None = None) -> None:
+        if not config.url:
+            raise ValueError("storage.influx.url is empty: no InfluxDB to query")
+        headers, auth = v1_auth(config)
+        self._client = client or httpx.Client(
+            base_url=config.url, headers=headers, auth=auth, timeout=config.timeout_s
+        )
+        self._params = {"db": config.database, "epoch": "u"}
+        if config.retention_policy:
+            self._params["rp"] = config.retention_policy
+
+    def close(self) -> None:
+        self._client.close()
+
+    def query(self, influxql: str) -> list[dict[str, Any]]:
+        """Run InfluxQL; return the first statement's series (raising on errors)."""
+        try:
+            r = self._client.post("/query", data={**self._params, "q": influxql})
+        except httpx.HTTPError as exc:
+            raise HistoryBackendError(f"InfluxDB query failed: {exc}") from exc
+        try:
+            body = r.json()
+        except json.JSONDecodeError:
+            body = {}
+        if r.status_code >= 300:
+            raise HistoryBackendError(
+                f"InfluxDB query failed: HTTP {r.status_code}: {body.get('error', r.text)[:500]}"
+            )
+        results = body.get("results") or [{}]
+        if "error" in results[0]:
+            raise HistoryBackendError(f"InfluxDB query failed: {results[0]['error']}")
+        return list(results[0].get("series") or [])
+
+    def channel_history(
+        self, device: str, channel: int, start: datetime, end: datetime, every: timedelta | float
+    ) -> ChannelHistory:
+        q = plan_query(device, start, end, every)
+        ch = _check_channel(channel)
+        series = self.query(influxql_for(q, ch))
+        return _from_series(q, ch, series[0]["values"]) if series else _empty(q, ch)
+
+    def device_history(
+        self, device: str, start: datetime, end: datetime, every: timedelta | float
+    ) -> list[ChannelHistory]:
+        q = plan_query(device, start, end, every)
+        out = [
+            _from_series(q, int(s["tags"]["channel"]), s["values"])
+            for s in self.query(influxql_for(q, None))
+        ]
+        return sorted(out, key=lambda h: h.channel)
+
+
+def _from_series(q: HistoryQuery, channel: int, values: list[list[Any]]) -> ChannelHistory:
+    if not values:
+        return _empty(q, channel)
+    cols = np.array(
+        [[math.nan if x is None else float(x) for x in row] for row in values], dtype=np.float64
+    )
+    return ChannelHistory(
+        q.device,
+        channel,
+        q.source,
+        q.every_us / 1e6,
+        np.array([row[0] for row in values], dtype=np.int64),
+        np.nan_to_num(cols[:, 1]).astype(np.int64),
+        Aggregates(cols[:, 2], cols[:, 3], cols[:, 4]),
+        Aggregates(cols[:, 5], cols[:, 6], cols[:, 7]),
+    )

@@ -1,0 +1,516 @@
+"""The InfluxDB forwarder: journal rows out as line protocol, nothing lost, nothing twice.
+
+Two threads per forwarder.  The *encoder* reads journal rows after the
+forwarder's in-memory position and renders line-protocol batches of at most
+``batch_lines`` lines into a small bounded queue (so memory stays flat however
+long InfluxDB is away: the backlog lives on disk).  The *sender* posts each
+batch and persists the journal cursor only after a 2xx, strictly in order, so
+after any crash the next run resumes at the first batch not acknowledged.
+A batch that was written but not acknowledged before a crash is sent again;
+that is harmless because an InfluxDB point is identified by measurement, tag
+set and timestamp, and writing it again overwrites it with the same values.
+
+Errors are classified once, for both dialects:
+
+* connection errors, timeouts, 408, 429 and 5xx -> :class:`TransientWriteError`:
+  exponential backoff with jitter (capped, 30 s by default), retry forever;
+* 401 and 403 -> :class:`AuthWriteError`: state ``auth_failed``, logged, shown in
+  :attr:`Forwarder.stats`; retried every ``auth_retry_s`` until credentials work;
+* other 4xx (400 bad data / field type conflict, 413, 422 ...) ->
+  :class:`RejectedBatchError`: the batch goes to the journal's ``quarantine``
+  table with the server's message and forwarding moves on.
+
+Dialects: ``v1`` POSTs to ``/write`` with httpx (InfluxDB 1.x, 2.x through its v1
+compatibility API, 3.x); ``v2`` uses influxdb-client's *synchronous* write API
+(its batching mode is known to lose data; batching and retries are ours).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+import httpx
+
+from odpm.config import InfluxConfig
+from odpm.storage.journal import Journal, StoredRollup, StoredScan, time_to_us
+from odpm.storage.lineprotocol import ChannelLineEncoder, alarm_line, scan_line
+
+log = logging.getLogger(__name__)
+
+ForwarderState = Literal["idle", "sending", "backoff", "auth_failed", "stopped"]
+
+#: Ceiling of the retry delay after connection errors and 5xx (the issue's 30 s).
+DEFAULT_BACKOFF_MAX_S = 30.0
+
+
+class WriteError(Exception):
+    """A batch was not written."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class TransientWriteError(WriteError):
+    """Worth retrying as is: the server was unreachable, slow or failing (5xx)."""
+
+
+class AuthWriteError(WriteError):
+    """401/403: the credentials are wrong or lack write permission."""
+
+
+class RejectedBatchError(WriteError):
+    """A 4xx about the data itself: retrying the same batch cannot succeed."""
+
+
+def classify_status(status: int, message: str) -> WriteError:
+    """Map an HTTP status (either dialect) onto the forwarder's error classes."""
+    text = f"HTTP {status}: {message}".strip()
+    if status in (401, 403):
+        return AuthWriteError(text, status)
+    if status in (408, 429) or status >= 500:
+        return TransientWriteError(text, status)
+    if 400 <= status < 500:
+        return RejectedBatchError(text, status)
+    return TransientWriteError(text, status)
+
+
+class LineWriter(Protocol):
+    """Writes one batch of line protocol (precision µs) or raises a WriteError subclass."""
+
+    def write(self, body: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def v1_auth(
+    config: InfluxConfig,
+) -> tuple[dict[str, str], httpx.BasicAuth | None]:
+    """Headers and auth for the v1 API: token header, basic auth, or nothing."""
+    if config.token:
+        return {"Authorization": f"Token {config.token}"}, None
+    if config.username:
+        return {}, httpx.BasicAuth(config.username, config.password)
+    return {}, None
+
+
+class V1Writer:
+    """``POST {url}/write?db=&rp=&precision=u`` over one pooled httpx client."""
+
+    def __init__(self, config: InfluxConfig) -> None:
+        if not config.url:
+            raise ValueError("storage.influx.url is empty: nothing to forward to")
+        headers, auth = v1_auth(config)
+        self._client = httpx.Client(
+            base_url=config.url,
+            headers={**headers, "Content-Type": "text/plain; charset=utf-8"},
+            auth=auth,
+            timeout=config.timeout_s,
+        )
+        self._params = {"db": config.database, "precision": "u"}
+        if config.retention_policy:
+            self._params["rp"] = config.retention_policy
+
+    def write(self, body: str) -> None:
+        try:
+            r = self._client.post("/write", params=self._params, content=body.encode("utf-8"))
+        except httpx.HTTPError as exc:
+            raise TransientWriteError(f"{type(exc).__name__}: {exc}") from exc
+        if 200 <= r.status_code < 300:
+            return
+        raise classify_status(r.status_code, _error_text(r.text))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _error_text(body: str) -> str:
+    """InfluxDB answers ``{"error": "..."}``; keep the message, bounded."""
+    import json
+
+    with contextlib.suppress(ValueError, AttributeError):
+        msg = json.loads(body).get("error")
+        if isinstance(msg, str):
+            return msg[:2000]
+    return body.strip()[:2000]
+
+
+class V2Writer:
+    """influxdb-client's synchronous write API: ``/api/v2/write`` with org, bucket, token."""
+
+    def __init__(self, config: InfluxConfig) -> None:
+        from influxdb_client.client.influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.domain.write_precision import WritePrecision
+
+        if not config.url:
+            raise ValueError("storage.influx.url is empty: nothing to forward to")
+        if not config.org:
+            raise ValueError("storage.influx.org must be set for the v2 dialect")
+        self._client = InfluxDBClient(
+            url=config.url,
+            token=config.token,
+            org=config.org,
+            timeout=int(config.timeout_s * 1000),
+            retries=False,
+        )
+        self._api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._bucket = config.bucket
+        self._org = config.org
+        self._precision: Any = WritePrecision.US
+
+    def write(self, body: str) -> None:
+        from influxdb_client.rest import ApiException
+
+        try:
+            self._api.write(
+                bucket=self._bucket,
+                org=self._org,
+                record=body.encode("utf-8"),
+                write_precision=self._precision,
+            )
+        except ApiException as exc:
+            raise classify_status(
+                int(exc.status or 0), _error_text(str(exc.body or exc.reason))
+            ) from exc
+        except Exception as exc:  # urllib3 connection errors, timeouts, ...
+            raise TransientWriteError(f"{type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self._api.close()  # type: ignore[no-untyped-call]
+        self._client.close()  # type: ignore[no-untyped-call]
+
+
+def make_writer(config: InfluxConfig) -> LineWriter:
+    if config.dialect == "v2":
+        return V2Writer(config)
+    return V1Writer(config)
+
+
+@dataclass(frozen=True, slots=True)
+class ForwarderStats:
+    """A snapshot for health endpoints and metrics."""
+
+    state: ForwarderState
+    #: Journal scans not yet acknowledged by InfluxDB.
+    backlog_rows: int
+    #: Age of the oldest of them (reading time to now), None when there are none.
+    oldest_unforwarded_age_s: float | None
+    backlog_rollups: int
+    forwarded_rows: int
+    forwarded_points: int
+    forwarded_batches: int
+    retries: int
+    quarantined_batches: int
+    last_error: str | None
+    last_success: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    body: str
+    lines: int
+    rows: int
+    first_scan_id: int | None
+    last_scan_id: int | None
+    last_rollup_id: int | None
+
+
+class Forwarder:
+    """Ships journal rows to InfluxDB.  ``start()``, ``stop()``, ``stats``.
+
+    ``writer`` replaces the dialect's writer (tests, benchmarks); the timing
+    knobs exist so tests do not wait for the production intervals.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        config: InfluxConfig,
+        *,
+        writer: LineWriter | None = None,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = DEFAULT_BACKOFF_MAX_S,
+        auth_retry_s: float = 30.0,
+        poll_interval_s: float = 0.2,
+        prefetch_batches: int = 2,
+        rng: random.Random | None = None,
+    ) -> None:
+        if backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
+            raise ValueError(
+                f"need 0 < backoff_initial_s <= backoff_max_s, got {backoff_initial_s}, "
+                f"{backoff_max_s}"
+            )
+        if poll_interval_s <= 0 or auth_retry_s <= 0:
+            raise ValueError("poll_interval_s and auth_retry_s must be > 0")
+        self._journal = journal
+        self._config = config
+        self._writer = writer if writer is not None else make_writer(config)
+        self._batch_lines = config.batch_lines
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._auth_retry_s = auth_retry_s
+        self._poll_s = poll_interval_s
+        self._rng = rng or random.Random()
+        self._queue: queue.Queue[_Batch] = queue.Queue(maxsize=max(1, prefetch_batches))
+        self._stop = threading.Event()
+        self._encoder = ChannelLineEncoder()
+        self._state: ForwarderState = "stopped"
+        self._forwarded_rows = 0
+        self._forwarded_points = 0
+        self._forwarded_batches = 0
+        self._retries = 0
+        self._quarantined = 0
+        self._last_error: str | None = None
+        self._last_success: datetime | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._threads:
+            raise RuntimeError("forwarder already started")
+        self._stop.clear()
+        self._state = "idle"
+        self._threads = [
+            threading.Thread(target=self._encode_loop, name="odpm-fwd-encode", daemon=True),
+            threading.Thread(target=self._send_loop, name="odpm-fwd-send", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Stop after the request in flight; unacknowledged batches are resent next start."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=timeout_s)
+        self._threads = []
+        self._state = "stopped"
+        self._writer.close()
+
+    def __enter__(self) -> Forwarder:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def stats(self) -> ForwarderStats:
+        b = self._journal.backlog()
+        age = None
+        if b.oldest_time_us is not None:
+            age = max(0.0, (time_to_us(datetime.now(UTC)) - b.oldest_time_us) / 1e6)
+        return ForwarderStats(
+            state=self._state,
+            backlog_rows=b.rows,
+            oldest_unforwarded_age_s=age,
+            backlog_rollups=b.rollup_rows,
+            forwarded_rows=self._forwarded_rows,
+            forwarded_points=self._forwarded_points,
+            forwarded_batches=self._forwarded_batches,
+            retries=self._retries,
+            quarantined_batches=self._quarantined,
+            last_error=self._last_error,
+            last_success=self._last_success,
+        )
+
+    def wait_drained(self, timeout_s: float) -> bool:
+        """True once every journal row (and rollup) is acknowledged (tests, shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            b = self._journal.backlog()
+            if b.rows == 0 and b.rollup_rows == 0:
+                return True
+            time.sleep(min(0.05, self._poll_s))
+        return False
+
+    # -- encoding -----------------------------------------------------------------------
+
+    def encode_scan(self, s: StoredScan) -> str:
+        """All lines of one journal row: its channels, its scan line, its alarm events."""
+        parts = [
+            self._encoder.channel_lines(s.device, s.time_us, s.channel, s.present, s.values),
+            scan_line(
+                s.device,
+                s.mode,
+                s.time_us,
+                total_power_dbm=s.total_power_dbm,
+                lit_channels=s.lit_channels,
+                tilt_db=s.tilt_db,
+                flatness_db=s.flatness_db,
+                min_osnr_db=s.min_osnr_db,
+                temperature_c=s.temperature_c,
+            ),
+        ]
+        for a in s.alarms:
+            parts.append(
+                alarm_line(
+                    a.device_id,
+                    time_to_us(a.time),
+                    kind=a.kind.value,
+                    channel=a.channel,
+                    active=a.active,
+                    value=a.value,
+                    threshold=a.threshold,
+                )
+            )
+        return "".join(parts)
+
+    def encode_rollup(self, r: StoredRollup) -> str:
+        return self._encoder.rollup_lines(r.device, r.minute_us, r.channel, r.values, r.samples)
+
+    def _put(self, batch: _Batch) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(batch, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _encode_loop(self) -> None:
+        try:
+            self._encode_loop_inner()
+        except Exception as exc:  # never die silently: the backlog would grow unseen
+            log.exception("forwarder encoder failed")
+            self._last_error = f"encoder failed: {type(exc).__name__}: {exc}"
+            self._state = "stopped"
+
+    def _encode_loop_inner(self) -> None:
+        scan_pos, rollup_pos = self._journal.cursors()
+        pending: list[StoredScan] = []
+        per_scan_guess = 81
+        while not self._stop.is_set():
+            made = False
+            rollups = self._journal.read_rollups(
+                rollup_pos, max(1, self._batch_lines // per_scan_guess)
+            )
+            if rollups:
+                body = "".join(self.encode_rollup(r) for r in rollups)
+                lines = sum(r.channel.size for r in rollups)
+                if not self._put(_Batch(body, lines, 0, None, None, rollups[-1].id)):
+                    return
+                rollup_pos = rollups[-1].id
+                made = True
+            parts: list[str] = []
+            lines = 0
+            first: int | None = None
+            last: int | None = None
+            rows = 0
+            while True:
+                if not pending:
+                    after = last if last is not None else scan_pos
+                    pending = self._journal.read_scans(
+                        after, max(1, self._batch_lines // per_scan_guess + 1)
+                    )
+                    pending.reverse()
+                    if not pending:
+                        break
+                s = pending[-1]
+                n = s.channel.size + 1 + len(s.alarms)
+                per_scan_guess = max(1, n)
+                if rows and lines + n > self._batch_lines:
+                    break
+                pending.pop()
+                parts.append(self.encode_scan(s))
+                lines += n
+                rows += 1
+                first = s.id if first is None else first
+                last = s.id
+            if rows:
+                if not self._put(_Batch("".join(parts), lines, rows, first, last, None)):
+                    return
+                assert last is not None
+                scan_pos = last
+                made = True
+            if not made:
+                self._stop.wait(self._poll_s)
+
+    # -- sending ------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self._queue.get(timeout=self._poll_s)
+            except queue.Empty:
+                if self._state == "sending":
+                    self._state = "idle"
+                continue
+            self._deliver(batch)
+
+    def _deliver(self, batch: _Batch) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            if self._state not in ("backoff", "auth_failed"):
+                self._state = "sending"
+            try:
+                self._writer.write(batch.body)
+            except AuthWriteError as exc:
+                if self._state != "auth_failed":
+                    log.error(
+                        "InfluxDB refused our credentials (%s); forwarding paused, retrying "
+                        "every %.0f s. Check storage.influx token/username/password.",
+                        exc.message,
+                        self._auth_retry_s,
+                    )
+                self._state = "auth_failed"
+                self._last_error = f"authentication failed: {exc.message}"
+                self._retries += 1
+                self._stop.wait(self._auth_retry_s)
+                continue
+            except TransientWriteError as exc:
+                if self._state != "backoff":
+                    log.warning("InfluxDB write failed (%s); backing off", exc.message)
+                self._state = "backoff"
+                self._last_error = exc.message
+                self._retries += 1
+                self._stop.wait(self._backoff_delay(attempt))
+                attempt += 1
+                continue
+            except RejectedBatchError as exc:
+                self._journal.quarantine(
+                    first_scan_id=batch.first_scan_id,
+                    last_scan_id=batch.last_scan_id,
+                    status=exc.status or 0,
+                    message=exc.message,
+                    lines=batch.body,
+                )
+                self._quarantined += 1
+                self._last_error = f"batch quarantined: {exc.message}"
+                log.warning(
+                    "InfluxDB rejected a batch of %d lines (scans %s..%s): %s; quarantined",
+                    batch.lines,
+                    batch.first_scan_id,
+                    batch.last_scan_id,
+                    exc.message,
+                )
+                self._ack(batch, delivered=False)
+                return
+            if self._state in ("backoff", "auth_failed"):
+                log.info("InfluxDB writes succeed again")
+            self._ack(batch, delivered=True)
+            self._state = "sending"
+            return
+
+    def _ack(self, batch: _Batch, *, delivered: bool) -> None:
+        self._journal.set_cursors(scan_id=batch.last_scan_id, rollup_id=batch.last_rollup_id)
+        if delivered:
+            self._forwarded_rows += batch.rows
+            self._forwarded_points += batch.lines
+            self._forwarded_batches += 1
+            self._last_success = datetime.now(UTC)
+
+    def _backoff_delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter: half the step fixed, half random."""
+        step = min(self._backoff_max_s, self._backoff_initial_s * 2.0 ** min(attempt, 30))
+        return step * (0.5 + 0.5 * self._rng.random())

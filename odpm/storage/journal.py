@@ -1,0 +1,1041 @@
+"""The durable local journal: every reading, committed before it counts as stored.
+
+SQLite (standard library) in WAL mode.  One row per scan: per-scan scalars as
+columns, channel arrays as float32 blobs (NaN preserved), the channel plan
+(numbers and frequencies) once in ``plans`` and referenced by id; alarm events
+in their own table; 1-minute rollups in ``rollups``; batches InfluxDB refused
+in ``quarantine``; the forwarder's cursors in ``meta``.
+
+Group commit: :meth:`Journal.append` hands the encoded row to one writer thread
+and blocks until the transaction containing it has committed.  The writer
+takes whatever is queued (from every acquisition thread) and commits it as one
+transaction, so ten devices at 100 Hz cost one commit per batch, not per scan,
+and a lone slow device still commits at once (no timer to wait for).
+
+Durability: ``PRAGMA synchronous=NORMAL`` in WAL mode.  A committed transaction
+is in the WAL file (the OS page cache) before ``append`` returns, so it survives
+a crash or ``kill -9`` of the process; only a power loss or kernel crash can
+lose the last commits before a checkpoint.  ``synchronous="FULL"`` fsyncs
+every commit (power-loss durable) at roughly the cost of one fsync per batch.
+
+Values are quantised to :data:`VALUE_DECIMALS` decimals before storing (the
+instrument's accuracy is +/-0.5 dB; 1e-4 is far below it) and float32 holds that
+exactly enough to give the same decimal back: the journal, the line protocol
+and InfluxDB then all carry the identical value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from odpm.models import AlarmEvent, AlarmKind, Mode, Reading
+
+if TYPE_CHECKING:
+    from odpm.config import StorageConfig
+
+log = logging.getLogger(__name__)
+
+#: Decimal places kept for every per-channel value (dB, dBm, GHz).
+VALUE_DECIMALS = 4
+#: File name of the journal inside ``storage.data_dir``.
+JOURNAL_FILE = "journal.sqlite3"
+#: Rollup period (``channel_1m``).
+ROLLUP_PERIOD_US = 60_000_000
+#: The per-channel arrays stored as float32 blobs, in this order.
+CHANNEL_VALUE_COLUMNS = ("power_dbm", "signal_power_dbm", "osnr_db", "offset_ghz")
+ROLLUP_VALUE_COLUMNS = (
+    "power_dbm_mean",
+    "power_dbm_min",
+    "power_dbm_max",
+    "osnr_db_mean",
+    "osnr_db_min",
+    "osnr_db_max",
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_GROUP = 2000
+_PRUNE_CHUNK = 5000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS plans(
+    id INTEGER PRIMARY KEY, channel BLOB NOT NULL, frequency_thz BLOB NOT NULL,
+    UNIQUE(channel, frequency_thz));
+CREATE TABLE IF NOT EXISTS scans(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device TEXT NOT NULL, time_us INTEGER NOT NULL, mode TEXT NOT NULL,
+    plan_id INTEGER NOT NULL REFERENCES plans(id),
+    temperature_c REAL, total_power_dbm REAL, lit_channels INTEGER NOT NULL,
+    tilt_db REAL, flatness_db REAL, min_osnr_db REAL,
+    present BLOB NOT NULL, quality BLOB NOT NULL,
+    power_dbm BLOB NOT NULL, signal_power_dbm BLOB NOT NULL,
+    osnr_db BLOB NOT NULL, offset_ghz BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS scans_device_time ON scans(device, time_us);
+CREATE TABLE IF NOT EXISTS alarms(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, scan_id INTEGER NOT NULL,
+    device TEXT NOT NULL, time_us INTEGER NOT NULL, kind TEXT NOT NULL,
+    channel INTEGER, active INTEGER NOT NULL, value REAL, threshold REAL);
+CREATE INDEX IF NOT EXISTS alarms_scan ON alarms(scan_id);
+CREATE INDEX IF NOT EXISTS alarms_time ON alarms(time_us);
+CREATE TABLE IF NOT EXISTS devices(
+    device TEXT PRIMARY KEY, last_scan_id INTEGER NOT NULL, last_time_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rollups(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device TEXT NOT NULL, minute_us INTEGER NOT NULL, plan_id INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    power_dbm_mean BLOB NOT NULL, power_dbm_min BLOB NOT NULL, power_dbm_max BLOB NOT NULL,
+    osnr_db_mean BLOB NOT NULL, osnr_db_min BLOB NOT NULL, osnr_db_max BLOB NOT NULL,
+    UNIQUE(device, minute_us, plan_id));
+CREATE TABLE IF NOT EXISTS rollup_state(device TEXT PRIMARY KEY, until_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created_us INTEGER NOT NULL,
+    first_scan_id INTEGER, last_scan_id INTEGER, status INTEGER NOT NULL,
+    message TEXT NOT NULL, line_count INTEGER NOT NULL, lines TEXT NOT NULL);
+"""
+
+_T = TypeVar("_T")
+
+
+class JournalClosedError(RuntimeError):
+    """``append`` after :meth:`Journal.close`."""
+
+
+def time_to_us(t: datetime) -> int:
+    """Microseconds since the Unix epoch, exactly (no float rounding)."""
+    if t.tzinfo is None:
+        raise ValueError(f"reading time {t.isoformat()} must be timezone-aware (UTC)")
+    return (t - _EPOCH) // timedelta(microseconds=1)
+
+
+def us_to_time(time_us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(time_us))
+
+
+def quantise(values: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """The stored form of per-channel values: rounded to VALUE_DECIMALS, float32."""
+    return np.round(np.asarray(values, dtype=np.float64), VALUE_DECIMALS).astype(np.float32)
+
+
+def dequantise(blob: bytes, rows: int = 1) -> npt.NDArray[np.float64]:
+    """Back to float64 with the exact decimal that was stored (see :func:`quantise`)."""
+    arr = np.frombuffer(blob, dtype=np.float32).astype(np.float64)
+    out = np.round(arr, VALUE_DECIMALS)
+    return out if rows == 1 else out.reshape(rows, -1)
+
+
+def _nan_if_none(v: float | None) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _none_if_nan(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredScan:
+    """A journal row decoded: what the forwarder encodes and ``latest`` rebuilds from."""
+
+    id: int
+    device: str
+    time_us: int
+    mode: str
+    channel: npt.NDArray[np.int64]
+    frequency_thz: npt.NDArray[np.float64]
+    present: npt.NDArray[np.bool_]
+    quality: npt.NDArray[np.uint8]
+    #: (4, channels) in :data:`CHANNEL_VALUE_COLUMNS` order, NaN where missing.
+    values: npt.NDArray[np.float64]
+    total_power_dbm: float
+    lit_channels: int
+    tilt_db: float
+    flatness_db: float
+    min_osnr_db: float
+    temperature_c: float | None
+    alarms: tuple[AlarmEvent, ...]
+
+    def to_reading(self) -> Reading:
+        return Reading(
+            device_id=self.device,
+            time=us_to_time(self.time_us),
+            mode=cast(Mode, self.mode),
+            channel=self.channel,
+            frequency_thz=self.frequency_thz,
+            present=self.present,
+            power_dbm=self.values[0],
+            signal_power_dbm=self.values[1],
+            osnr_db=self.values[2],
+            offset_ghz=self.values[3],
+            quality=self.quality,
+            total_power_dbm=self.total_power_dbm,
+            lit_channels=self.lit_channels,
+            tilt_db=self.tilt_db,
+            flatness_db=self.flatness_db,
+            min_osnr_db=self.min_osnr_db,
+            temperature_c=self.temperature_c,
+            alarms=self.alarms,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRollup:
+    """One device-minute of ``channel_1m``: (6, channels) in ROLLUP_VALUE_COLUMNS order."""
+
+    id: int
+    device: str
+    minute_us: int
+    channel: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What has not reached InfluxDB yet."""
+
+    rows: int
+    oldest_time_us: int | None
+    rollup_rows: int
+    scan_cursor: int
+    rollup_cursor: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStats:
+    """Counters for health and metrics (a snapshot)."""
+
+    appended: int
+    commits: int
+    pruned_rows: int
+    dropped_unforwarded: int
+    used_bytes: int
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedBatch:
+    id: int
+    created: datetime
+    first_scan_id: int | None
+    last_scan_id: int | None
+    status: int
+    message: str
+    line_count: int
+    lines: str
+
+
+class _Pending:
+    """One queued write; ``append`` waits on ``done``."""
+
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+_STOP = object()
+
+
+class Journal:
+    """SQLite journal with a group-committing writer thread.  See the module docstring.
+
+    ``forwarding``: True when an InfluxDB forwarder consumes the journal; then
+    retention keeps rows it has not shipped (unless ``max_bytes`` forces it).
+    With no forwarder, "unforwarded" means nothing and must not block retention.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retention_days: float = 7.0,
+        max_bytes: int = 2_000_000_000,
+        forwarding: bool = True,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        maintenance_interval_s: float = 5.0,
+        rollup_idle_s: float = 90.0,
+    ) -> None:
+        if retention_days <= 0:
+            raise ValueError(f"retention_days must be > 0, got {retention_days}")
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be > 0, got {max_bytes}")
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.retention_days = float(retention_days)
+        self.max_bytes = int(max_bytes)
+        self.forwarding = forwarding
+        self._synchronous = synchronous
+        self._maintenance_interval_s = maintenance_interval_s
+        self._rollup_idle_s = rollup_idle_s
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._local = threading.local()
+        self._plan_ids: dict[tuple[bytes, bytes], int] = {}
+        self._plans: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
+        self._plans_lock = threading.Lock()
+        self._last_append_mono: dict[str, float] = {}
+        self._started_mono = time.monotonic()
+        self._appended = 0
+        self._commits = 0
+        self._pruned = 0
+        self._dropped = 0
+        self._used_bytes = 0
+        conn = self._connect()
+        conn.executescript(_SCHEMA)
+        conn.close()
+        self._writer_conn: sqlite3.Connection | None = None
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._writer_loop, args=(ready,), name="odpm-journal-writer", daemon=True
+        )
+        self._thread.start()
+        ready.wait(timeout=30)
+
+    @classmethod
+    def from_config(cls, config: StorageConfig, **kwargs: Any) -> Journal:
+        """The service's journal: ``data_dir/journal.sqlite3``; forwarding iff influx is set."""
+        return cls(
+            Path(config.data_dir) / JOURNAL_FILE,
+            retention_days=config.retention_days,
+            max_bytes=config.max_bytes,
+            forwarding=config.influx.enabled,
+            **kwargs,
+        )
+
+    # -- connections ------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection (SQLite connections are not shared across threads)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise JournalClosedError(f"journal {self.path} is closed")
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several SELECTs see one consistent state."""
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _submit(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` in the writer's next transaction; return once it has committed."""
+        if self._closed:
+            raise JournalClosedError(f"journal {self.path} is closed")
+        p = _Pending(fn)
+        self._queue.put(p)
+        p.done.wait()
+        if p.error is not None:
+            raise p.error
+        return cast(_T, p.result)
+
+    def append(self, reading: Reading) -> int:
+        """Store ``reading``; returns its scan id once the row is committed.
+
+        Thread-safe; callers block only for their group's commit.
+        """
+        row, plan_key, alarms = _encode(reading)
+        self._last_append_mono[reading.device_id] = time.monotonic()
+
+        def insert(conn: sqlite3.Connection) -> int:
+            plan_id = self._plan_id(conn, plan_key)
+            cur = conn.execute(
+                "INSERT INTO scans(device, time_us, mode, plan_id, temperature_c, "
+                "total_power_dbm, lit_channels, tilt_db, flatness_db, min_osnr_db, present, "
+                "quality, power_dbm, signal_power_dbm, osnr_db, offset_ghz) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (row[0], row[1], row[2], plan_id, *row[3:]),
+            )
+            scan_id = cast(int, cur.lastrowid)
+            if alarms:
+                conn.executemany(
+                    "INSERT INTO alarms(scan_id, device, time_us, kind, channel, active, value, "
+                    "threshold) VALUES (?,?,?,?,?,?,?,?)",
+                    [(scan_id, *a) for a in alarms],
+                )
+            conn.execute(
+                "INSERT INTO devices(device, last_scan_id, last_time_us) VALUES (?,?,?) "
+                "ON CONFLICT(device) DO UPDATE SET last_scan_id=excluded.last_scan_id, "
+                "last_time_us=excluded.last_time_us "
+                "WHERE excluded.last_time_us >= devices.last_time_us",
+                (row[0], scan_id, row[1]),
+            )
+            return scan_id
+
+        scan_id = self._submit(insert)
+        return scan_id
+
+    def _plan_id(self, conn: sqlite3.Connection, key: tuple[bytes, bytes]) -> int:
+        pid = self._plan_ids.get(key)
+        if pid is None:
+            conn.execute("INSERT OR IGNORE INTO plans(channel, frequency_thz) VALUES (?,?)", key)
+            got = conn.execute(
+                "SELECT id FROM plans WHERE channel=? AND frequency_thz=?", key
+            ).fetchone()
+            pid = int(got[0])
+            self._plan_ids[key] = pid
+        return pid
+
+    def _writer_loop(self, ready: threading.Event) -> None:
+        conn = self._connect()
+        self._writer_conn = conn
+        ready.set()
+        next_maintenance = time.monotonic() + self._maintenance_interval_s
+        stopping = False
+        while not stopping:
+            timeout = max(0.0, next_maintenance - time.monotonic())
+            try:
+                first = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                first = None
+            batch: list[_Pending] = []
+            if first is _STOP:
+                stopping = True
+            elif first is not None:
+                batch.append(cast(_Pending, first))
+            while batch and len(batch) < _MAX_GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(cast(_Pending, item))
+            if batch:
+                self._commit_group(conn, batch)
+            if time.monotonic() >= next_maintenance:
+                self._maintain(conn)
+                next_maintenance = time.monotonic() + self._maintenance_interval_s
+        # Anything that raced with close() still gets committed.
+        leftovers: list[_Pending] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                leftovers.append(cast(_Pending, item))
+        if leftovers:
+            self._commit_group(conn, leftovers)
+        conn.close()
+
+    def _commit_group(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            results: list[tuple[_Pending, Any, BaseException | None]] = []
+            for p in batch:
+                # A failing item (a bad row) must not take its neighbours down with it.
+                conn.execute("SAVEPOINT item")
+                try:
+                    results.append((p, p.fn(conn), None))
+                    conn.execute("RELEASE item")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO item")
+                    conn.execute("RELEASE item")
+                    results.append((p, None, exc))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            log.exception("journal commit failed (%s)", self.path)
+            for p in batch:
+                p.error = exc
+                p.done.set()
+            # The plan cache may name rows that were rolled back.
+            self._plan_ids.clear()
+            return
+        self._commits += 1
+        for p, result, err in results:
+            p.result = result
+            p.error = err
+            if err is None:
+                self._appended += 1
+            p.done.set()
+
+    def close(self) -> None:
+        """Commit everything queued, stop the writer, close all connections."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout=60)
+        with self._readers_lock:
+            for c in self._readers:
+                with contextlib.suppress(sqlite3.Error):
+                    c.close()
+            self._readers.clear()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- forwarder support --------------------------------------------------------------
+
+    def cursors(self) -> tuple[int, int]:
+        """(last forwarded scan id, last forwarded rollup id)."""
+        rows = dict(
+            self._reader()
+            .execute("SELECT key, value FROM meta WHERE key IN ('fwd_scan', 'fwd_rollup')")
+            .fetchall()
+        )
+        return int(rows.get("fwd_scan", 0)), int(rows.get("fwd_rollup", 0))
+
+    def set_cursors(self, scan_id: int | None = None, rollup_id: int | None = None) -> None:
+        """Persist the forwarder's progress (called only after InfluxDB answered 2xx)."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            for key, val in (("fwd_scan", scan_id), ("fwd_rollup", rollup_id)):
+                if val is not None:
+                    conn.execute(
+                        "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) "
+                        "DO UPDATE SET value=max(value, excluded.value)",
+                        (key, int(val)),
+                    )
+
+        self._submit(write)
+
+    def quarantine(
+        self,
+        *,
+        first_scan_id: int | None,
+        last_scan_id: int | None,
+        status: int,
+        message: str,
+        lines: str,
+    ) -> int:
+        """Keep a batch InfluxDB refused (4xx) with its message, for a person to look at."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "INSERT INTO quarantine(created_us, first_scan_id, last_scan_id, status, "
+                "message, line_count, lines) VALUES (?,?,?,?,?,?,?)",
+                (
+                    time_to_us(datetime.now(UTC)),
+                    first_scan_id,
+                    last_scan_id,
+                    status,
+                    message,
+                    lines.count("\n"),
+                    lines,
+                ),
+            )
+            return cast(int, cur.lastrowid)
+
+        return self._submit(write)
+
+    def quarantined(self, limit: int = 100) -> list[QuarantinedBatch]:
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT id, created_us, first_scan_id, last_scan_id, status, message, "
+                "line_count, lines FROM quarantine ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [
+            QuarantinedBatch(r[0], us_to_time(r[1]), r[2], r[3], r[4], r[5], r[6], r[7])
+            for r in rows
+        ]
+
+    def quarantined_count(self) -> int:
+        return int(self._reader().execute("SELECT count(*) FROM quarantine").fetchone()[0])
+
+    def backlog(self) -> Backlog:
+        with self._snapshot() as conn:
+            scan_cur, roll_cur = self.cursors()
+            n, oldest = conn.execute(
+                "SELECT count(*), min(time_us) FROM scans WHERE id > ?", (scan_cur,)
+            ).fetchone()
+            (nr,) = conn.execute(
+                "SELECT count(*) FROM rollups WHERE id > ?", (roll_cur,)
+            ).fetchone()
+        return Backlog(int(n), oldest, int(nr), scan_cur, roll_cur)
+
+    def read_scans(self, after_id: int, limit: int) -> list[StoredScan]:
+        """Scans with id > ``after_id`` in id order (the forwarder's reading order)."""
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                _SELECT_SCAN + " WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+            ).fetchall()
+            if not rows:
+                return []
+            alarms = self._alarms_for(conn, rows[0][0], rows[-1][0])
+            return [self._decode_scan(conn, r, alarms.get(r[0], ())) for r in rows]
+
+    def read_rollups(self, after_id: int, limit: int) -> list[StoredRollup]:
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                _SELECT_ROLLUP + " WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+            ).fetchall()
+            return [self._decode_rollup(conn, r) for r in rows]
+
+    # -- reading ------------------------------------------------------------------------
+
+    def devices(self) -> list[str]:
+        rows = self._reader().execute("SELECT device FROM devices ORDER BY device").fetchall()
+        return [r[0] for r in rows]
+
+    def latest(self, device_id: str) -> Reading | None:
+        """The newest stored reading of a device (the API rebuilds its cache from this)."""
+        with self._snapshot() as conn:
+            row = conn.execute(
+                _SELECT_SCAN + " WHERE device=? ORDER BY time_us DESC, id DESC LIMIT 1",
+                (device_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            alarms = self._alarms_for(conn, row[0], row[0])
+            return self._decode_scan(conn, row, alarms.get(row[0], ())).to_reading()
+
+    def alarm_events(
+        self, device: str | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[AlarmEvent]:
+        """Alarm events, newest first."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        where: list[str] = []
+        args: list[Any] = []
+        if device is not None:
+            where.append("device = ?")
+            args.append(device)
+        if since is not None:
+            where.append("time_us >= ?")
+            args.append(time_to_us(since))
+        sql = _SELECT_ALARM + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY time_us DESC, id DESC LIMIT ?"
+        rows = self._reader().execute(sql, (*args, limit)).fetchall()
+        return [_decode_alarm(r) for r in rows]
+
+    def scan_count(self, device: str | None = None) -> int:
+        if device is None:
+            return int(self._reader().execute("SELECT count(*) FROM scans").fetchone()[0])
+        return int(
+            self._reader()
+            .execute("SELECT count(*) FROM scans WHERE device=?", (device,))
+            .fetchone()[0]
+        )
+
+    def scans_between(self, device: str, start_us: int, end_us: int) -> list[StoredScan]:
+        """Raw rows of a device in [start, end), oldest first (history, export)."""
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                _SELECT_SCAN + " WHERE device=? AND time_us>=? AND time_us<? ORDER BY time_us",
+                (device, start_us, end_us),
+            ).fetchall()
+            return [self._decode_scan(conn, r, ()) for r in rows]
+
+    def channel_values_between(
+        self, device: str, start_us: int, end_us: int, columns: tuple[str, ...]
+    ) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
+        """For history: per channel plan, (time_us[n], channel[C], values[len(columns), n, C]).
+
+        Blobs of one plan are joined and decoded at once (no per-row Python work
+        beyond fetching).
+        """
+        for c in columns:
+            if c not in CHANNEL_VALUE_COLUMNS:
+                raise ValueError(f"unknown channel column {c!r}")
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                f"SELECT time_us, plan_id, {', '.join(columns)} FROM scans "
+                "WHERE device=? AND time_us>=? AND time_us<? ORDER BY time_us",
+                (device, start_us, end_us),
+            ).fetchall()
+            return [g[1:] for g in self._group_by_plan(conn, rows, len(columns))]
+
+    def rollup_values_between(
+        self, device: str, start_us: int, end_us: int, columns: tuple[str, ...]
+    ) -> list[
+        tuple[
+            npt.NDArray[np.int64],
+            npt.NDArray[np.int64],
+            npt.NDArray[np.float64],
+            npt.NDArray[np.int64],
+        ]
+    ]:
+        """Like :meth:`channel_values_between` for ``rollups``, plus samples per row."""
+        for c in columns:
+            if c not in ROLLUP_VALUE_COLUMNS:
+                raise ValueError(f"unknown rollup column {c!r}")
+        with self._snapshot() as conn:
+            rows = conn.execute(
+                f"SELECT minute_us, plan_id, {', '.join(columns)}, samples FROM rollups "
+                "WHERE device=? AND minute_us>=? AND minute_us<? ORDER BY minute_us",
+                (device, start_us, end_us),
+            ).fetchall()
+            groups = self._group_by_plan(conn, [r[:-1] for r in rows], len(columns))
+            samples_by_key = {(r[0], r[1]): r[-1] for r in rows}
+        return [
+            (t, ch, v, np.array([samples_by_key[(x, pid)] for x in t.tolist()], dtype=np.int64))
+            for pid, t, ch, v in groups
+        ]
+
+    def _group_by_plan(
+        self, conn: sqlite3.Connection, rows: list[Any], ncols: int
+    ) -> list[tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
+        """Rows (time, plan_id, blob...) split by plan: (plan_id, time[n], channel, values)."""
+        out = []
+        plan_ids = sorted({r[1] for r in rows})
+        for pid in plan_ids:
+            sel = [r for r in rows if r[1] == pid] if len(plan_ids) > 1 else rows
+            channel, _ = self._plan(conn, pid)
+            t = np.array([r[0] for r in sel], dtype=np.int64)
+            vals = np.stack(
+                [dequantise(b"".join(r[2 + k] for r in sel), len(sel)) for k in range(ncols)]
+            ).reshape(ncols, len(sel), channel.size)
+            out.append((pid, t, channel, vals))
+        return out
+
+    def stats(self) -> JournalStats:
+        return JournalStats(
+            appended=self._appended,
+            commits=self._commits,
+            pruned_rows=self._pruned,
+            dropped_unforwarded=self._dropped,
+            used_bytes=self._used_bytes,
+            max_bytes=self.max_bytes,
+        )
+
+    # -- decoding -----------------------------------------------------------------------
+
+    def _plan(
+        self, conn: sqlite3.Connection, plan_id: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        with self._plans_lock:
+            got = self._plans.get(plan_id)
+        if got is None:
+            ch_b, f_b = conn.execute(
+                "SELECT channel, frequency_thz FROM plans WHERE id=?", (plan_id,)
+            ).fetchone()
+            channel = np.frombuffer(ch_b, dtype=np.int16).astype(np.int64)
+            freq = np.frombuffer(f_b, dtype=np.float64).copy()
+            channel.flags.writeable = False
+            freq.flags.writeable = False
+            got = (channel, freq)
+            with self._plans_lock:
+                self._plans[plan_id] = got
+        return got
+
+    def _alarms_for(
+        self, conn: sqlite3.Connection, first_id: int, last_id: int
+    ) -> dict[int, tuple[AlarmEvent, ...]]:
+        rows = conn.execute(
+            _SELECT_ALARM + " WHERE scan_id BETWEEN ? AND ? ORDER BY id", (first_id, last_id)
+        ).fetchall()
+        out: dict[int, list[AlarmEvent]] = {}
+        for r in rows:
+            out.setdefault(int(r[-1]), []).append(_decode_alarm(r))
+        return {k: tuple(v) for k, v in out.items()}
+
+    def _decode_scan(
+        self, conn: sqlite3.Connection, r: Any, alarms: tuple[AlarmEvent, ...]
+    ) -> StoredScan:
+        channel, freq = self._plan(conn, r[4])
+        return StoredScan(
+            id=r[0],
+            device=r[1],
+            time_us=r[2],
+            mode=r[3],
+            channel=channel,
+            frequency_thz=freq,
+            temperature_c=r[5],
+            total_power_dbm=_nan_if_none(r[6]),
+            lit_channels=int(r[7]),
+            tilt_db=_nan_if_none(r[8]),
+            flatness_db=_nan_if_none(r[9]),
+            min_osnr_db=_nan_if_none(r[10]),
+            present=np.frombuffer(r[11], dtype=np.uint8).astype(np.bool_),
+            quality=np.frombuffer(r[12], dtype=np.uint8).copy(),
+            values=dequantise(r[13] + r[14] + r[15] + r[16], 4),
+            alarms=alarms,
+        )
+
+    def _decode_rollup(self, conn: sqlite3.Connection, r: Any) -> StoredRollup:
+        channel, _ = self._plan(conn, r[3])
+        return StoredRollup(
+            id=r[0],
+            device=r[1],
+            minute_us=r[2],
+            channel=channel,
+            samples=int(r[4]),
+            values=dequantise(b"".join(r[5:11]), 6),
+        )
+
+    # -- maintenance (runs on the writer thread) -----------------------------------------
+
+    def run_maintenance(self, *, close_open_minutes: bool = False) -> None:
+        """Roll up complete minutes and apply retention now (normally periodic).
+
+        ``close_open_minutes`` also rolls up each device's newest, still open
+        minute (for tests and a clean shutdown).
+        """
+        self._submit(lambda conn: self._maintain(conn, close_open_minutes=close_open_minutes))
+
+    def _maintain(self, conn: sqlite3.Connection, *, close_open_minutes: bool = False) -> None:
+        in_txn = conn.in_transaction
+        try:
+            if not in_txn:
+                conn.execute("BEGIN IMMEDIATE")
+            self._roll_up(conn, close_open_minutes)
+            self._prune(conn)
+            if not in_txn:
+                conn.execute("COMMIT")
+        except Exception:
+            if not in_txn:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            log.exception("journal maintenance failed (%s)", self.path)
+            if in_txn:
+                raise
+
+    def _roll_up(self, conn: sqlite3.Connection, close_open_minutes: bool) -> None:
+        now = time.monotonic()
+        devices = conn.execute("SELECT device, last_time_us FROM devices").fetchall()
+        for device, last_us in devices:
+            last_append = self._last_append_mono.get(device, self._started_mono)
+            end_us = (last_us // ROLLUP_PERIOD_US) * ROLLUP_PERIOD_US
+            if close_open_minutes or now - last_append > self._rollup_idle_s:
+                end_us += ROLLUP_PERIOD_US
+            st = conn.execute(
+                "SELECT until_us FROM rollup_state WHERE device=?", (device,)
+            ).fetchone()
+            if st is None:
+                (first,) = conn.execute(
+                    "SELECT min(time_us) FROM scans WHERE device=?", (device,)
+                ).fetchone()
+                if first is None:
+                    continue
+                until_us = (first // ROLLUP_PERIOD_US) * ROLLUP_PERIOD_US
+            else:
+                until_us = st[0]
+            if end_us <= until_us:
+                continue
+            rows = conn.execute(
+                "SELECT time_us, plan_id, power_dbm, osnr_db FROM scans "
+                "WHERE device=? AND time_us>=? AND time_us<? ORDER BY time_us",
+                (device, until_us, end_us),
+            ).fetchall()
+            for pid, t, _, vals in self._group_by_plan(conn, rows, 2):
+                minute = (t // ROLLUP_PERIOD_US) * ROLLUP_PERIOD_US
+                keys, samples, agg = aggregate_buckets(minute, vals)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO rollups(device, minute_us, plan_id, samples, "
+                    "power_dbm_mean, power_dbm_min, power_dbm_max, osnr_db_mean, osnr_db_min, "
+                    "osnr_db_max) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            device,
+                            int(keys[i]),
+                            pid,
+                            int(samples[i]),
+                            *(quantise(agg[q][s][i]).tobytes() for q in range(2) for s in range(3)),
+                        )
+                        for i in range(keys.size)
+                    ],
+                )
+            conn.execute(
+                "INSERT INTO rollup_state(device, until_us) VALUES (?,?) "
+                "ON CONFLICT(device) DO UPDATE SET until_us=excluded.until_us",
+                (device, end_us),
+            )
+
+    def _used_bytes_now(self, conn: sqlite3.Connection) -> int:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * page_size)
+
+    def _prune(self, conn: sqlite3.Connection) -> None:
+        cutoff = time_to_us(datetime.now(UTC)) - int(self.retention_days * 86400e6)
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        big = 2**62
+        scan_cur = int(meta.get("fwd_scan", 0)) if self.forwarding else big
+        roll_cur = int(meta.get("fwd_rollup", 0)) if self.forwarding else big
+        for _ in range(20):  # bounded work per pass; the next pass continues
+            n = conn.execute(
+                "DELETE FROM scans WHERE id IN (SELECT id FROM scans WHERE id <= ? "
+                "ORDER BY id LIMIT ?) AND time_us < ?",
+                (scan_cur, _PRUNE_CHUNK, cutoff),
+            ).rowcount
+            self._pruned += n
+            if n < _PRUNE_CHUNK:
+                break
+        conn.execute("DELETE FROM alarms WHERE time_us < ? AND scan_id <= ?", (cutoff, scan_cur))
+        conn.execute("DELETE FROM rollups WHERE minute_us < ? AND id <= ?", (cutoff, roll_cur))
+        conn.execute("DELETE FROM quarantine WHERE created_us < ?", (cutoff,))
+        used = self._used_bytes_now(conn)
+        # The size cap wins over everything, forwarded or not: a full disk loses
+        # new readings, which is worse than losing the oldest.
+        for _ in range(20):
+            if used <= self.max_bytes:
+                break
+            total = conn.execute("SELECT count(*) FROM scans").fetchone()[0]
+            if total == 0:
+                break
+            excess = used - int(self.max_bytes * 0.9)
+            n_del = max(1, min(total, math.ceil(excess / max(1, used / total))))
+            (last_id,) = conn.execute(
+                "SELECT max(id) FROM (SELECT id FROM scans ORDER BY id LIMIT ?)", (n_del,)
+            ).fetchone()
+            (unfwd,) = conn.execute(
+                "SELECT count(*) FROM scans WHERE id <= ? AND id > ?", (last_id, scan_cur)
+            ).fetchone()
+            conn.execute("DELETE FROM scans WHERE id <= ?", (last_id,))
+            conn.execute("DELETE FROM alarms WHERE scan_id <= ?", (last_id,))
+            (min_t,) = conn.execute("SELECT min(time_us) FROM scans").fetchone()
+            if min_t is not None:
+                conn.execute("DELETE FROM rollups WHERE minute_us < ?", (min_t - ROLLUP_PERIOD_US,))
+            self._pruned += n_del
+            if unfwd:
+                self._dropped += unfwd
+                log.warning(
+                    "journal %s over max_bytes=%d: dropped %d rows never forwarded to InfluxDB "
+                    "(%d dropped in total)",
+                    self.path,
+                    self.max_bytes,
+                    unfwd,
+                    self._dropped,
+                )
+            used = self._used_bytes_now(conn)
+        self._used_bytes = used
+
+
+_SELECT_SCAN = (
+    "SELECT id, device, time_us, mode, plan_id, temperature_c, total_power_dbm, lit_channels, "
+    "tilt_db, flatness_db, min_osnr_db, present, quality, power_dbm, signal_power_dbm, "
+    "osnr_db, offset_ghz FROM scans"
+)
+_SELECT_ROLLUP = (
+    "SELECT id, device, minute_us, plan_id, samples, power_dbm_mean, power_dbm_min, "
+    "power_dbm_max, osnr_db_mean, osnr_db_min, osnr_db_max FROM rollups"
+)
+_SELECT_ALARM = (
+    "SELECT device, time_us, kind, channel, active, value, threshold, scan_id FROM alarms"
+)
+
+
+def _decode_alarm(r: Any) -> AlarmEvent:
+    return AlarmEvent(
+        device_id=r[0],
+        time=us_to_time(r[1]),
+        kind=AlarmKind(r[2]),
+        channel=r[3],
+        active=bool(r[4]),
+        value=r[5],
+        threshold=r[6],
+    )
+
+
+def _encode(
+    reading: Reading,
+) -> tuple[tuple[Any, ...], tuple[bytes, bytes], list[tuple[Any, ...]]]:
+    """Validate and turn a reading into column values (in the caller's thread)."""
+    if not reading.device_id:
+        raise ValueError("reading.device_id must not be empty")
+    n = reading.channel.size
+    for name in ("frequency_thz", "present", "quality", *CHANNEL_VALUE_COLUMNS):
+        size = np.asarray(getattr(reading, name)).size
+        if size != n:
+            raise ValueError(f"reading.{name} has {size} values for {n} channels")
+    time_us = time_to_us(reading.time)
+    plan_key = (
+        np.asarray(reading.channel, dtype=np.int16).tobytes(),
+        np.asarray(reading.frequency_thz, dtype=np.float64).tobytes(),
+    )
+    row = (
+        reading.device_id,
+        time_us,
+        str(reading.mode),
+        _none_if_nan(reading.temperature_c),
+        _none_if_nan(reading.total_power_dbm),
+        int(reading.lit_channels),
+        _none_if_nan(reading.tilt_db),
+        _none_if_nan(reading.flatness_db),
+        _none_if_nan(reading.min_osnr_db),
+        np.asarray(reading.present, dtype=np.uint8).tobytes(),
+        np.asarray(reading.quality, dtype=np.uint8).tobytes(),
+        *(quantise(getattr(reading, c)).tobytes() for c in CHANNEL_VALUE_COLUMNS),
+    )
+    alarms = [
+        (
+            a.device_id,
+            time_to_us(a.time),
+            str(a.kind.value),
+            a.channel,
+            int(a.active),
+            _none_if_nan(a.value),
+            _none_if_nan(a.threshold),
+        )
+        for a in reading.alarms
+    ]
+    return row, plan_key, alarms
+
+
+def aggregate_buckets(
+    bucket_us: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Per bucket mean/min/max of each quantity, skipping NaN, vectorised over channels.
+
+    ``bucket_us`` (n,) is sorted; ``values`` is (quantities, n, channels).
+    Returns the bucket keys (m,), rows per bucket (m,) and (quantities, 3, m,
+    channels) with mean, min, max (NaN where a bucket had no finite value).
+    """
+    if bucket_us.size == 0:
+        q, _, c = values.shape
+        return bucket_us, np.zeros(0, np.int64), np.zeros((q, 3, 0, c))
+    starts = np.flatnonzero(np.r_[True, bucket_us[1:] != bucket_us[:-1]])
+    keys = bucket_us[starts]
+    samples = np.diff(np.r_[starts, bucket_us.size]).astype(np.int64)
+    finite = np.isfinite(values)
+    sums = np.add.reduceat(np.where(finite, values, 0.0), starts, axis=1)
+    counts = np.add.reduceat(finite, starts, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    with np.errstate(invalid="ignore"):
+        mn = np.fmin.reduceat(values, starts, axis=1)
+        mx = np.fmax.reduceat(values, starts, axis=1)
+    return keys, samples, np.stack([mean, mn, mx], axis=1)
