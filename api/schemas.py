@@ -113,20 +113,22 @@ class TraceOut(_Out):
 
 class HistoryPointOut(_Out):
     time: datetime = Field(description="Start of the bucket.")
-    mean: float | None
-    min: float | None
-    max: float | None
     samples: int
+    power_dbm_mean: float | None
+    power_dbm_min: float | None
+    power_dbm_max: float | None
+    osnr_db_mean: float | None
+    osnr_db_min: float | None
+    osnr_db_max: float | None
 
 
 class HistoryOut(_Out):
     device: str
     channel: int
-    field: str = Field(description="power_dbm or osnr_db.")
     start: datetime
     end: datetime
     every_s: float
-    source: str = Field(description="Where the data came from (journal or influxdb).")
+    source: str = Field(description="raw points, or channel_1m rollups for long ranges.")
     points: list[HistoryPointOut]
 
 

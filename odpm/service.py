@@ -31,13 +31,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from odpm.config import AlarmConfig, DeviceConfig, InfluxConfig, Settings
+from odpm.config import AlarmConfig, DeviceConfig, InfluxConfig, Settings, StorageConfig
 from odpm.grid import ChannelPlan
 from odpm.live import Broadcaster
 from odpm.models import AlarmEvent, Mode, RawScan, Reading, TraceScan
+
+if TYPE_CHECKING:
+    from drivers.simulator.server import SimulatorServer
+    from odpm.storage.history import ChannelHistory
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,9 @@ class Store(Protocol):
 
     def append(self, reading: Reading) -> int: ...
     def latest(self, device_id: str) -> Reading | None: ...
+    def alarm_events(
+        self, device: str | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[AlarmEvent]: ...
     def close(self) -> None: ...
 
 
@@ -110,24 +116,6 @@ class UnknownDeviceError(ServiceError, KeyError):
 
 class NotAvailableError(ServiceError):
     """The operation needs something this service does not have (e.g. acquisition)."""
-
-
-class HistoryQueryError(ServiceError):
-    """A history request the store refuses; ``parameter`` names the culprit (for a 422)."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(f"{parameter}: {message}")
-        self.parameter = parameter
-        self.message = message
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class HistorySeries:
-    """Buckets of (start time, mean, min, max, samples), oldest first."""
-
-    source: str
-    every_s: float
-    points: list[tuple[datetime, float | None, float | None, float | None, int]]
 
 
 # --- per-device state -----------------------------------------------------------------------
@@ -372,14 +360,7 @@ class Service:
             closers.extend(s.close for s in sims)
             devices.extend(sim_devices)
 
-        storage = settings.storage
-        journal, forwarder, history = open_storage(
-            storage.data_dir,
-            storage.retention_days,
-            storage.max_bytes,
-            storage.influx,
-            forward=acquisition,
-        )
+        journal, forwarder, history = open_storage(settings.storage, forward=acquisition)
 
         def make_pipeline(cfg: DeviceConfig, alarms: AlarmConfig) -> Analyser:
             return Pipeline(cfg.plan.to_plan(), settings.pipeline, alarms, cfg.calibration)
@@ -550,7 +531,7 @@ class Service:
 
     def recent_alarm_events(self, device_id: str | None, limit: int) -> list[AlarmEvent]:
         """Raise/clear events from the journal, newest first."""
-        if self.journal is None or not hasattr(self.journal, "alarm_events"):
+        if self.journal is None:
             return []
         events: list[AlarmEvent] = list(self.journal.alarm_events(device=device_id, limit=limit))
         events.sort(key=lambda e: e.time, reverse=True)
@@ -572,7 +553,7 @@ class Service:
             with dev.lock:
                 if dev.latest is None or dev.latest.value.time < reading.time:
                     dev.latest = _Encoded(reading, encode_reading)
-        if self.journal is not None and hasattr(self.journal, "alarm_events"):
+        if self.journal is not None:
             try:
                 past = list(self.journal.alarm_events(limit=10_000))
             except Exception:
@@ -584,21 +565,19 @@ class Service:
             self._note_alarms(past)
 
     def channel_history(
-        self,
-        device_id: str,
-        channel: int,
-        field: str,
-        start: datetime,
-        end: datetime,
-        every_s: float | None,
-        default_every_s: float,
-    ) -> HistorySeries:
-        """One channel's field in buckets, from the history store (blocking: call in a thread)."""
+        self, device_id: str, channel: int, start: datetime, end: datetime, every_s: float
+    ) -> ChannelHistory:
+        """One channel in buckets, from the history store (blocking: call in a thread).
+
+        Raises the store's ``HistoryQueryError`` (a ValueError naming the
+        parameter) for a query it refuses.
+        """
         if self.history is None:
             raise NotAvailableError("no history store is configured")
-        return query_channel_history(
-            self.history, device_id, channel, field, start, end, every_s, default_every_s
+        result: ChannelHistory = self.history.channel_history(
+            device_id, channel, start, end, every_s
         )
+        return result
 
     def _replica_loop(self) -> None:
         while not self._replica_stop.wait(REPLICA_REFRESH_S):
@@ -731,47 +710,34 @@ def _float_or_none(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
-def query_channel_history(
-    store: Any,
-    device_id: str,
-    channel: int,
-    field: str,
-    start: datetime,
-    end: datetime,
-    every_s: float | None,
-    default_every_s: float,
-) -> HistorySeries:
-    raise NotAvailableError("history store interface not wired yet")
-
-
 # --- assembling the real components ----------------------------------------------------
 
 
-def open_storage(
-    data_dir: Path,
-    retention_days: float,
-    max_bytes: int,
-    influx: InfluxConfig,
-    *,
-    forward: bool = True,
-) -> tuple[Store | None, Any, Any]:
+def open_storage(storage: StorageConfig, *, forward: bool = True) -> tuple[Store | None, Any, Any]:
     """Journal (+ forwarder when InfluxDB is configured) and the history store to query.
+
+    ``forward=False`` is a replica: with InfluxDB it reads only from there; without,
+    it reads the journal in ``data_dir`` (an agent's, on the same machine).
 
     History comes from InfluxDB when it is configured (it has everything every
     agent forwarded), else from the local journal.
     """
-    from odpm.storage import Forwarder, InfluxHistory, Journal, JournalHistory
+    from odpm.storage.history import InfluxHistory, JournalHistory
+    from odpm.storage.influx import Forwarder
+    from odpm.storage.journal import Journal
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    journal: Store = Journal(
-        data_dir / "journal.sqlite3", retention_days=retention_days, max_bytes=max_bytes
-    )
-    forwarder: Any = None
+    influx = storage.influx
+    if not forward and influx.enabled:
+        # A replica: InfluxDB holds what every agent forwarded; no journal of its own.
+        return None, None, InfluxHistory(influx)
+    journal = Journal.from_config(storage, forwarding=forward and influx.enabled)
+    forwarder: Forwarder | None = None
+    history: Any
     try:
         if influx.enabled:
             if forward:
                 forwarder = Forwarder(journal, influx)
-            history: Any = InfluxHistory(influx)
+            history = InfluxHistory(influx)
         else:
             history = JournalHistory(journal)
     except BaseException:
@@ -780,23 +746,26 @@ def open_storage(
     return journal, forwarder, history
 
 
-def start_simulators(count: int, *, taken: set[str]) -> tuple[list[Any], list[DeviceConfig]]:
+def start_simulators(
+    count: int, *, taken: set[str]
+) -> tuple[list[SimulatorServer], list[DeviceConfig]]:
     """Serve ``count`` simulated ODPM-96s on loopback TCP ports; their device configs."""
-    from drivers.simulator import SimulatorServer
+    from drivers.simulator.device import SimulatedOdpm96
+    from drivers.simulator.server import SimulatorServer
 
     if count < 0:
         raise ValueError(f"--simulate must be 0 or more, got {count}")
-    servers: list[Any] = []
+    servers: list[SimulatorServer] = []
     devices: list[DeviceConfig] = []
     try:
         for i in range(1, count + 1):
             dev_id = f"sim{i}"
             if dev_id in taken:
                 raise ValueError(f"device id {dev_id!r} from --simulate is already configured")
-            server = SimulatorServer.start_tcp("127.0.0.1", 0, seed=i)
+            device = SimulatedOdpm96(seed=i, serial_number=f"SIM{i:05d}")
+            server = SimulatorServer.start_tcp("127.0.0.1", 0, device=device)
             servers.append(server)
-            host, port = server.address[:2]
-            devices.append(DeviceConfig(id=dev_id, address=f"socket://{host}:{port}"))
+            devices.append(DeviceConfig(id=dev_id, address=server.address))
     except BaseException:
         for s in servers:
             with contextlib.suppress(Exception):

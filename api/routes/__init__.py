@@ -24,7 +24,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "Unknown device, or nothing of that kind stored yet.",
         409: "Not possible in this service's mode (e.g. a replica without acquisition).",
         504: "The device did not answer in time.",
-        503: "Not ready.",
+        503: "Storage (InfluxDB) unreachable.",
     }
     return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
 

@@ -3,6 +3,7 @@
 Parameters are checked here (channel in the device's plan, end after start,
 ``every`` a duration) and by the history store (``every`` below the data
 resolution, too many buckets); every refusal is a 422 naming the parameter.
+An unreachable store (InfluxDB down) is a 503.
 """
 
 from __future__ import annotations
@@ -14,13 +15,21 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import DeviceDep, ReadAccess, ServiceDep
 from api.routes import error_responses, invalid
 from api.schemas import HistoryOut, HistoryPointOut
-from odpm.service import HistoryQueryError, HistorySeries
+from odpm.storage.history import (
+    MIN_RAW_EVERY_S,
+    MIN_ROLLUP_EVERY_S,
+    RAW_RANGE_LIMIT_S,
+    ChannelHistory,
+    HistoryBackendError,
+    HistoryQueryError,
+)
+from odpm.storage.journal import us_to_time
 
 router = APIRouter(tags=["history"], dependencies=[ReadAccess])
 
@@ -50,12 +59,40 @@ def _utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
+def default_every_s(span_s: float) -> float:
+    """About :data:`DEFAULT_BUCKETS` buckets, at a resolution the store accepts."""
+    unit = MIN_ROLLUP_EVERY_S if span_s > RAW_RANGE_LIMIT_S else MIN_RAW_EVERY_S
+    return max(1, math.ceil(span_s / DEFAULT_BUCKETS / unit)) * unit
+
+
+_COLUMNS = tuple(f"{q}_{stat}" for q in ("power_dbm", "osnr_db") for stat in ("mean", "min", "max"))
+
+
+def _points(h: ChannelHistory) -> list[dict[str, object]]:
+    """Bucket rows, NaN -> None, built column-wise from the store's arrays."""
+    cols = {
+        f"{q}_{stat}": getattr(getattr(h, q), stat).tolist()
+        for q in ("power_dbm", "osnr_db")
+        for stat in ("mean", "min", "max")
+    }
+    times = [us_to_time(t) for t in h.time_us.tolist()]
+    samples = h.samples.tolist()
+    rows: list[dict[str, object]] = []
+    for i, t in enumerate(times):
+        row: dict[str, object] = {"time": t, "samples": samples[i]}
+        for name, values in cols.items():
+            v = values[i]
+            row[name] = None if v != v else v
+        rows.append(row)
+    return rows
+
+
 @router.get(
     "/devices/{device_id}/channels/{ch}/history",
     response_model=HistoryOut,
     responses={
         200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
-        **error_responses(401, 403, 404),
+        **error_responses(401, 403, 404, 503),
     },
 )
 async def channel_history(
@@ -70,9 +107,9 @@ async def channel_history(
         str | None,
         Query(description="Bucket width: 10s, 1m, 1h... (default: about 500 buckets)."),
     ] = None,
-    field: Annotated[Literal["power_dbm", "osnr_db"], Query()] = "power_dbm",
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> HistoryOut | Response:
+    """power_dbm and osnr_db mean/min/max per bucket (raw points up to 3 h, else 1-min rollups)."""
     if not 1 <= ch <= dev.plan.count:
         raise invalid("path", "ch", f"channel must be 1..{dev.plan.count}, got {ch}")
     try:
@@ -87,31 +124,30 @@ async def channel_history(
             "query", "start", f"the range is longer than the {MAX_RANGE.days} days allowed"
         )
     span_s = (end_t - start_t).total_seconds()
-    every_s = parse_every_s(every) if every is not None else None
+    every_s = parse_every_s(every) if every is not None else default_every_s(span_s)
     try:
-        series: HistorySeries = await run_in_threadpool(
-            service.channel_history,
-            dev.id,
-            ch,
-            field,
-            start_t,
-            end_t,
-            every_s,
-            span_s / DEFAULT_BUCKETS,
+        history: ChannelHistory = await run_in_threadpool(
+            service.channel_history, dev.id, ch, start_t, end_t, every_s
         )
     except HistoryQueryError as exc:
-        raise invalid("query", exc.parameter, exc.message) from None
-    points = [
-        HistoryPointOut(time=t, mean=mean, min=lo, max=hi, samples=n)
-        for t, mean, lo, hi, n in series.points
-    ]
+        message = str(exc).removeprefix(f"{exc.parameter}: ")
+        raise invalid("query", exc.parameter, message) from None
+    except HistoryBackendError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None
+    points = _points(history)
     if format == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["time", f"{field}_mean", f"{field}_min", f"{field}_max", "samples"])
+        w.writerow(["time", "samples", *_COLUMNS])
         for p in points:
-            w.writerow([p.time.isoformat(), _cell(p.mean), _cell(p.min), _cell(p.max), p.samples])
-        name = f"{dev.id}_ch{ch:02d}_{field}.csv"
+            w.writerow(
+                [
+                    p["time"].isoformat(),  # type: ignore[attr-defined]
+                    p["samples"],
+                    *("" if p[c] is None else repr(p[c]) for c in _COLUMNS),
+                ]
+            )
+        name = f"{dev.id}_ch{ch:02d}.csv"
         return Response(
             buf.getvalue(),
             media_type="text/csv",
@@ -120,14 +156,9 @@ async def channel_history(
     return HistoryOut(
         device=dev.id,
         channel=ch,
-        field=field,
         start=start_t,
         end=end_t,
-        every_s=series.every_s,
-        source=series.source,
-        points=points,
+        every_s=history.every_s,
+        source=history.source,
+        points=[HistoryPointOut.model_validate(p) for p in points],
     )
-
-
-def _cell(v: float | None) -> str:
-    return "" if v is None else repr(v)
