@@ -186,6 +186,8 @@ class AlarmConfig(_Strict):
     """Global thresholds with per-channel overrides (``[alarms.channels.12]``)."""
 
     hysteresis_db: float = Field(0.5, ge=0, le=10)
+    #: Hysteresis of the offset alarm (GHz; the dB one does not apply to frequency).
+    offset_hysteresis_ghz: float = Field(0.5, ge=0, le=50)
     power_low_dbm: float | None = -30.0
     power_high_dbm: float | None = 5.0
     osnr_low_db: float | None = 15.0
