@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
 
 from odpm.commands import Subparsers
+from odpm.config import AlarmConfig, CalibrationConfig, PipelineConfig
 from odpm.errors import UserError
+from odpm.grid import ChannelPlan
+from odpm.models import Reading, TraceScan
+from odpm.pipeline import Pipeline, TraceAxis
+from odpm.tracefile import TraceFile, read_trace_file
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -31,4 +49,111 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UserError("`odpm analyze` is not implemented yet (see the pipeline issue)")
+    if not (args.rbw_ghz > 0 and math.isfinite(args.rbw_ghz)):
+        raise UserError(f"--rbw-ghz must be a positive number, got {args.rbw_ghz}")
+    try:
+        plan = ChannelPlan(args.first_channel_thz, args.spacing_ghz, args.channels)
+        config = PipelineConfig(noise_method=args.noise)
+    except (ValueError, ValidationError) as exc:
+        raise UserError(f"bad channel plan: {exc}") from None
+    trace = read_trace_file(args.trace)
+    _check_coverage(trace, plan, config)
+    if trace.rbw_hint_ghz and abs(trace.rbw_hint_ghz / args.rbw_ghz - 1) > 0.25:
+        log.warning(
+            "%s: the instrument's resolution is %.2f GHz but --rbw-ghz is %.2f GHz; "
+            "OSNR and power use --rbw-ghz (the noise-equivalent bandwidth)",
+            trace.path,
+            trace.rbw_hint_ghz,
+            args.rbw_ghz,
+        )
+    pipeline = Pipeline(plan, config, AlarmConfig(), CalibrationConfig())
+    scan = TraceScan(
+        device_id=trace.path.name,
+        time=datetime.now(UTC),
+        frequency_thz=trace.frequency_thz,
+        power_dbm=trace.power_dbm,
+        rbw_ghz=float(args.rbw_ghz),
+    )
+    try:
+        reading = pipeline.process(scan)
+    except ValueError as exc:
+        raise UserError(f"{trace.path}: {exc}") from None
+    sys.stdout.write(_FORMATTERS[args.format](reading))
+    return 0
+
+
+def _check_coverage(trace: TraceFile, plan: ChannelPlan, config: PipelineConfig) -> None:
+    """The axis must span every slot and noise window; name the end point that falls short."""
+    lo, hi = TraceAxis.required_span_thz(plan, config)
+    f = trace.frequency_thz
+    need = f"the {plan.count}-channel plan needs {lo:.4f}-{hi:.4f} THz"
+    if f[0] > lo + 1e-9:
+        raise UserError(
+            f"{trace.path}: {trace.describe_point(0)} is the lowest frequency; "
+            f"the axis does not cover the channel plan ({need})"
+        )
+    if f[-1] < hi - 1e-9:
+        raise UserError(
+            f"{trace.path}: {trace.describe_point(f.size - 1)} is the highest frequency; "
+            f"the axis does not cover the channel plan ({need})"
+        )
+
+
+def analysis_dict(reading: Reading) -> dict[str, Any]:
+    """The JSON shape of ``odpm analyze``: channels plus the per-scan summary."""
+    return {"channels": reading.channels_as_dicts(), **reading.summary_dict()}
+
+
+def _json(reading: Reading) -> str:
+    return json.dumps(analysis_dict(reading), indent=2) + "\n"
+
+
+_COLUMNS = (
+    "channel",
+    "frequency_thz",
+    "present",
+    "power_dbm",
+    "signal_power_dbm",
+    "osnr_db",
+    "offset_ghz",
+    "quality",
+)
+
+
+def _csv(reading: Reading) -> str:
+    """One row per channel (empty cell = no value), then the summary as # comments."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(_COLUMNS)
+    for row in reading.channels_as_dicts():
+        w.writerow(["" if row[k] is None else row[k] for k in _COLUMNS])
+    for k, v in reading.summary_dict().items():
+        out.write(f"# {k}: {'' if v is None else v}\n")
+    return out.getvalue()
+
+
+def _table(reading: Reading) -> str:
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    lines = [
+        f"{'ch':>3} {'THz':>9} {'power dBm':>10} {'signal dBm':>10} {'OSNR dB':>8} "
+        f"{'offset GHz':>10}  quality"
+    ]
+    for r in reading.channels_as_dicts():
+        lines.append(
+            f"{r['channel']:>3} {r['frequency_thz']:>9.3f} {num(r['power_dbm'], '.2f'):>10} "
+            f"{num(r['signal_power_dbm'], '.2f'):>10} {num(r['osnr_db'], '.2f'):>8} "
+            f"{num(r['offset_ghz'], '+.2f'):>10}  {r['quality']}"
+        )
+    s = reading.summary_dict()
+    lines.append("")
+    lines.append(
+        f"total {num(s['total_power_dbm'], '.2f')} dBm, {s['lit_channels']} lit, "
+        f"tilt {num(s['tilt_db'], '+.2f')} dB, flatness {num(s['flatness_db'], '.2f')} dB, "
+        f"min OSNR {num(s['min_osnr_db'], '.2f')} dB"
+    )
+    return "\n".join(lines) + "\n"
+
+
+_FORMATTERS: dict[str, Callable[[Reading], str]] = {"json": _json, "csv": _csv, "table": _table}

@@ -101,7 +101,9 @@ def _filtered_ase_mw(
     return np.asarray(psd_ref * norm * (tilt + ripple_rel * rip))
 
 
-def raised_cosine_psd(u_ghz: FloatArray, power_mw: float, symbol_rate_gbd: float, beta: float) -> FloatArray:
+def raised_cosine_psd(
+    u_ghz: FloatArray, power_mw: float, symbol_rate_gbd: float, beta: float
+) -> FloatArray:
     """Raised-cosine PSD of total power ``power_mw`` (flat P/R in the passband)."""
     a = np.abs(u_ghz)
     f1 = (1 - beta) * symbol_rate_gbd / 2
@@ -142,7 +144,7 @@ def make_trace(
     # Axis: uniform in wavelength, ascending wavelength.
     lam0 = SPEED_OF_LIGHT_M_S / stop_thz / 1e3
     lam1 = SPEED_OF_LIGHT_M_S / start_thz / 1e3
-    wavelength = lam0 + step_nm * np.arange(int(math.floor((lam1 - lam0) / step_nm)) + 1)
+    wavelength = lam0 + step_nm * np.arange(math.floor((lam1 - lam0) / step_nm) + 1)
     x_ghz = SPEED_OF_LIGHT_M_S / wavelength  # nm -> GHz: c[m/s] / lambda[nm] = GHz
     sigma = rbw_ghz / math.sqrt(2 * math.pi)
 
@@ -169,7 +171,12 @@ def make_trace(
     fine = np.linspace(-spacing_ghz / 2, spacing_ghz / 2, 5001)
     ase_in_slot = np.trapezoid(
         ase_psd_mw_per_ghz(
-            grid_ghz[:, None] + fine[None, :], ref_ghz, psd_ref, kappa, ripple_rel, ripple_period_ghz
+            grid_ghz[:, None] + fine[None, :],
+            ref_ghz,
+            psd_ref,
+            kappa,
+            ripple_rel,
+            ripple_period_ghz,
         ),
         fine,
         axis=1,
