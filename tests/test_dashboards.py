@@ -11,10 +11,11 @@ Two halves:
   expected columns, tags and a non-null value -- for a multi-value channel selection, for
   "All", through the browser-side (relative time) path and over a 7-day range.
 
-Filling InfluxDB: ``odpm serve --simulate`` does not forward to InfluxDB yet, so
-:func:`_fill` writes line protocol per the schema of issue 5 (``docs/schema.md``) directly,
-from a small numpy model of two monitors (tilted power, OSNR spread, three dark channels, a
-raised and a cleared alarm, 1-minute rollups computed from the same samples).  Switching to a
+Filling InfluxDB: ``odpm serve --simulate`` cannot run yet (its acquisition module is not
+written), so :func:`_fill` writes line protocol encoded by the forwarder's own encoder
+(:mod:`odpm.storage.lineprotocol`, schema of ``docs/schema.md``) from a small numpy model of
+two monitors (tilted power, OSNR spread, three dark channels, a raised and a cleared alarm,
+1-minute rollups computed from the same samples).  Switching to a
 simulated run of the service only means replacing :func:`_fill`; the expectations below hold
 for any data with lit and dark channels and one active alarm.
 """
@@ -34,6 +35,7 @@ import numpy as np
 import pytest
 import yaml
 
+from odpm.storage import lineprotocol as lp
 from tests.support import grafana_macros as gm
 from tests.support.influxd import InfluxServer
 
@@ -198,67 +200,75 @@ class Filled:
 
 
 def _lines(now_us: int, rng: np.random.Generator) -> tuple[list[str], Filled]:
-    ch = np.arange(1, N_CHANNELS + 1)
-    tags = [f"{c:02d}" for c in ch]
+    """Line protocol for two monitors over the last hour, from the storage layer's encoder.
+
+    The values come from a small numpy model; the encoding (measurement, tag and field names,
+    two-digit channel tags, integer fields, ``all`` for device-wide alarms) is the forwarder's
+    own (:mod:`odpm.storage.lineprotocol`), so the dashboards are checked against the schema
+    as the service writes it.
+    """
+    enc = lp.ChannelLineEncoder()
+    ch = np.arange(1, N_CHANNELS + 1, dtype=np.int64)
     lit = ~np.isin(ch, DARK)
     t_us = now_us - (SCANS - 1 - np.arange(SCANS)) * SCAN_INTERVAL_S * 1_000_000
     lines: list[str] = []
     filled = Filled("", now_us // 1000, DEVICES, {f"{c:02d}" for c in DARK})
     for d, dev in enumerate(DEVICES):
-        # Power: a linear tilt across the band plus slow wander and scan-to-scan noise.
+        # Power: a linear tilt across the band plus scan-to-scan noise; dark channels NaN.
         tilt = -1.5 - d
         base = -8.0 + tilt * (ch - 40.5) / 79.5 + rng.normal(0, 0.4, N_CHANNELS)
         power = base + rng.normal(0, 0.08, (SCANS, N_CHANNELS))
         osnr = 28.0 + rng.normal(0, 2.0, N_CHANNELS) + rng.normal(0, 0.3, (SCANS, N_CHANNELS))
         offset = rng.normal(0, 0.8, N_CHANNELS) + rng.normal(0, 0.05, (SCANS, N_CHANNELS))
+        power[:, ~lit] = osnr[:, ~lit] = offset[:, ~lit] = np.nan
+        values = np.round(np.stack([power, power - 0.05, osnr, offset], axis=1), 4)
         for i in range(SCANS):
             ts = int(t_us[i])
-            for k in range(N_CHANNELS):
-                if lit[k]:
-                    lines.append(
-                        f"channel,device={dev},channel={tags[k]} power_dbm={power[i, k]:.4f},"
-                        f"signal_power_dbm={power[i, k] - 0.05:.4f},osnr_db={osnr[i, k]:.3f},"
-                        f"offset_ghz={offset[i, k]:.3f},present=true {ts}"
-                    )
-                else:
-                    lines.append(f"channel,device={dev},channel={tags[k]} present=false {ts}")
+            lines.extend(enc.channel_lines(dev, ts, ch, lit, values[i]).splitlines())
             p_lit = power[i, lit]
-            total = 10 * np.log10(np.sum(10 ** (p_lit / 10)))
             lines.append(
-                f"scan,device={dev},mode=trace total_power_dbm={total:.4f},"
-                f"lit_channels={int(lit.sum())}i,tilt_db={tilt:.3f},"
-                f"flatness_db={np.ptp(p_lit):.3f},min_osnr_db={osnr[i, lit].min():.3f},"
-                f"temperature_c={35 + 0.1 * d:.2f} {ts}"
+                lp.scan_line(
+                    dev,
+                    "trace",
+                    ts,
+                    total_power_dbm=round(float(10 * np.log10(np.sum(10 ** (p_lit / 10)))), 4),
+                    lit_channels=int(lit.sum()),
+                    tilt_db=tilt,
+                    flatness_db=round(float(np.ptp(p_lit)), 4),
+                    min_osnr_db=round(float(osnr[i, lit].min()), 4),
+                    temperature_c=35 + 0.1 * d,
+                ).rstrip("\n")
             )
         # 1-minute rollups of the same samples (6 scans per minute).
         per_min = 60 // SCAN_INTERVAL_S
         for m in range(SCANS // per_min):
             rows = slice(m * per_min, (m + 1) * per_min)
             minute_us = int(t_us[m * per_min] // 60_000_000 * 60_000_000)
-            pw, on = power[rows], osnr[rows]
-            for j in np.flatnonzero(lit).tolist():
-                lines.append(
-                    f"channel_1m,device={dev},channel={tags[j]} "
-                    f"power_dbm_mean={pw[:, j].mean():.4f},power_dbm_min={pw[:, j].min():.4f},"
-                    f"power_dbm_max={pw[:, j].max():.4f},osnr_db_mean={on[:, j].mean():.3f},"
-                    f"osnr_db_min={on[:, j].min():.3f},osnr_db_max={on[:, j].max():.3f},"
-                    f"samples={per_min}i {minute_us}"
-                )
+            pw, on = power[rows][:, lit], osnr[rows][:, lit]
+            stats = np.round(
+                np.stack([pw.mean(0), pw.min(0), pw.max(0), on.mean(0), on.min(0), on.max(0)]), 4
+            )
+            lines.extend(enc.rollup_lines(dev, minute_us, ch[lit], stats, per_min).splitlines())
         # Alarms: channel 07 OSNR low raised 30 min ago (still active); channel 12 power low
         # raised 40 min ago and cleared 35 min ago; a device-wide event raised and cleared.
-        m_us = 60_000_000
         events = [
-            ("07", "osnr_low", True, 14.2, 15.0, 30),
-            ("12", "power_low", True, -30.6, -30.0, 40),
-            ("12", "power_low", False, -29.2, -30.0, 35),
-            ("all", "total_power_low", True, -25.4, -25.0, 50),
-            ("all", "total_power_low", False, -24.1, -25.0, 49),
+            (7, "osnr_low", True, 14.2, 15.0, 30),
+            (12, "power_low", True, -30.6, -30.0, 40),
+            (12, "power_low", False, -29.2, -30.0, 35),
+            (None, "total_power_low", True, -25.4, -25.0, 50),
+            (None, "total_power_low", False, -24.1, -25.0, 49),
         ]
         for chan, kind, active, value, threshold, ago_min in events:
-            lines.append(
-                f"alarm,device={dev},channel={chan},kind={kind} active={str(active).lower()},"
-                f"value={value},threshold={threshold} {now_us - ago_min * m_us}"
+            line = lp.alarm_line(
+                dev,
+                now_us - ago_min * 60_000_000,
+                kind=kind,
+                channel=chan,
+                active=active,
+                value=value,
+                threshold=threshold,
             )
+            lines.append(line.rstrip("\n"))
         filled.active.add((dev, "07", "osnr_low"))
         filled.cleared |= {(dev, "12", "power_low"), (dev, "all", "total_power_low")}
     return lines, filled
