@@ -64,6 +64,13 @@ class RequestLatency:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
+            # Routes of included routers keep their own path; put the prefix back.
+            if (
+                route is not None
+                and scope["path"].startswith(API_PREFIX)
+                and not template.startswith(API_PREFIX)
+            ):
+                template = API_PREFIX + template
             self.histogram.labels(scope["method"], template, str(code)).observe(
                 time.perf_counter() - started
             )

@@ -13,6 +13,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from odpm.config import AlarmConfig
 from odpm.grid import ODPM96_PORT_COUNT
 from odpm.models import AlarmKind, Quality
 
@@ -195,6 +196,7 @@ class ThresholdsIO(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     hysteresis_db: float | None = Field(None, ge=0, le=10)
+    offset_hysteresis_ghz: float | None = Field(None, ge=0, le=50)
     power_low_dbm: float | None = Field(None, ge=-100, le=40)
     power_high_dbm: float | None = Field(None, ge=-100, le=40)
     osnr_low_db: float | None = Field(None, ge=-10, le=80)
@@ -203,3 +205,8 @@ class ThresholdsIO(BaseModel):
     total_power_high_dbm: float | None = Field(None, ge=-100, le=40)
     expected_channels: list[ChannelNumber] | None = None
     channels: dict[ChannelNumber, ChannelThresholdsIO] | None = None
+
+    @classmethod
+    def from_config(cls, alarms: AlarmConfig) -> ThresholdsIO:
+        fields = cls.model_fields
+        return cls.model_validate({k: v for k, v in alarms.model_dump().items() if k in fields})

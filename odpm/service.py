@@ -23,6 +23,7 @@ same time as a scheduled one.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -190,6 +191,9 @@ class DeviceRuntime:
         self.lock = threading.Lock()
         self.latest: _Encoded | None = None
         self.trace: _Encoded | None = None
+        #: The last few (scan, reading) pairs, so POST /scan finds the reading of
+        #: *its* scan even if a scheduled one has replaced ``latest`` since.
+        self.recent: collections.deque[tuple[RawScan, _Encoded]] = collections.deque(maxlen=16)
         # Requested settings, shown by the API (the worker owns the real ones).
         self.mode: Mode = config.mode
         self.interval_s = config.interval_s
@@ -341,6 +345,7 @@ class Service:
         settings: Settings,
         *,
         simulate: int = 0,
+        simulate_options: Mapping[str, Any] | None = None,
         acquisition: bool = True,
         broadcaster: Broadcaster | None = None,
     ) -> Service:
@@ -348,7 +353,8 @@ class Service:
 
         ``simulate`` starts that many simulated ODPM-96s, each on its own loopback
         TCP port, and adds them as devices ``sim1..simN`` reached through the
-        normal driver and transport (so a demo runs the real code path).
+        normal driver and transport (so a demo runs the real code path);
+        ``simulate_options`` are DeviceConfig fields for them (e.g. ``interval_s``).
         """
         from odpm.acquisition import AcquisitionWorker
         from odpm.pipeline import Pipeline
@@ -356,7 +362,9 @@ class Service:
         closers: list[Callable[[], None]] = []
         devices = [d for d in settings.devices]
         if simulate and acquisition:
-            sims, sim_devices = start_simulators(simulate, taken={d.id for d in devices})
+            sims, sim_devices = start_simulators(
+                simulate, taken={d.id for d in devices}, options=simulate_options
+            )
             closers.extend(s.close for s in sims)
             devices.extend(sim_devices)
 
@@ -490,6 +498,7 @@ class Service:
                     return None
             dev.readings_stored += 1
             dev.latest = _Encoded(reading, encode_reading)
+            dev.recent.append((scan, dev.latest))
             if isinstance(scan, TraceScan):
                 dev.trace = _Encoded(scan, encode_trace)
         if reading.alarms:
@@ -625,6 +634,15 @@ class Service:
             raise NotAvailableError("this service runs without acquisition (--no-acquisition)")
         return dev.worker.request_scan(mode)
 
+    def reading_of(self, device_id: str, scan: RawScan) -> _Encoded | None:
+        """The stored reading made from ``scan`` (None if it could not be analysed/stored)."""
+        dev = self.device(device_id)
+        with dev.lock:
+            for got_scan, encoded in reversed(dev.recent):
+                if got_scan is scan:
+                    return encoded
+        return None
+
     # -- health ---------------------------------------------------------------------------
 
     def storage_status(self) -> StorageStatus:
@@ -730,7 +748,9 @@ def open_storage(storage: StorageConfig, *, forward: bool = True) -> tuple[Store
     if not forward and influx.enabled:
         # A replica: InfluxDB holds what every agent forwarded; no journal of its own.
         return None, None, InfluxHistory(influx)
-    journal = Journal.from_config(storage, forwarding=forward and influx.enabled)
+    # from_config sets forwarding from whether InfluxDB is configured; a
+    # journal-only replica never appends, so that flag does not matter to it.
+    journal = Journal.from_config(storage)
     forwarder: Forwarder | None = None
     history: Any
     try:
@@ -747,7 +767,7 @@ def open_storage(storage: StorageConfig, *, forward: bool = True) -> tuple[Store
 
 
 def start_simulators(
-    count: int, *, taken: set[str]
+    count: int, *, taken: set[str], options: Mapping[str, Any] | None = None
 ) -> tuple[list[SimulatorServer], list[DeviceConfig]]:
     """Serve ``count`` simulated ODPM-96s on loopback TCP ports; their device configs."""
     from drivers.simulator.device import SimulatedOdpm96
@@ -765,7 +785,11 @@ def start_simulators(
             device = SimulatedOdpm96(seed=i, serial_number=f"SIM{i:05d}")
             server = SimulatorServer.start_tcp("127.0.0.1", 0, device=device)
             servers.append(server)
-            devices.append(DeviceConfig(id=dev_id, address=server.address))
+            devices.append(
+                DeviceConfig.model_validate(
+                    {**(options or {}), "id": dev_id, "address": server.address}
+                )
+            )
     except BaseException:
         for s in servers:
             with contextlib.suppress(Exception):

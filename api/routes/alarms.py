@@ -34,4 +34,4 @@ def alarms(
 
 @router.get("/thresholds", response_model=ThresholdsIO, responses=error_responses(401, 403))
 async def get_thresholds(service: ServiceDep) -> ThresholdsIO:
-    return ThresholdsIO.model_validate(service.alarm_config.model_dump())
+    return ThresholdsIO.from_config(service.alarm_config)

@@ -34,7 +34,7 @@ async def scan_now(
 ) -> JSONBytes:
     """The one endpoint that talks to a device: the worker takes the scan on its own
     thread (between its scheduled scans); the reading is stored and published like
-    any other."""
+    any other.  The event loop only awaits the worker's future."""
     try:
         future = service.request_scan(dev.id, body.mode if body else None)
     except NotAvailableError as exc:
@@ -52,15 +52,15 @@ async def scan_now(
         raise HTTPException(
             status.HTTP_504_GATEWAY_TIMEOUT, detail=f"device {dev.id!r}: scan failed: {exc}"
         ) from None
-    reading = await asyncio.to_thread(service.ingest, dev, scan)
+    # The worker hands the scan to the service (pipeline, journal, streams)
+    # before it resolves the future, so the reading is already stored.
+    reading = service.reading_of(dev.id, scan)
     if reading is None:
         raise HTTPException(
             status.HTTP_504_GATEWAY_TIMEOUT,
             detail=f"device {dev.id!r}: the scan could not be analysed or stored (see the log)",
         )
-    from odpm.service import encode_reading
-
-    return JSONBytes(encode_reading(reading))
+    return JSONBytes(reading.json)
 
 
 @router.put(
@@ -101,4 +101,4 @@ def set_thresholds(service: ServiceDep, body: ThresholdsIO) -> ThresholdsIO:
         name = ".".join(str(p) for p in err["loc"]) or "body"
         raise invalid("body", name, err["msg"]) from None
     service.set_thresholds(alarms)
-    return ThresholdsIO.model_validate(alarms.model_dump())
+    return ThresholdsIO.from_config(alarms)
