@@ -12,11 +12,11 @@ class DriverError(Exception):
     """Base of every error raised by a transport or a device driver."""
 
 
-class DeviceTimeout(DriverError):
+class DeviceTimeout(DriverError):  # noqa: N818 (name fixed by the architecture contract)
     """The device did not answer (or not completely) within the transport timeout."""
 
 
-class Disconnected(DriverError):
+class Disconnected(DriverError):  # noqa: N818 (name fixed by the architecture contract)
     """The link is gone or could not be opened (socket closed, pty hung up, USB unplugged)."""
 
 

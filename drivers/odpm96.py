@@ -45,7 +45,7 @@ class DeviceStatus(IntFlag):
 
 @dataclass(frozen=True, slots=True)
 class Trace:
-    """A scanned spectrum: ``power_dbm[k]`` at ``frequency_thz[k]`` through an ``rbw_ghz`` filter."""
+    """A scanned spectrum: ``power_dbm[k]`` at ``frequency_thz[k]`` through an RBW filter."""
 
     frequency_thz: npt.NDArray[np.float64]
     power_dbm: npt.NDArray[np.float32]
@@ -89,7 +89,7 @@ def parse_error_answer(text: str) -> tuple[int, str]:
     """``-113,"Undefined header"`` -> ``(-113, "Undefined header")``."""
     code_text, sep, message = text.partition(",")
     if not sep:
-        raise ProtocolError(f"SYST:ERR?: expected <code>,\"<message>\", got {text!r}")
+        raise ProtocolError(f'SYST:ERR?: expected <code>,"<message>", got {text!r}')
     code = _parse_int(code_text.strip(), "SYST:ERR? code")
     return code, message.strip().strip('"')
 

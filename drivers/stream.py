@@ -60,7 +60,9 @@ def encode_frame(sequence: int, device_time_us: int, power_dbm: npt.ArrayLike) -
     """One frame as the device sends it (sequence and time wrap)."""
     codes = encode_power_centi_dbm(power_dbm)
     body = (
-        _HEADER.pack(SYNC, sequence % SEQUENCE_MODULUS, device_time_us % DEVICE_TIME_MODULUS, codes.size)
+        _HEADER.pack(
+            SYNC, sequence % SEQUENCE_MODULUS, device_time_us % DEVICE_TIME_MODULUS, codes.size
+        )
         + codes.tobytes()
     )
     return body + _CRC.pack(crc16_ccitt_false(body[2:]))
@@ -123,9 +125,11 @@ class StreamParser:
             if end - i < size:
                 pos = i
                 break
-            if buf[i + 8] == n_ports and crc16_ccitt_false(
-                memoryview(buf)[i + 2 : i + crc_end]
-            ) == _CRC.unpack_from(buf, i + crc_end)[0]:
+            if (
+                buf[i + 8] == n_ports
+                and crc16_ccitt_false(memoryview(buf)[i + 2 : i + crc_end])
+                == _CRC.unpack_from(buf, i + crc_end)[0]
+            ):
                 starts.append(i)
                 pos = i + size
             else:

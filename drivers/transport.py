@@ -12,6 +12,7 @@ Failures come out as :mod:`drivers.errors` types: no bytes in time ->
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -116,7 +117,10 @@ class SerialTransport(Transport):
         else:
             try:
                 self._ser = serial.serial_for_url(
-                    address, baudrate=baudrate, timeout=self._timeout_s, write_timeout=self._timeout_s
+                    address,
+                    baudrate=baudrate,
+                    timeout=self._timeout_s,
+                    write_timeout=self._timeout_s,
                 )
             except (serial.SerialException, OSError, ValueError) as exc:
                 raise Disconnected(f"cannot open {address}: {exc}") from exc
@@ -205,15 +209,13 @@ class SerialTransport(Transport):
     def discard_input(self) -> None:
         self._buf.clear()
         try:
-            self._ser.reset_input_buffer()
+            self._ser.reset_input_buffer()  # type: ignore[attr-defined]
         except (serial.SerialException, OSError) as exc:
             raise Disconnected(f"{self.address}: {exc}") from exc
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(serial.SerialException, OSError):
             self._ser.close()
-        except (serial.SerialException, OSError):
-            pass
 
 
 class VisaTransport(Transport):
@@ -342,10 +344,8 @@ class VisaTransport(Transport):
         if self._closed:
             return
         self._closed = True
-        try:
+        with contextlib.suppress(self._pyvisa.Error, OSError):
             self._res.close()
-        except (self._pyvisa.Error, OSError):
-            pass
 
 
 def open_transport(

@@ -99,7 +99,7 @@ class SimulatedOdpm96:
             self._errors.clear()
 
     def reset(self) -> None:
-        """``*RST``: instrument settings to defaults (the optical scenario is the fibre's, not ours)."""
+        """``*RST``: settings to defaults (the optical scenario is the fibre's, not ours)."""
         with self._lock:
             self.averaging = 1
             self.stream_rate_hz = 10.0

@@ -95,7 +95,9 @@ def linear_to_db(x: npt.ArrayLike) -> FloatArray:
     return np.asarray(10.0 * np.log10(np.asarray(x, dtype=np.float64)))
 
 
-def ase_psd_mw_per_ghz(frequency_thz: npt.ArrayLike, gain_db: npt.ArrayLike, nf_db: float) -> FloatArray:
+def ase_psd_mw_per_ghz(
+    frequency_thz: npt.ArrayLike, gain_db: npt.ArrayLike, nf_db: float
+) -> FloatArray:
     """EDFA output ASE density, both polarisations: ``NF h f (G - 1)``, in mW/GHz."""
     f_hz = np.asarray(frequency_thz, dtype=np.float64) * 1e12
     g = db_to_linear(gain_db)
@@ -103,7 +105,9 @@ def ase_psd_mw_per_ghz(frequency_thz: npt.ArrayLike, gain_db: npt.ArrayLike, nf_
     return np.asarray(w_per_hz * 1e3 * 1e9)
 
 
-def raised_cosine_psd(delta_ghz: FloatArray, symbol_rate_gbd: FloatArray, rolloff: float) -> FloatArray:
+def raised_cosine_psd(
+    delta_ghz: FloatArray, symbol_rate_gbd: FloatArray, rolloff: float
+) -> FloatArray:
     """Shape of a raised-cosine spectrum (peak 1): flat to (1-b)Rs/2, cosine taper to (1+b)Rs/2."""
     a = np.abs(delta_ghz)
     rs = symbol_rate_gbd
@@ -143,7 +147,9 @@ class OpticalModel:
         self._lock = threading.RLock()
         self.rng = np.random.default_rng(seed)
         self.plan = plan or ChannelPlan.c_band_50ghz()
-        self.ports = ports or PortGrid(ODPM96_FIRST_PORT_THZ, ODPM96_PORT_SPACING_GHZ, ODPM96_PORT_COUNT)
+        self.ports = ports or PortGrid(
+            ODPM96_FIRST_PORT_THZ, ODPM96_PORT_SPACING_GHZ, ODPM96_PORT_COUNT
+        )
         n = self.plan.count
         self.channel_thz = self.plan.frequencies_thz
         self.gain_db = gain_db
@@ -262,7 +268,9 @@ class OpticalModel:
         f_lo, f_hi = float(self.channel_thz[0]), float(self.channel_thz[-1])
         span = max(f_hi - f_lo, 1e-9)
         mid = 0.5 * (f_lo + f_hi)
-        ripple = 0.5 * self.ripple_db * np.sin(2 * np.pi * (f - f_lo) * 1000.0 / self.ripple_period_ghz)
+        ripple = (
+            0.5 * self.ripple_db * np.sin(2 * np.pi * (f - f_lo) * 1000.0 / self.ripple_period_ghz)
+        )
         return np.asarray(self.gain_db + self.tilt_db * (f - mid) / span + ripple)
 
     def carrier_thz(self) -> FloatArray:
@@ -296,7 +304,9 @@ class OpticalModel:
         df = FINE_STEP_GHZ
         carrier = self.carrier_thz()
         signal_mw = np.where(self.lit, db_to_linear(self.truth_power_dbm()), 0.0)
-        half_width = int(math.ceil((1.0 + self.rolloff) * float(self.symbol_rate_gbd.max()) / 2 / df)) + 2
+        half_width = (
+            math.ceil((1.0 + self.rolloff) * float(self.symbol_rate_gbd.max()) / 2 / df) + 2
+        )
         k0 = np.rint((carrier - FINE_START_THZ) * 1000.0 / df).astype(np.int64)
         idx = k0[:, None] + np.arange(-half_width, half_width + 1)[None, :]
         delta_ghz = (self.fine_thz[idx] - carrier[:, None]) * 1000.0
@@ -375,4 +385,4 @@ class OpticalModel:
 
     @staticmethod
     def trace_frequency_thz() -> FloatArray:
-        return TRACE_START_THZ + np.arange(TRACE_POINTS) * (TRACE_STEP_GHZ / 1000.0)
+        return np.asarray(TRACE_START_THZ + np.arange(TRACE_POINTS) * (TRACE_STEP_GHZ / 1000.0))

@@ -168,11 +168,10 @@ class ScpiSession:
             self.device.push_error(-113, "Undefined header")
             return None
         args = [a.strip() for a in rest.split(",")] if rest.strip() else []
-        if self.stream.active and handler is not _stream_stop:
-            if key.endswith("?"):
-                # While streaming the line carries frames only: queries get no answer.
-                self.device.push_error(-200, "Execution error;streaming, send STRE:STOP first")
-                return None
+        if self.stream.active and handler is not _stream_stop and key.endswith("?"):
+            # While streaming the line carries frames only: queries get no answer.
+            self.device.push_error(-200, "Execution error;streaming, send STRE:STOP first")
+            return None
         try:
             return handler(self, args)
         except ScpiError as exc:

@@ -35,7 +35,7 @@ _POLL_S = 0.1
 _PACING_CHUNK_S = 0.005
 
 
-class _ConnectionClosed(Exception):
+class _ConnectionClosed(Exception):  # noqa: N818 (control flow, not an error)
     pass
 
 
@@ -281,7 +281,7 @@ class SimulatorServer:
         assert self._listener is not None
         lsock = self._listener
         while not self.stop_event.is_set():
-            readable, _, _ = select.select([lsock, self._wake_r], [], [])
+            readable, _, _ = select.select([lsock.fileno(), self._wake_r], [], [])
             if self._wake_r in readable:
                 return
             try:
