@@ -191,7 +191,7 @@ class AlarmEngine:
                     int(channels[i]),
                     bool(new_ch[row, i]),
                     _value(values[row][i]),
-                    float(lim.threshold[row, i]),
+                    _value(lim.threshold[row, i]),
                 )
             )
         for row in np.flatnonzero(tot_changed):
@@ -203,7 +203,7 @@ class AlarmEngine:
                     None,
                     bool(new_tot[row]),
                     _value(total_power_dbm),
-                    float(tlim.threshold[row]),
+                    _value(tlim.threshold[row]),
                 )
             )
         return tuple(events)
