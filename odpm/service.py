@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 COUNTER_NAMES = ("scans", "errors", "reconnects", "crc_failures", "lost_frames")
 #: How often a replica (no acquisition) re-reads the latest readings from storage.
 REPLICA_REFRESH_S = 5.0
+#: How long ``stop`` lets the forwarder ship the journal's last rows.
+FORWARDER_DRAIN_S = 4.0
 #: How long ``stop`` waits for each worker thread.
 WORKER_STOP_TIMEOUT_S = 3.0
 
@@ -449,9 +451,13 @@ class Service:
                 close()
             except Exception:
                 log.exception("closing a simulator failed")
-        # The forwarder ships what the journal holds; stop it after the last append.
+        # The forwarder ships what the journal holds: after the last append, give
+        # it a bounded moment to catch up, so a clean stop leaves InfluxDB
+        # complete; what it cannot ship stays in the journal for the next start.
         if self.forwarder is not None:
             try:
+                if hasattr(self.forwarder, "wait_drained") and self.influx_reachable is not False:
+                    self.forwarder.wait_drained(FORWARDER_DRAIN_S)
                 self.forwarder.stop()
             except Exception:
                 log.exception("stopping the forwarder failed")
