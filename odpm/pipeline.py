@@ -604,6 +604,12 @@ class Pipeline:
         self._centres_thz = plan.frequencies_thz
         self._centres_ghz = (self._centres_thz - _ANCHOR) * 1000.0
         self._band_ghz = float(self._centres_ghz[-1] - self._centres_ghz[0])
+        self._centres_ghz_sq = self._centres_ghz**2
+        # Shared read-only arrays for values a port reading cannot have.
+        self._nan = np.full(plan.count, np.nan)
+        self._nan.flags.writeable = False
+        self._q_power_only = np.uint8(Quality.POWER_ONLY)
+        self._q_dark = np.uint8(Quality.DARK)
         self._axes = _AxisCache()
         self._port_map: _PortMap | None = None
         self._alarms = AlarmEngine(plan, alarms)
@@ -684,6 +690,8 @@ class Pipeline:
         return pm
 
     def _process_ports(self, scan: PortScan) -> Reading:
+        # Written for a small op count: at 80 channels every numpy call costs about
+        # a microsecond, so this path avoids temporaries it does not need.
         pm = self._ports(scan.port_frequency_thz)
         ports = np.asarray(scan.power_dbm, dtype=np.float64)
         if ports.shape != pm.port_frequency_thz.shape:
@@ -695,22 +703,33 @@ class Pipeline:
         power = ports[pm.channel_port]
         present = power >= self.config.detection_threshold_dbm  # NaN compares False
         lin = np.exp(ports * _LN10_OVER_10)
-        total = float(np.nansum(lin)) if not np.isnan(lin).all() else math.nan
-        lit_power = np.where(present, power, np.nan)
-        nan = np.full(power.size, np.nan)
+        total = float(np.sum(lin, where=lin == lin))  # linear sum, ports below floor skipped
+        lit_power = power[present]
+        flatness = float(lit_power.max() - lit_power.min()) if lit_power.size else math.nan
         return self._reading(
             scan,
             present=present,
-            quality=np.where(present, Quality.POWER_ONLY, Quality.DARK).astype(np.uint8),
+            quality=np.where(present, self._q_power_only, self._q_dark),
             power_dbm=power,
-            signal_power_dbm=nan,
-            osnr=nan,
-            offset_ghz=nan,
+            signal_power_dbm=self._nan,
+            osnr=self._nan,
+            offset_ghz=self._nan,
             total_power_dbm=10 * math.log10(total) if total > 0 else math.nan,
-            tilt=float(tilt_db(self._centres_ghz, lit_power, present, self._band_ghz)),
-            flatness=float(_flatness_db(lit_power, present)),
+            tilt=self._port_tilt_db(power, present, lit_power.size),
+            flatness=flatness,
             min_osnr=math.nan,
         )
+
+    def _port_tilt_db(self, power: FloatArray, present: BoolArray, n: int) -> float:
+        """:func:`tilt_db` for one scan, as dot products (same least-squares line)."""
+        if n < 2:
+            return math.nan
+        x, x2 = self._centres_ghz, self._centres_ghz_sq
+        w = present.astype(np.float64)
+        y = power * w if n == power.size else np.where(present, power, 0.0)
+        sx, sxx, sy, sxy = float(x @ w), float(x2 @ w), float(y.sum()), float(x @ y)
+        den = n * sxx - sx * sx
+        return (n * sxy - sx * sy) / den * self._band_ghz if den > 0 else math.nan
 
     def _reading(
         self,
