@@ -13,12 +13,14 @@ Failures come out as :mod:`drivers.errors` types: no bytes in time ->
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
 import serial
+from serial.urlhandler.protocol_socket import Serial as _SocketSerial
 
 from drivers.errors import DeviceTimeout, Disconnected, DriverError, ProtocolError
 
@@ -214,6 +216,17 @@ class SerialTransport(Transport):
             raise Disconnected(f"{self.address}: {exc}") from exc
 
     def close(self) -> None:
+        if isinstance(self._ser, _SocketSerial) and self._ser.is_open:
+            # pyserial's socket:// close() sleeps 0.3 s "to give the server time" before a
+            # quick reconnect; the worker has its own backoff, so close the socket here.
+            sock: socket.socket | None = getattr(self._ser, "_socket", None)
+            self._ser._socket = None  # type: ignore[attr-defined]
+            self._ser.is_open = False
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            return
         with contextlib.suppress(serial.SerialException, OSError):
             self._ser.close()
 

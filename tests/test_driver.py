@@ -38,14 +38,16 @@ def test_identify_returns_the_idn_answer() -> None:
 
 
 def test_identify_rejects_another_instrument() -> None:
-    with expected_protocol([(b"*IDN?\n", b"ACME,OSA-1,1,1\n")]) as t, pytest.raises(
-        ProtocolError, match="not an ODPM-96"
+    with (
+        expected_protocol([(b"*IDN?\n", b"ACME,OSA-1,1,1\n")]) as t,
+        pytest.raises(ProtocolError, match="not an ODPM-96"),
     ):
         Odpm96(t).identify()
 
 
 def test_reset_clear_and_opc() -> None:
-    with expected_protocol([(b"*RST\n", None), NO_ERROR, (b"*CLS\n", None), (b"*OPC?\n", b"1\n")]) as t:
+    pairs = [(b"*RST\n", None), NO_ERROR, (b"*CLS\n", None), (b"*OPC?\n", b"1\n")]
+    with expected_protocol(pairs) as t:
         d = Odpm96(t)
         d.reset()
         d.clear_status()
@@ -67,8 +69,9 @@ def test_read_port_grid() -> None:
 
 @pytest.mark.parametrize("answer", [b"fifty\n", b"nan\n"])
 def test_read_port_grid_rejects_non_numbers(answer: bytes) -> None:
-    with expected_protocol([(b"SENS:GRID:STAR?\n", answer)]) as t, pytest.raises(
-        ProtocolError, match="SENS:GRID:STAR"
+    with (
+        expected_protocol([(b"SENS:GRID:STAR?\n", answer)]) as t,
+        pytest.raises(ProtocolError, match="SENS:GRID:STAR"),
     ):
         Odpm96(t).read_port_grid()
 
@@ -105,7 +108,7 @@ def test_set_averaging_raises_the_device_error_and_drains_the_queue() -> None:
 
 
 def test_set_averaging_rejects_out_of_range_without_sending() -> None:
-    with expected_protocol([]) as t, pytest.raises(ValueError, match="1..64"):
+    with expected_protocol([]) as t, pytest.raises(ValueError, match=r"1\.\.64"):
         Odpm96(t).set_averaging(65)
 
 
@@ -136,7 +139,7 @@ def test_stream_rate() -> None:
         d = Odpm96(t)
         d.set_stream_rate(25)
         assert d.read_stream_rate() == 25.0
-    with expected_protocol([]) as t, pytest.raises(ValueError, match="0.1..1000"):
+    with expected_protocol([]) as t, pytest.raises(ValueError, match=r"0\.1\.\.1000"):
         Odpm96(t).set_stream_rate(2000)
 
 
@@ -152,8 +155,9 @@ def test_read_powers_maps_the_floor_to_nan() -> None:
 
 
 def test_read_powers_wrong_count() -> None:
-    with expected_protocol([(b"MEAS:POW?\n", _powers_line([-20.0] * 95))]) as t, pytest.raises(
-        ProtocolError, match="expected 96 values, got 95"
+    with (
+        expected_protocol([(b"MEAS:POW?\n", _powers_line([-20.0] * 95))]) as t,
+        pytest.raises(ProtocolError, match="expected 96 values, got 95"),
     ):
         Odpm96(t).read_powers()
 
@@ -201,14 +205,16 @@ def test_read_trace_payload_may_contain_newlines() -> None:
 def test_truncated_block_times_out() -> None:
     payload = np.zeros(5, dtype="<f4").tobytes()
     truncated = _block(payload)[:-7]
-    with expected_protocol([*AXIS, (b"MEAS:TRAC?\n", truncated)]) as t, pytest.raises(DeviceTimeout):
+    pairs = [*AXIS, (b"MEAS:TRAC?\n", truncated)]
+    with expected_protocol(pairs) as t, pytest.raises(DeviceTimeout):
         Odpm96(t).read_trace()
 
 
 def test_block_with_the_wrong_point_count() -> None:
     payload = np.zeros(4, dtype="<f4").tobytes()
-    with expected_protocol([*AXIS, (b"MEAS:TRAC?\n", _block(payload))]) as t, pytest.raises(
-        ProtocolError, match="expected 20"
+    with (
+        expected_protocol([*AXIS, (b"MEAS:TRAC?\n", _block(payload))]) as t,
+        pytest.raises(ProtocolError, match="expected 20"),
     ):
         Odpm96(t).read_trace()
 
@@ -223,8 +229,9 @@ def test_block_with_the_wrong_point_count() -> None:
     ],
 )
 def test_malformed_blocks(reply: bytes, match: str) -> None:
-    with expected_protocol([*AXIS, (b"MEAS:TRAC?\n", reply)]) as t, pytest.raises(
-        ProtocolError, match=match
+    with (
+        expected_protocol([*AXIS, (b"MEAS:TRAC?\n", reply)]) as t,
+        pytest.raises(ProtocolError, match=match),
     ):
         Odpm96(t).read_trace()
 

@@ -79,6 +79,9 @@ class SimulatedOdpm96:
         self.disconnect_generation = 0
         self.disconnect_after_bytes = 0
         self.tec_locked = True
+        #: Sequence numbers of frames sent damaged (CRC or a dropped byte), oldest first,
+        #: so tests can check that exactly these were rejected.
+        self.damaged_frames: deque[int] = deque(maxlen=100_000)
         self._drift_c = 0.0
         self._drift_time = clock()
 
@@ -204,6 +207,10 @@ class SimulatedOdpm96:
             f.drop_frames -= int(drop)
             f.crc_frames -= int(crc)
             return garbage, drop, crc
+
+    def record_damaged_frame(self, sequence: int) -> None:
+        with self._lock:
+            self.damaged_frames.append(sequence)
 
     def take_idle_garbage(self) -> int:
         """Garbage requested while not streaming goes out at once, as line noise would."""

@@ -188,6 +188,8 @@ class ScpiSession:
         frame = encode_frame(self.stream.sequence, dev.device_time_us(), power)
         self.stream.sequence = (self.stream.sequence + 1) & 0xFFFF
         garbage, drop, crc = dev.take_frame_faults()
+        if drop or crc:
+            dev.record_damaged_frame((self.stream.sequence - 1) & 0xFFFF)
         if crc:
             frame = frame[:-2] + bytes([frame[-2] ^ 0xFF, frame[-1]])
         if drop:
