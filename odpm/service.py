@@ -121,6 +121,15 @@ class NotAvailableError(ServiceError):
     """The operation needs something this service does not have (e.g. acquisition)."""
 
 
+class ThresholdError(ServiceError, ValueError):
+    """Thresholds that do not fit the devices; ``parameter`` names the culprit."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+        self.message = message
+
+
 # --- per-device state -----------------------------------------------------------------------
 
 
@@ -601,7 +610,23 @@ class Service:
     # -- control ------------------------------------------------------------------------
 
     def set_thresholds(self, alarms: AlarmConfig) -> AlarmConfig:
-        """Apply new alarm thresholds to every device's pipeline (next scan on)."""
+        """Apply new alarm thresholds to every device's pipeline (next scan on).
+
+        Channel numbers are checked against every device's plan first, so a
+        refused change leaves every device on the old thresholds.
+        """
+        for dev in self.devices.values():
+            n = dev.plan.count
+            bad = [c for c in alarms.expected_channels if not 1 <= c <= n]
+            if bad:
+                raise ThresholdError(
+                    "expected_channels", f"channel {bad[0]} is not in {dev.id}'s plan (1..{n})"
+                )
+            bad = [c for c in alarms.channels if not 1 <= c <= n]
+            if bad:
+                raise ThresholdError(
+                    "channels", f"channel {bad[0]} is not in {dev.id}'s plan (1..{n})"
+                )
         for dev in self.devices.values():
             if dev.pipeline is not None:
                 with dev.lock:

@@ -19,6 +19,7 @@ class JSONBytes(Response):
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can answer with."""
     text = {
+        400: "The body is not valid JSON.",
         401: "Missing or wrong API key.",
         403: "No API key is configured on the server.",
         404: "Unknown device, or nothing of that kind stored yet.",
@@ -27,6 +28,16 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         503: "Storage (InfluxDB) unreachable.",
     }
     return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
+
+
+def json_error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Like :func:`error_responses`, for routes whose success type is not JSON (SSE):
+    errors are still JSON, and the documentation must say so."""
+    ref = {"$ref": "#/components/schemas/ErrorOut"}
+    return {
+        c: {**entry, "content": {"application/json": {"schema": ref}}}
+        for c, entry in error_responses(*codes).items()
+    }
 
 
 def invalid(where: str, name: str, message: str) -> RequestValidationError:

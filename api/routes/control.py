@@ -13,7 +13,7 @@ from api.routes import JSONBytes, error_responses, invalid
 from api.routes.devices import device_out
 from api.schemas import AcquisitionIn, DeviceOut, ReadingOut, ScanIn, ThresholdsIO
 from odpm.config import AlarmConfig
-from odpm.service import NotAvailableError
+from odpm.service import NotAvailableError, ThresholdError
 
 router = APIRouter(tags=["control"], dependencies=[WriteAccess])
 
@@ -26,7 +26,7 @@ SCAN_GRACE_S = 5.0
     response_class=JSONBytes,
     responses={
         200: {"model": ReadingOut, "description": "The reading of the scan just taken."},
-        **error_responses(401, 403, 404, 409, 504),
+        **error_responses(400, 401, 403, 404, 409, 504),
     },
 )
 async def scan_now(
@@ -66,7 +66,7 @@ async def scan_now(
 @router.put(
     "/devices/{device_id}/acquisition",
     response_model=DeviceOut,
-    responses=error_responses(401, 403, 404, 409),
+    responses=error_responses(400, 401, 403, 404, 409),
 )
 def set_acquisition(dev: DeviceDep, service: ServiceDep, body: AcquisitionIn) -> DeviceOut:
     """Start/stop, mode, interval and averaging; fields left out are unchanged."""
@@ -83,7 +83,9 @@ def set_acquisition(dev: DeviceDep, service: ServiceDep, body: AcquisitionIn) ->
     return device_out(snap)
 
 
-@router.put("/thresholds", response_model=ThresholdsIO, responses=error_responses(401, 403))
+@router.put(
+    "/thresholds", response_model=ThresholdsIO, responses=error_responses(400, 401, 403)
+)
 def set_thresholds(service: ServiceDep, body: ThresholdsIO) -> ThresholdsIO:
     """Replace the thresholds named in the body (null disables one); applies to every device."""
     merged = service.alarm_config.model_dump()
@@ -100,5 +102,8 @@ def set_thresholds(service: ServiceDep, body: ThresholdsIO) -> ThresholdsIO:
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"]) or "body"
         raise invalid("body", name, err["msg"]) from None
-    service.set_thresholds(alarms)
+    try:
+        service.set_thresholds(alarms)
+    except ThresholdError as exc:
+        raise invalid("body", exc.parameter, exc.message) from None
     return ThresholdsIO.from_config(alarms)

@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.deps import DeviceDep, ReadAccess, ServiceDep
-from api.routes import error_responses
+from api.routes import json_error_responses
 
 router = APIRouter(tags=["stream"], dependencies=[ReadAccess])
 
@@ -21,7 +21,7 @@ router = APIRouter(tags=["stream"], dependencies=[ReadAccess])
 @router.get(
     "/devices/{device_id}/stream",
     response_class=EventSourceResponse,
-    responses=error_responses(401, 403, 404),
+    responses=json_error_responses(401, 403, 404),
 )
 async def stream(dev: DeviceDep, service: ServiceDep) -> AsyncIterator[ServerSentEvent]:
     """Events: ``reading`` (the latest first, then one per scan), ``alarm``, ``gap``."""
