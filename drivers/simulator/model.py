@@ -166,7 +166,8 @@ class OpticalModel:
         self.detector_noise_dbm = detector_noise_dbm
         self.lit = np.ones(n, dtype=bool)
         self.offset_ghz = self.rng.uniform(-1.0, 1.0, n)
-        self.symbol_rate_gbd = self.rng.choice(np.array([10.0, 28.0, 32.0]), n)
+        # Mostly 10 GBd (resolvable on 50 GHz), a quarter 28 GBd (spectra reach the midpoints).
+        self.symbol_rate_gbd = self.rng.choice(np.array([10.0, 28.0]), n, p=[0.75, 0.25])
         self.fine_thz = FINE_START_THZ + np.arange(FINE_POINTS) * (FINE_STEP_GHZ / 1000.0)
         target = channel_power_dbm + self.rng.uniform(-power_spread_db, power_spread_db, n)
         self.input_power_dbm = target - self._gain_profile_db(self.carrier_thz()) + tap_loss_db

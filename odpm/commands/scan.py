@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from datetime import UTC, datetime
 
 from odpm.commands import Subparsers
 from odpm.errors import UserError
@@ -19,8 +22,62 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--mode", choices=["power", "trace"], default="power")
     p.add_argument("--format", choices=["json", "table"], default="table")
     p.add_argument("--timeout-s", type=float, default=5.0)
+    p.add_argument(
+        "--transport",
+        choices=["auto", "serial", "visa"],
+        default="auto",
+        help="auto: VISA for resource strings (containing ::), pyserial otherwise",
+    )
+    p.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
+    p.add_argument("--device-id", default="scan", help="device name in the output")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UserError("`odpm scan` is not implemented yet (see the driver issue)")
+    from drivers.errors import DriverError
+    from drivers.odpm96 import Odpm96
+    from drivers.transport import open_transport
+    from odpm.commands.analyze import _table
+    from odpm.config import AlarmConfig, CalibrationConfig, PipelineConfig, PlanConfig
+    from odpm.models import PortScan, RawScan, TraceScan
+    from odpm.pipeline import Pipeline
+
+    if not args.timeout_s > 0:
+        raise UserError(f"--timeout-s must be positive, got {args.timeout_s}")
+    scan: RawScan
+    try:
+        with Odpm96(
+            open_transport(
+                args.address, kind=args.transport, baudrate=args.baud, timeout_s=args.timeout_s
+            )
+        ) as driver:
+            driver.identify()
+            temperature_c = driver.read_temperature_c()
+            time_utc = datetime.now(UTC)
+            if args.mode == "trace":
+                trace = driver.read_trace()
+                scan = TraceScan(
+                    args.device_id,
+                    time_utc,
+                    trace.frequency_thz,
+                    trace.power_dbm,
+                    trace.rbw_ghz,
+                    temperature_c,
+                )
+            else:
+                grid = driver.read_port_grid()
+                power_dbm = driver.read_powers()
+                scan = PortScan(
+                    args.device_id, time_utc, power_dbm, grid.frequencies_thz, temperature_c
+                )
+    except DriverError as exc:
+        raise UserError(f"{args.address}: {exc}") from None
+    pipeline = Pipeline(
+        PlanConfig().to_plan(), PipelineConfig(), AlarmConfig(), CalibrationConfig()
+    )
+    reading = pipeline.process(scan)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(reading.to_dict(), indent=2) + "\n")
+    else:
+        sys.stdout.write(_table(reading))
+    return 0

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import threading
 
 from odpm.commands import Subparsers
 from odpm.errors import UserError
@@ -33,5 +36,46 @@ def add_parser(sub: Subparsers) -> None:
     p.set_defaults(run=run)
 
 
+def _parse_host_port(text: str) -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise UserError(f"--tcp wants HOST:PORT (e.g. 127.0.0.1:5025), got {text!r}")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise UserError(f"--tcp port must be a number, got {port_text!r}") from None
+    if not 0 <= port <= 65535:
+        raise UserError(f"--tcp port must be 0..65535, got {port}")
+    return host.strip("[]"), port
+
+
 def run(args: argparse.Namespace) -> int:
-    raise UserError("`odpm sim` is not implemented yet (see the driver issue)")
+    # Imported here so that `odpm --help` does not load numpy and the simulator.
+    from drivers.simulator import SimulatorServer
+
+    if args.baud is not None and not 300 <= args.baud <= 4_000_000:
+        raise UserError(f"--baud must be 300..4000000, got {args.baud}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        if args.pty:
+            server = SimulatorServer.start_pty(seed=args.seed, baud=args.baud)
+        else:
+            host, port = _parse_host_port(args.tcp or "127.0.0.1:5025")
+            server = SimulatorServer.start_tcp(host, port, seed=args.seed, baud=args.baud)
+    except OSError as exc:
+        raise UserError(f"cannot start the simulator: {exc}") from None
+    with server:
+        print(server.address, flush=True)
+        if server.port is not None:
+            print(
+                f"# VISA: TCPIP::{server.host}::{server.port}::SOCKET; Ctrl-C stops",
+                file=sys.stderr,
+                flush=True,
+            )
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
