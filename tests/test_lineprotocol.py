@@ -23,7 +23,7 @@ def reference_channel_lines(device, time_us, channel, present, values) -> str:
     out = []
     for i, ch in enumerate(channel):
         fields = [
-            f"{name}={float(values[k, i])!r}"
+            f"{name}={float(values[k, i]):.4f}"
             for k, name in enumerate(CHANNEL_FLOAT_FIELDS)
             if math.isfinite(values[k, i])
         ]
@@ -55,12 +55,12 @@ def test_template_encoder_matches_reference(seed: int) -> None:
         assert got == reference_channel_lines(device, t, channel, present, values)
 
 
-def test_quantised_values_print_as_short_decimals() -> None:
+def test_quantised_values_print_exactly() -> None:
     values = stored(np.array([[-12.345678], [0.00001], [35.0], [-0.5]]))
     line = ChannelLineEncoder().channel_lines("d", 5, np.array([3]), np.array([True]), values)
     assert line == (
-        "channel,device=d,channel=03 power_dbm=-12.3457,signal_power_dbm=0.0,"
-        "osnr_db=35.0,offset_ghz=-0.5,present=true 5\n"
+        "channel,device=d,channel=03 power_dbm=-12.3457,signal_power_dbm=0.0000,"
+        "osnr_db=35.0000,offset_ghz=-0.5000,present=true 5\n"
     )
 
 
@@ -69,7 +69,7 @@ def test_rollup_lines_interleave_samples() -> None:
     values[3:, 1] = np.nan
     got = ChannelLineEncoder().rollup_lines("d", 60_000_000, np.array([1, 80]), values, 42)
     lines = got.splitlines()
-    assert lines[0].startswith("channel_1m,device=d,channel=01 power_dbm_mean=-3.5,")
+    assert lines[0].startswith("channel_1m,device=d,channel=01 power_dbm_mean=-3.5000,")
     assert lines[0].endswith(",samples=42i 60000000")
     assert "osnr_db" not in lines[1] and lines[1].endswith("samples=42i 60000000")
     assert lines[1].count("=") == 2 + 3 + 1  # two tags, three power fields, samples

@@ -31,6 +31,7 @@ import logging
 import math
 import queue
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -460,36 +461,34 @@ class Journal:
         conn.close()
 
     def _commit_group(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+        """One transaction for the whole group; if it fails, each item alone.
+
+        Rows are validated in the caller's thread, so a failing group is rare
+        (disk full, I/O error); retrying item by item keeps one bad write from
+        failing its neighbours and gives each caller its own error.
+        """
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results: list[tuple[_Pending, Any, BaseException | None]] = []
-            for p in batch:
-                # A failing item (a bad row) must not take its neighbours down with it.
-                conn.execute("SAVEPOINT item")
-                try:
-                    results.append((p, p.fn(conn), None))
-                    conn.execute("RELEASE item")
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO item")
-                    conn.execute("RELEASE item")
-                    results.append((p, None, exc))
+            results = [p.fn(conn) for p in batch]
             conn.execute("COMMIT")
-        except Exception as exc:
+        except Exception:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            log.exception("journal commit failed (%s)", self.path)
-            for p in batch:
-                p.error = exc
-                p.done.set()
             # The plan cache may name rows that were rolled back.
             self._plan_ids.clear()
+            if len(batch) > 1:
+                for p in batch:
+                    self._commit_group(conn, [p])
+                return
+            exc = sys.exc_info()[1]
+            log.error("journal write failed (%s): %s", self.path, exc)
+            batch[0].error = exc
+            batch[0].done.set()
             return
         self._commits += 1
-        for p, result, err in results:
+        self._appended += len(batch)
+        for p, result in zip(batch, results, strict=True):
             p.result = result
-            p.error = err
-            if err is None:
-                self._appended += 1
             p.done.set()
 
     def close(self) -> None:

@@ -8,10 +8,12 @@ single ``%`` over one cached template: the template depends only on which
 values are finite and which channels are present, and that pattern is the same
 scan after scan for a device, so the cache almost always hits.
 
-Values arrive already quantised to :data:`~odpm.storage.journal.VALUE_DECIMALS`
-decimals (the journal stores them so), which makes ``repr`` of each float the
-short decimal a person would write (``-12.3457``), and makes the value read back
-from InfluxDB equal, bit for bit, to the one the journal returns.
+Per-channel values arrive already quantised to
+:data:`~odpm.storage.journal.VALUE_DECIMALS` decimals (the journal stores them
+so), so the fixed-point ``%.4f`` prints each one exactly (``-12.3457``) and
+InfluxDB parses back, bit for bit, the float the journal returns.  ``%.4f`` is
+about twice as fast as ``repr``'s shortest-round-trip formatting, which matters
+here.  Per-scan scalars are not quantised and are written with ``repr``.
 
 Timestamps are integer microseconds (``precision=u``).  Points are idempotent in
 InfluxDB (same measurement, tag set and timestamp overwrite), which is what
@@ -26,6 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+
+from odpm.storage.journal import VALUE_DECIMALS
 
 MEASUREMENT_CHANNEL = "channel"
 MEASUREMENT_SCAN = "scan"
@@ -46,6 +50,9 @@ ROLLUP_FLOAT_FIELDS = (
 
 #: Tag value of ``alarm.channel`` for device-wide alarms.
 ALL_CHANNELS_TAG = "all"
+
+#: Exact for values quantised to VALUE_DECIMALS decimals.
+_VALUE_FORMAT = f"%.{VALUE_DECIMALS}f"
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\"})
 
@@ -98,7 +105,11 @@ class ChannelLineEncoder:
         dev = escape_tag(device).replace("%", "%%")
         parts = []
         for i, ch in enumerate(channel.tolist()):
-            fields = [f"{n}=%r" for n, ok in zip(names, finite[:, i].tolist(), strict=True) if ok]
+            fields = [
+                f"{n}={_VALUE_FORMAT}"
+                for n, ok in zip(names, finite[:, i].tolist(), strict=True)
+                if ok
+            ]
             fields.append(suffix_fields[i])
             parts.append(
                 f"{measurement},device={dev},channel={channel_tag(ch)} "
