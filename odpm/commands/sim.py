@@ -55,16 +55,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.baud is not None and not 300 <= args.baud <= 4_000_000:
         raise UserError(f"--baud must be 300..4000000, got {args.baud}")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    host, port = _parse_host_port(args.tcp or "127.0.0.1:5025")
     try:
         if args.pty:
             server = SimulatorServer.start_pty(seed=args.seed, baud=args.baud)
         else:
-            host, port = _parse_host_port(args.tcp or "127.0.0.1:5025")
             server = SimulatorServer.start_tcp(host, port, seed=args.seed, baud=args.baud)
     except OSError as exc:
         raise UserError(f"cannot start the simulator: {exc}") from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with server:
         print(server.address, flush=True)
         if server.port is not None:
