@@ -83,9 +83,7 @@ def set_acquisition(dev: DeviceDep, service: ServiceDep, body: AcquisitionIn) ->
     return device_out(snap)
 
 
-@router.put(
-    "/thresholds", response_model=ThresholdsIO, responses=error_responses(400, 401, 403)
-)
+@router.put("/thresholds", response_model=ThresholdsIO, responses=error_responses(400, 401, 403))
 def set_thresholds(service: ServiceDep, body: ThresholdsIO) -> ThresholdsIO:
     """Replace the thresholds named in the body (null disables one); applies to every device."""
     merged = service.alarm_config.model_dump()
