@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntFlag
 from types import TracebackType
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -43,17 +43,15 @@ class DeviceStatus(IntFlag):
     OVERLOAD = 8
 
 
-@dataclass(frozen=True, slots=True)
-class Trace:
-    """A scanned spectrum: ``power_dbm[k]`` at ``frequency_thz[k]`` through an RBW filter."""
+class Trace(NamedTuple):
+    """A scanned spectrum: ``power_dbm[k]`` at ``frequency_thz[k]`` through an RBW filter.
+
+    A tuple, so ``frequency_thz, power_dbm, rbw_ghz = driver.read_trace()`` works.
+    """
 
     frequency_thz: npt.NDArray[np.float64]
     power_dbm: npt.NDArray[np.float32]
     rbw_ghz: float
-
-    def __iter__(self) -> Iterator[object]:
-        # Lets callers unpack ``freq, power, rbw = driver.read_trace()``.
-        return iter((self.frequency_thz, self.power_dbm, self.rbw_ghz))
 
 
 @dataclass(frozen=True, slots=True)
