@@ -31,6 +31,9 @@ CONCURRENCY = 32
 HTTP_SECONDS = 4.0
 DEVICE_STEPS = (50, 100, 200, 300)
 STEP_SECONDS = 20.0
+#: Simulators per simulator process: the simulator server waits with select(),
+#: which cannot watch file descriptors above 1024 (4 per simulated device).
+SIMS_PER_PROCESS = 100
 
 
 # --- child processes ---------------------------------------------------------------------
@@ -137,7 +140,7 @@ def bench_http() -> None:
 # --- part 2: devices -----------------------------------------------------------------------
 
 
-def bench_devices() -> None:
+def bench_devices(steps: tuple[int, ...] = DEVICE_STEPS) -> None:
     from odpm.config import DeviceConfig, Settings, StorageConfig
     from odpm.service import Service
 
@@ -146,15 +149,19 @@ def bench_devices() -> None:
         "(simulators in another process)"
     )
     best = 0
-    for n in DEVICE_STEPS:
-        sims = subprocess.Popen(
-            [sys.executable, __file__, "--serve-sims", str(n)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-        )
-        assert sims.stdout is not None and sims.stdin is not None
-        addresses = json.loads(sims.stdout.readline())
+    for n in steps:
+        procs = []
+        addresses: list[str] = []
+        for first in range(0, n, SIMS_PER_PROCESS):
+            sims = subprocess.Popen(
+                [sys.executable, __file__, "--serve-sims", str(min(SIMS_PER_PROCESS, n - first))],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                cwd=ROOT,
+            )
+            assert sims.stdout is not None
+            addresses += json.loads(sims.stdout.readline())
+            procs.append(sims)
         with tempfile.TemporaryDirectory() as tmp:
             devices = [
                 DeviceConfig(id=f"d{i:03d}", address=a, mode="trace", interval_s=1.0)
@@ -181,8 +188,10 @@ def bench_devices() -> None:
                 )
             finally:
                 service.stop()
-                sims.stdin.close()
-                sims.wait(30)
+                for sims in procs:
+                    assert sims.stdin is not None
+                    sims.stdin.close()
+                    sims.wait(30)
         expected = n * elapsed
         stored = s1 - s0
         ratio = stored / expected
@@ -204,15 +213,18 @@ def main() -> None:
     p.add_argument("--serve-http", nargs=2, metavar=("PORT", "DIR"))
     p.add_argument("--serve-sims", type=int)
     p.add_argument("--skip-devices", action="store_true")
+    p.add_argument("--skip-http", action="store_true")
+    p.add_argument("--steps", type=int, nargs="+", default=list(DEVICE_STEPS))
     args = p.parse_args()
     if args.serve_http:
         serve_http(int(args.serve_http[0]), args.serve_http[1])
     elif args.serve_sims:
         serve_simulators(args.serve_sims)
     else:
-        bench_http()
+        if not args.skip_http:
+            bench_http()
         if not args.skip_devices:
-            bench_devices()
+            bench_devices(tuple(args.steps))
 
 
 if __name__ == "__main__":
