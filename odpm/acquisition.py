@@ -279,7 +279,12 @@ class AcquisitionWorker:
                         self._state = "connecting"
                         self._open()
                     self._serve()
-                except (DriverError, OSError) as exc:
+                except Exception as exc:
+                    # DriverError/OSError are the expected failures; anything else (a
+                    # library bug, select() on fd > 1024, ...) is logged with its traceback
+                    # but handled the same way: the worker must survive it.
+                    if not isinstance(exc, DriverError | OSError):
+                        log.exception("%s: unexpected error in acquisition", self.device.id)
                     if self._scanned_since_open:
                         attempt = 0  # the link worked for a while: start the backoff afresh
                     self._fail(exc)
@@ -292,9 +297,6 @@ class AcquisitionWorker:
                         "%s: %s; reconnecting in %.2f s", self.device.id, self._last_error, delay
                     )
                     self._stop.wait(delay)
-        except Exception:
-            log.exception("%s: acquisition worker crashed", self.device.id)
-            raise
         finally:
             self._close()
             self._fail_requests(RuntimeError(f"worker for {self.device.id} stopped"))

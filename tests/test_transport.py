@@ -159,3 +159,30 @@ def test_servers_release_everything() -> None:
         lingering.close()
     assert _fds() == before_fds
     assert threading.active_count() == before_threads
+
+
+def test_simulator_serves_descriptors_above_1024() -> None:
+    """select() cannot watch fd >= 1024; a process simulating hundreds of devices has those."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"fd hard limit {hard} too low")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler: list[int] = []
+    try:
+        while len(filler) < 1100 and (not filler or filler[-1] < 1030):
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+        with SimulatorServer.start_tcp(seed=3) as server:
+            assert server.port is not None
+            with socket.create_connection(("127.0.0.1", server.port), timeout=2.0) as s:
+                assert s.fileno() > 1024
+                s.sendall(b"*IDN?\n")
+                answer = b""
+                while not answer.endswith(b"\n"):
+                    answer += s.recv(100)
+            assert answer.startswith(b"PPI,ODPM-96,")
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

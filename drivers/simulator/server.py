@@ -1,6 +1,6 @@
 """Serve a :class:`SimulatedOdpm96` on a TCP port or a pseudo-terminal.
 
-Each connection is served by its own thread, which waits in ``select`` on the
+Each connection is served by its own thread, which waits in ``poll`` on the
 connection and on the server's wake pipe (written once at shutdown, never
 read, so every thread sees it).  All file descriptors are non-blocking so a
 client that stops reading cannot wedge a thread past shutdown.
@@ -66,7 +66,10 @@ class _Endpoint:
                 n = self.sock.send(data) if self.sock is not None else os.write(self.fd, data)
                 data = data[n:]
             except (BlockingIOError, InterruptedError):
-                select.select([wake_fd], [self.fd], [], _POLL_S)
+                poller = select.poll()
+                poller.register(self.fd, select.POLLOUT)
+                poller.register(wake_fd, select.POLLIN)
+                poller.poll(_POLL_S * 1000)
             except OSError as exc:
                 raise _ConnectionClosed(str(exc)) from exc
 
@@ -129,6 +132,11 @@ class _Connection:
         buf = bytearray()
         stop = self.server.stop_event
         ep = self.endpoint
+        wake_fd = self.server.wake_fd
+        # poll, not select: a process serving hundreds of simulated devices has fds > 1024.
+        poller = select.poll()
+        poller.register(ep.fd, select.POLLIN)
+        poller.register(wake_fd, select.POLLIN)
         try:
             while not stop.is_set():
                 stall_s = self.device.stall_remaining_s()
@@ -140,10 +148,10 @@ class _Connection:
                 timeout = _POLL_S
                 if self.session.streaming:
                     timeout = min(timeout, max(self._next_frame_at - time.monotonic(), 0.0))
-                readable, _, _ = select.select([ep.fd, self.server.wake_fd], [], [], timeout)
-                if self.server.wake_fd in readable:
+                events = dict(poller.poll(timeout * 1000))
+                if wake_fd in events:
                     break
-                if ep.fd in readable:
+                if events.get(ep.fd, 0) & (select.POLLIN | select.POLLHUP | select.POLLERR):
                     buf += ep.recv()
                     self._handle_lines(buf)
                 if not self.session.streaming:
@@ -280,9 +288,12 @@ class SimulatorServer:
     def _accept_loop(self) -> None:
         assert self._listener is not None
         lsock = self._listener
+        poller = select.poll()
+        poller.register(lsock.fileno(), select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
         while not self.stop_event.is_set():
-            readable, _, _ = select.select([lsock.fileno(), self._wake_r], [], [])
-            if self._wake_r in readable:
+            events = dict(poller.poll())
+            if self._wake_r in events:
                 return
             try:
                 conn, _ = lsock.accept()
