@@ -191,3 +191,33 @@ def test_rollups_are_mean_min_max_of_stored_values(journal: Journal) -> None:
     # Idempotent: running again adds nothing.
     journal.run_maintenance(close_open_minutes=True)
     assert len(journal.read_rollups(0, 10)) == 3
+
+
+def test_returned_ids_name_the_rows_committed(journal: Journal) -> None:
+    """Group commit derives ids from one executemany: each caller gets its own row's id."""
+    threads, per_thread = 6, 40
+    got: dict[int, tuple[str, datetime]] = {}
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        for i in range(per_thread):
+            t = T0 + timedelta(milliseconds=7 * i + k)
+            rid = journal.append(make_reading(f"d{k}", t, i, alarms=i % 5 == 0))
+            with lock:
+                got[rid] = (f"d{k}", t)
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=60)
+    stored = journal.read_scans(0, 10_000)
+    assert len(stored) == len(got) == threads * per_thread
+    for s in stored:
+        device, t = got[s.id]
+        assert (s.device, s.to_reading().time) == (device, t)
+        assert len(s.alarms) == (2 if (t - T0) // timedelta(milliseconds=1) // 7 % 5 == 0 else 0)
+        assert all(a.device_id == device for a in s.alarms)
+    for k in range(threads):  # devices row points at each device's newest scan
+        latest = journal.latest(f"d{k}")
+        assert latest is not None and latest.time == T0 + timedelta(milliseconds=7 * 39 + k)

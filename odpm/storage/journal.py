@@ -6,11 +6,15 @@ columns, channel arrays as float32 blobs (NaN preserved), the channel plan
 in their own table; 1-minute rollups in ``rollups``; batches InfluxDB refused
 in ``quarantine``; the forwarder's cursors in ``meta``.
 
-Group commit: :meth:`Journal.append` hands the encoded row to one writer thread
-and blocks until the transaction containing it has committed.  The writer
-takes whatever is queued (from every acquisition thread) and commits it as one
-transaction, so ten devices at 100 Hz cost one commit per batch, not per scan,
-and a lone slow device still commits at once (no timer to wait for).
+Group commit (leader/follower): :meth:`Journal.append` encodes the row on the
+caller's thread and queues it; if no commit is in progress the caller becomes
+the leader and commits everything queued (one ``executemany``, one COMMIT) on
+its own thread, while callers arriving meanwhile wait on one shared condition
+and go into the next group.  A lone appender thus costs what a plain
+one-commit-per-scan loop costs (no hand-off to another thread: with one
+appender every commit can only carry one row, since ``append`` returns after
+its commit), and concurrent appenders share commits, which under
+``synchronous=FULL`` shares the fsync (``bench/storage.py`` measures both).
 
 Durability: ``PRAGMA synchronous=NORMAL`` in WAL mode.  A committed transaction
 is in the WAL file (the OS page cache) before ``append`` returns, so it survives
@@ -29,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import queue
 import sqlite3
 import sys
 import threading
@@ -238,23 +241,50 @@ class QuarantinedBatch:
     lines: str
 
 
-class _Pending:
-    """One queued write; ``append`` waits on ``done``."""
+class _Write:
+    """One queued write.  Either an encoded scan (``row``) or a function of the connection.
 
-    __slots__ = ("done", "error", "fn", "result")
+    ``done`` is a plain flag read under the journal's condition variable: waiting
+    callers share that one condition instead of owning an Event each.
+    """
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+    __slots__ = ("alarms", "done", "error", "fn", "plan_key", "result", "row")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any] | None = None,
+        row: tuple[Any, ...] = (),
+        plan_key: tuple[bytes, bytes] = (b"", b""),
+        alarms: list[tuple[Any, ...]] | None = None,
+    ) -> None:
         self.fn = fn
-        self.done = threading.Event()
+        self.row = row
+        self.plan_key = plan_key
+        self.alarms = alarms
+        self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
 
 
-_STOP = object()
+_INSERT_SCAN = (
+    "INSERT INTO scans(device, time_us, mode, temperature_c, total_power_dbm, lit_channels, "
+    "tilt_db, flatness_db, min_osnr_db, present, quality, power_dbm, signal_power_dbm, "
+    "osnr_db, offset_ghz, plan_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_ALARM = (
+    "INSERT INTO alarms(scan_id, device, time_us, kind, channel, active, value, threshold) "
+    "VALUES (?,?,?,?,?,?,?,?)"
+)
+_UPSERT_DEVICE = (
+    "INSERT INTO devices(device, last_scan_id, last_time_us) VALUES (?,?,?) "
+    "ON CONFLICT(device) DO UPDATE SET last_scan_id=excluded.last_scan_id, "
+    "last_time_us=excluded.last_time_us "
+    "WHERE excluded.last_time_us >= devices.last_time_us"
+)
 
 
 class Journal:
-    """SQLite journal with a group-committing writer thread.  See the module docstring.
+    """SQLite journal with leader/follower group commit.  See the module docstring.
 
     ``forwarding``: True when an InfluxDB forwarder consumes the journal; then
     retention keeps rows it has not shipped (unless ``max_bytes`` forces it).
@@ -286,9 +316,11 @@ class Journal:
         self._synchronous = synchronous
         self._maintenance_interval_s = maintenance_interval_s
         self._rollup_idle_s = rollup_idle_s
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        #: Guards the write queue and the leader flag; waiting appenders sleep on it.
+        self._cv = threading.Condition(threading.Lock())
+        self._pending: list[_Write] = []
+        self._leading = False
         self._closed = False
-        self._close_lock = threading.Lock()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._local = threading.local()
@@ -304,14 +336,13 @@ class Journal:
         self._used_bytes = 0
         conn = self._connect()
         conn.executescript(_SCHEMA)
-        conn.close()
-        self._writer_conn: sqlite3.Connection | None = None
-        ready = threading.Event()
+        #: Used only by the current leader (see :meth:`_run`), never concurrently.
+        self._writer_conn = conn
+        self._stop_maintenance = threading.Event()
         self._thread = threading.Thread(
-            target=self._writer_loop, args=(ready,), name="odpm-journal-writer", daemon=True
+            target=self._maintenance_loop, name="odpm-journal-maintenance", daemon=True
         )
         self._thread.start()
-        ready.wait(timeout=30)
 
     @classmethod
     def from_config(cls, config: StorageConfig, **kwargs: Any) -> Journal:
@@ -359,51 +390,51 @@ class Journal:
     # -- writing ----------------------------------------------------------------------
 
     def _submit(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``fn`` in the writer's next transaction; return once it has committed."""
-        if self._closed:
-            raise JournalClosedError(f"journal {self.path} is closed")
-        p = _Pending(fn)
-        self._queue.put(p)
-        p.done.wait()
-        if p.error is not None:
-            raise p.error
-        return cast(_T, p.result)
+        """Run ``fn`` in the next group's transaction; return once it has committed."""
+        return cast(_T, self._run(_Write(fn=fn)))
 
     def append(self, reading: Reading) -> int:
         """Store ``reading``; returns its scan id once the row is committed.
 
-        Thread-safe; callers block only for their group's commit.
+        Thread-safe.  The row is encoded here, on the caller's thread, so the
+        commit itself is one ``executemany`` for every row waiting at that moment.
         """
         row, plan_key, alarms = _encode(reading)
         self._last_append_mono[reading.device_id] = time.monotonic()
+        return cast(int, self._run(_Write(row=row, plan_key=plan_key, alarms=alarms)))
 
-        def insert(conn: sqlite3.Connection) -> int:
-            plan_id = self._plan_id(conn, plan_key)
-            cur = conn.execute(
-                "INSERT INTO scans(device, time_us, mode, plan_id, temperature_c, "
-                "total_power_dbm, lit_channels, tilt_db, flatness_db, min_osnr_db, present, "
-                "quality, power_dbm, signal_power_dbm, osnr_db, offset_ghz) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (row[0], row[1], row[2], plan_id, *row[3:]),
-            )
-            scan_id = cast(int, cur.lastrowid)
-            if alarms:
-                conn.executemany(
-                    "INSERT INTO alarms(scan_id, device, time_us, kind, channel, active, value, "
-                    "threshold) VALUES (?,?,?,?,?,?,?,?)",
-                    [(scan_id, *a) for a in alarms],
-                )
-            conn.execute(
-                "INSERT INTO devices(device, last_scan_id, last_time_us) VALUES (?,?,?) "
-                "ON CONFLICT(device) DO UPDATE SET last_scan_id=excluded.last_scan_id, "
-                "last_time_us=excluded.last_time_us "
-                "WHERE excluded.last_time_us >= devices.last_time_us",
-                (row[0], scan_id, row[1]),
-            )
-            return scan_id
+    def _run(self, item: _Write) -> Any:
+        """Leader/follower group commit: queue ``item``, then commit it or wait for it.
 
-        scan_id = self._submit(insert)
-        return scan_id
+        If no commit is in progress the caller becomes the leader and commits
+        everything queued (its own item included) on its own thread; callers
+        arriving meanwhile queue up and the next leader commits them together.
+        A lone appender therefore pays no thread hand-off at all (the cost of
+        the naive one-commit-per-scan loop), while concurrent appenders share
+        commits, which is what saves the fsync under ``synchronous=FULL``.
+        """
+        with self._cv:
+            if self._closed:
+                raise JournalClosedError(f"journal {self.path} is closed")
+            self._pending.append(item)
+            while not item.done:
+                if not self._leading:
+                    self._leading = True
+                    batch = self._pending[:_MAX_GROUP]
+                    del self._pending[:_MAX_GROUP]
+                    break
+                self._cv.wait()
+            else:
+                return _outcome(item)
+        try:
+            self._commit_group(self._writer_conn, batch)
+        finally:
+            with self._cv:
+                self._leading = False
+                self._cv.notify_all()
+        if not item.done:  # only if _commit_group itself broke; never leave a caller hanging
+            raise RuntimeError(f"journal {self.path}: write was not committed")
+        return _outcome(item)
 
     def _plan_id(self, conn: sqlite3.Connection, key: tuple[bytes, bytes]) -> int:
         pid = self._plan_ids.get(key)
@@ -416,51 +447,17 @@ class Journal:
             self._plan_ids[key] = pid
         return pid
 
-    def _writer_loop(self, ready: threading.Event) -> None:
-        conn = self._connect()
-        self._writer_conn = conn
-        ready.set()
-        next_maintenance = time.monotonic() + self._maintenance_interval_s
-        stopping = False
-        while not stopping:
-            timeout = max(0.0, next_maintenance - time.monotonic())
+    def _maintenance_loop(self) -> None:
+        """Periodic rollups and retention, committed like any other write."""
+        while not self._stop_maintenance.wait(self._maintenance_interval_s):
             try:
-                first = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                first = None
-            batch: list[_Pending] = []
-            if first is _STOP:
-                stopping = True
-            elif first is not None:
-                batch.append(cast(_Pending, first))
-            while batch and len(batch) < _MAX_GROUP:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(cast(_Pending, item))
-            if batch:
-                self._commit_group(conn, batch)
-            if time.monotonic() >= next_maintenance:
-                self._maintain(conn)
-                next_maintenance = time.monotonic() + self._maintenance_interval_s
-        # Anything that raced with close() still gets committed.
-        leftovers: list[_Pending] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _STOP:
-                leftovers.append(cast(_Pending, item))
-        if leftovers:
-            self._commit_group(conn, leftovers)
-        conn.close()
+                self._submit(self._maintain)
+            except JournalClosedError:
+                return
+            except Exception:  # already logged by _maintain; try again next period
+                continue
 
-    def _commit_group(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+    def _commit_group(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
         """One transaction for the whole group; if it fails, each item alone.
 
         Rows are validated in the caller's thread, so a failing group is rare
@@ -469,7 +466,7 @@ class Journal:
         """
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results = [p.fn(conn) for p in batch]
+            results = self._execute_group(conn, batch)
             conn.execute("COMMIT")
         except Exception:
             with contextlib.suppress(sqlite3.Error):
@@ -477,28 +474,66 @@ class Journal:
             # The plan cache may name rows that were rolled back.
             self._plan_ids.clear()
             if len(batch) > 1:
-                for p in batch:
-                    self._commit_group(conn, [p])
+                for w in batch:
+                    self._commit_group(conn, [w])
                 return
             exc = sys.exc_info()[1]
             log.error("journal write failed (%s): %s", self.path, exc)
             batch[0].error = exc
-            batch[0].done.set()
+            batch[0].done = True
             return
         self._commits += 1
-        self._appended += len(batch)
-        for p, result in zip(batch, results, strict=True):
-            p.result = result
-            p.done.set()
+        self._appended += sum(1 for w in batch if w.fn is None)
+        for w, result in zip(batch, results, strict=True):
+            w.result = result
+            w.done = True
+
+    def _execute_group(self, conn: sqlite3.Connection, batch: list[_Write]) -> list[Any]:
+        """Execute a group in order: each run of scan rows as one ``executemany``."""
+        results: list[Any] = []
+        run: list[_Write] = []
+        for w in batch:
+            if w.fn is None:
+                run.append(w)
+                continue
+            if run:
+                results.extend(self._insert_rows(conn, run))
+                run = []
+            results.append(w.fn(conn))
+        if run:
+            results.extend(self._insert_rows(conn, run))
+        return results
+
+    def _insert_rows(self, conn: sqlite3.Connection, run: list[_Write]) -> list[int]:
+        """Insert encoded scans; their ids are consecutive (one writer, AUTOINCREMENT)."""
+        conn.executemany(_INSERT_SCAN, [(*w.row, self._plan_id(conn, w.plan_key)) for w in run])
+        (last_id,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+        ids = list(range(last_id - len(run) + 1, last_id + 1))
+        alarms = [(sid, *a) for sid, w in zip(ids, run, strict=True) for a in (w.alarms or ())]
+        if alarms:
+            conn.executemany(_INSERT_ALARM, alarms)
+        newest: dict[str, tuple[str, int, int]] = {}
+        for sid, w in zip(ids, run, strict=True):
+            device, time_us = w.row[0], w.row[1]
+            seen = newest.get(device)
+            if seen is None or time_us >= seen[2]:
+                newest[device] = (device, sid, time_us)
+        conn.executemany(_UPSERT_DEVICE, list(newest.values()))
+        return ids
 
     def close(self) -> None:
-        """Commit everything queued, stop the writer, close all connections."""
-        with self._close_lock:
+        """Wait for writes in progress, stop maintenance, close all connections."""
+        with self._cv:
             if self._closed:
                 return
             self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join(timeout=60)
+            while self._leading or self._pending:
+                self._cv.wait()
+        self._stop_maintenance.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=60)
+        with contextlib.suppress(sqlite3.Error):
+            self._writer_conn.close()
         with self._readers_lock:
             for c in self._readers:
                 with contextlib.suppress(sqlite3.Error):
@@ -943,6 +978,12 @@ class Journal:
         self._used_bytes = used
 
 
+def _outcome(w: _Write) -> Any:
+    if w.error is not None:
+        raise w.error
+    return w.result
+
+
 _SELECT_SCAN = (
     "SELECT id, device, time_us, mode, plan_id, temperature_c, total_power_dbm, lit_channels, "
     "tilt_db, flatness_db, min_osnr_db, present, quality, power_dbm, signal_power_dbm, "
@@ -981,6 +1022,8 @@ def _encode(
         if size != n:
             raise ValueError(f"reading.{name} has {size} values for {n} channels")
     time_us = time_to_us(reading.time)
+    # One rounding for all four arrays (sizes checked above): this runs per scan.
+    values = quantise([getattr(reading, c) for c in CHANNEL_VALUE_COLUMNS])
     plan_key = (
         np.asarray(reading.channel, dtype=np.int16).tobytes(),
         np.asarray(reading.frequency_thz, dtype=np.float64).tobytes(),
@@ -997,7 +1040,7 @@ def _encode(
         _none_if_nan(reading.min_osnr_db),
         np.asarray(reading.present, dtype=np.uint8).tobytes(),
         np.asarray(reading.quality, dtype=np.uint8).tobytes(),
-        *(quantise(getattr(reading, c)).tobytes() for c in CHANNEL_VALUE_COLUMNS),
+        *(v.tobytes() for v in values),
     )
     alarms = [
         (
