@@ -29,6 +29,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -55,39 +56,65 @@ _TOTAL_KINDS: tuple[tuple[AlarmKind, float, str], ...] = (
 )
 
 
+#: Rows of the engine's state array: loss of signal, then :data:`CHANNEL_KINDS`.
+_ROWS: tuple[AlarmKind, ...] = (AlarmKind.LOSS_OF_SIGNAL, *(k[0] for k in CHANNEL_KINDS))
+
+
+class _TotalLimit(NamedTuple):
+    """A device-wide threshold in the "high" form of :class:`_Limits`."""
+
+    threshold: float
+    sign: float
+    raise_at: float
+    clear_at: float
+
+
 @dataclass(frozen=True, slots=True)
 class _Limits:
-    """Thresholds in "high" form: raise when s*v > raise_at, clear when s*v <= clear_at."""
+    """One alarm configuration, precomputed once per :meth:`AlarmEngine.configure`
+    so that a scan does no configuration work.
 
-    threshold: FloatArray  # as configured, NaN = not checked
-    raise_at: FloatArray
-    clear_at: FloatArray
-    checked: BoolArray
+    Channel rows follow :data:`CHANNEL_KINDS` in "high" form: raise when
+    ``sign x value > raise_at``, clear when ``sign x value <= clear_at``.
+    """
+
+    threshold: FloatArray  # (K, C) as configured, NaN = not checked
+    raise_at: FloatArray  # (K, C)
+    clear_at: FloatArray  # (K, C)
+    checked: BoolArray  # (K, C)
+    all_checked: bool
+    #: Per :data:`_TOTAL_KINDS` entry; None = not checked.
+    totals: tuple[_TotalLimit | None, ...]
+    #: Channels that must be lit; None means "seen lit since start".
+    expected: BoolArray | None
 
 
-def _limits(threshold: FloatArray, sign: FloatArray, hysteresis: FloatArray) -> _Limits:
-    raise_at = sign * threshold
-    return _Limits(threshold, raise_at, raise_at - hysteresis, ~np.isnan(threshold))
-
-
-def _step(active: BoolArray, signed_value: FloatArray, lim: _Limits) -> BoolArray:
-    """Next state of hysteresis alarms.  NaN values keep the state (comparisons
-    with NaN are False, so neither the raise nor the clear condition holds)."""
-    clear = signed_value <= lim.clear_at
-    fire = signed_value > lim.raise_at
-    return np.where(active, ~clear, fire) & lim.checked
+def _step_total(active: bool, value: float, limit: _TotalLimit | None) -> bool:
+    """The hysteresis rule of :meth:`AlarmEngine.evaluate` for one device-wide alarm,
+    on plain floats (two values do not pay for numpy calls)."""
+    if limit is None:
+        return False
+    signed = limit.sign * value
+    if active:
+        return not signed <= limit.clear_at
+    return signed > limit.raise_at
 
 
 class AlarmEngine:
-    """Alarm state of one device's channels (see the module docstring)."""
+    """Alarm state of one device's channels (see the module docstring).
+
+    The channel state is one boolean array, a row per kind of :data:`_ROWS` by
+    channel, so a scan costs a fixed handful of whole-array numpy operations (the
+    port-reading path has a 50 us budget; each numpy call is about a microsecond),
+    and events are built only for the entries that changed.
+    """
 
     def __init__(self, plan: ChannelPlan, config: AlarmConfig) -> None:
         self._plan = plan
         self._n = plan.count
         self._lock = threading.Lock()
-        self._channel_active = np.zeros((len(CHANNEL_KINDS), self._n), dtype=bool)
-        self._total_active = np.zeros(len(_TOTAL_KINDS), dtype=bool)
-        self._los_active = np.zeros(self._n, dtype=bool)
+        self._active = np.zeros((len(_ROWS), self._n), dtype=bool)
+        self._total_active = (False,) * len(_TOTAL_KINDS)
         self._seen_lit = np.zeros(self._n, dtype=bool)
         self.configure(config)
 
@@ -110,6 +137,7 @@ class AlarmEngine:
                     value = getattr(override, name)
                     row[ch - 1] = np.nan if value is None else float(value)
             rows.append(row)
+        threshold = np.array(rows)
         sign = np.array([k[1] for k in CHANNEL_KINDS])[:, None]
         hyst = np.array(
             [
@@ -119,25 +147,31 @@ class AlarmEngine:
                 for k in CHANNEL_KINDS
             ]
         )[:, None]
-        channel = _limits(np.array(rows), sign, hyst)
-        totals = np.array(
-            [
-                np.nan if getattr(config, k[2]) is None else getattr(config, k[2])
-                for k in _TOTAL_KINDS
-            ],
-            dtype=np.float64,
-        )
-        total = _limits(
-            totals, np.array([k[1] for k in _TOTAL_KINDS]), np.full(2, config.hysteresis_db)
-        )
-        expected = np.zeros(n, dtype=bool)
+        raise_at = sign * threshold
+        totals: list[_TotalLimit | None] = []
+        for _, s, name in _TOTAL_KINDS:
+            value = getattr(config, name)
+            if value is None:
+                totals.append(None)
+            else:
+                at = s * float(value)
+                totals.append(_TotalLimit(float(value), s, at, at - config.hysteresis_db))
+        expected = None
         if config.expected_channels:
+            expected = np.zeros(n, dtype=bool)
             expected[np.asarray(config.expected_channels) - 1] = True
+        limits = _Limits(
+            threshold=threshold,
+            raise_at=raise_at,
+            clear_at=raise_at - hyst,
+            checked=~np.isnan(threshold),
+            all_checked=not np.isnan(threshold).any(),
+            totals=tuple(totals),
+            expected=expected,
+        )
         with self._lock:
             self._config = config
-            self._channel_limits = channel
-            self._total_limits = total
-            self._expected = expected if config.expected_channels else None
+            self._limits = limits
 
     def evaluate(
         self,
@@ -150,80 +184,85 @@ class AlarmEngine:
         offset_ghz: FloatArray,
         total_power_dbm: float,
     ) -> tuple[AlarmEvent, ...]:
-        """Update the state with one reading; the events it raised or cleared."""
-        signed = np.stack((-power_dbm, power_dbm, -osnr_db, np.abs(offset_ghz)))
-        total = np.array([-total_power_dbm, total_power_dbm])
+        """Update the state with one reading; the events it raised or cleared.
+
+        A channel alarm that is active stays so unless its value clears it; one
+        that is not raises if its value fires it; then it is forced off where its
+        threshold is unset or the channel is dark.  NaN compares False both ways,
+        so it keeps the state.
+        """
+        signed = np.empty((len(CHANNEL_KINDS), self._n))  # CHANNEL_KINDS order
+        np.negative(power_dbm, out=signed[0])
+        signed[1] = power_dbm
+        np.negative(osnr_db, out=signed[2])
+        np.absolute(offset_ghz, out=signed[3])
         with self._lock:
-            lim, tlim = self._channel_limits, self._total_limits
-            new_ch = _step(self._channel_active, signed, lim) & present
-            new_tot = _step(self._total_active, total, tlim)
-            self._seen_lit |= present
-            expected = self._seen_lit if self._expected is None else self._expected
-            new_los = expected & ~present
-            ch_changed = new_ch != self._channel_active
-            tot_changed = new_tot != self._total_active
-            los_changed = new_los != self._los_active
-            self._channel_active, self._total_active, self._los_active = new_ch, new_tot, new_los
-        if not (ch_changed.any() or tot_changed.any() or los_changed.any()):
-            return ()
+            lim = self._limits
+            old = self._active
+            new = np.empty_like(old)
+            held = np.logical_and(old[1:], ~(signed <= lim.clear_at))
+            np.logical_or(held, signed > lim.raise_at, out=new[1:])  # raise_at >= clear_at
+            if not lim.all_checked:
+                new[1:] &= lim.checked
+            new[1:] &= present
+            if lim.expected is None:
+                self._seen_lit |= present
+                expected = self._seen_lit
+            else:
+                expected = lim.expected
+            np.logical_and(expected, ~present, out=new[0])
+            self._active = new
+            old_totals = self._total_active
+            new_totals = tuple(
+                [
+                    _step_total(a, total_power_dbm, t)
+                    for a, t in zip(old_totals, lim.totals, strict=True)
+                ]
+            )
+            self._total_active = new_totals
+        if new_totals == old_totals and new.tobytes() == old.tobytes():
+            return ()  # the steady state: no event, no per-entry work
+        changed = new != old
         channels = self._plan.channel_numbers
+        values = (power_dbm, power_dbm, power_dbm, osnr_db, offset_ghz)  # _ROWS order
         events: list[AlarmEvent] = []
-        for i in np.flatnonzero(los_changed):
+        for row, i in zip(*np.nonzero(changed), strict=True):
             events.append(
                 AlarmEvent(
                     device_id,
                     time,
-                    AlarmKind.LOSS_OF_SIGNAL,
+                    _ROWS[row],
                     int(channels[i]),
-                    bool(new_los[i]),
-                    _value(power_dbm[i]),
-                    None,
-                )
-            )
-        values = (power_dbm, power_dbm, osnr_db, offset_ghz)
-        for row, i in zip(*np.nonzero(ch_changed), strict=True):
-            kind = CHANNEL_KINDS[row][0]
-            events.append(
-                AlarmEvent(
-                    device_id,
-                    time,
-                    kind,
-                    int(channels[i]),
-                    bool(new_ch[row, i]),
+                    bool(new[row, i]),
                     _value(values[row][i]),
-                    _value(lim.threshold[row, i]),
+                    None if row == 0 else _value(lim.threshold[row - 1, i]),
                 )
             )
-        for row in np.flatnonzero(tot_changed):
-            events.append(
-                AlarmEvent(
-                    device_id,
-                    time,
-                    _TOTAL_KINDS[row][0],
-                    None,
-                    bool(new_tot[row]),
-                    _value(total_power_dbm),
-                    _value(tlim.threshold[row]),
+        for k, (kind, _, _) in enumerate(_TOTAL_KINDS):
+            if new_totals[k] != old_totals[k]:
+                t = lim.totals[k]
+                events.append(
+                    AlarmEvent(
+                        device_id,
+                        time,
+                        kind,
+                        None,
+                        new_totals[k],
+                        _value(total_power_dbm),
+                        None if t is None else t.threshold,
+                    )
                 )
-            )
         return tuple(events)
 
     def active(self) -> list[tuple[AlarmKind, int | None]]:
         """The alarms active now, as (kind, channel) pairs."""
         with self._lock:
-            ch, tot, los = (
-                self._channel_active.copy(),
-                self._total_active.copy(),
-                self._los_active.copy(),
-            )
+            state, totals = self._active, self._total_active
         channels = self._plan.channel_numbers
         out: list[tuple[AlarmKind, int | None]] = [
-            (AlarmKind.LOSS_OF_SIGNAL, int(channels[i])) for i in np.flatnonzero(los)
+            (_ROWS[r], int(channels[i])) for r, i in zip(*np.nonzero(state), strict=True)
         ]
-        out += [
-            (CHANNEL_KINDS[r][0], int(channels[i])) for r, i in zip(*np.nonzero(ch), strict=True)
-        ]
-        out += [(_TOTAL_KINDS[r][0], None) for r in np.flatnonzero(tot)]
+        out += [(kind, None) for (kind, _, _), a in zip(_TOTAL_KINDS, totals, strict=True) if a]
         return out
 
 

@@ -577,9 +577,46 @@ class _AxisCache:
 
 @dataclass(frozen=True, slots=True)
 class _PortMap:
+    """The device's port grid mapped onto the plan, with calibration (per grid)."""
+
     port_frequency_thz: FloatArray
+    #: ``port_frequency_thz.tobytes()``: a cheap exact comparison for the next scan.
+    key: bytes
     channel_port: IntArray
     offset_db: FloatArray | None
+
+
+@dataclass(frozen=True, slots=True)
+class _LitSet:
+    """What a port reading derives from *which* channels are lit alone.  The lit set
+    rarely changes from scan to scan, so this is computed once per set, not per scan."""
+
+    #: ``present.tobytes()`` of the set.
+    key: bytes
+    count: int
+    #: :func:`tilt_db` of one scan as a dot product with the lit powers (None when
+    #: fewer than two channels are lit); see :func:`_tilt_weights`.
+    tilt_weights: FloatArray | None
+    #: Read-only, shared by the readings of this set.
+    quality: npt.NDArray[np.uint8]
+
+
+def _tilt_weights(frequency_ghz: FloatArray, band_ghz: float) -> FloatArray | None:
+    """Weights ``a`` with ``tilt_db = a @ power_dbm`` over these (lit) channels.
+
+    The least-squares slope is ``sum (x_i - x_mean)(y_i - y_mean) / S_xx`` with
+    ``S_xx = sum (x_i - x_mean)^2``; since ``sum (x_i - x_mean) = 0`` the ``y_mean`` term
+    vanishes, leaving ``a_i = (x_i - x_mean) / S_xx`` (the slope row of the
+    pseudo-inverse of the design matrix ``[1, x]``), times ``band_ghz`` as in
+    :func:`tilt_db`.  None when fewer than two distinct frequencies are lit.
+    """
+    dx = frequency_ghz - frequency_ghz.mean() if frequency_ghz.size else frequency_ghz
+    sxx = float(dx @ dx)
+    if frequency_ghz.size < _MIN_POINTS or not sxx > 0:
+        return None
+    weights = dx * (band_ghz / sxx)
+    weights.flags.writeable = False
+    return weights
 
 
 class Pipeline:
@@ -604,14 +641,13 @@ class Pipeline:
         self._centres_thz = plan.frequencies_thz
         self._centres_ghz = (self._centres_thz - _ANCHOR) * 1000.0
         self._band_ghz = float(self._centres_ghz[-1] - self._centres_ghz[0])
-        self._centres_ghz_sq = self._centres_ghz**2
         # Shared read-only arrays for values a port reading cannot have.
         self._nan = np.full(plan.count, np.nan)
         self._nan.flags.writeable = False
-        self._q_power_only = np.uint8(Quality.POWER_ONLY)
-        self._q_dark = np.uint8(Quality.DARK)
         self._axes = _AxisCache()
         self._port_map: _PortMap | None = None
+        # The last lit set of a port reading (replaced whole; read by one worker thread).
+        self._lit_set: _LitSet | None = None
         self._alarms = AlarmEngine(plan, alarms)
         if calibration.port_offsets_db:
             self._port_offsets: FloatArray | None = np.asarray(
@@ -656,16 +692,19 @@ class Pipeline:
             osnr=r.osnr_db[0],
             offset_ghz=r.offset_ghz[0],
             total_power_dbm=float(r.total_power_dbm[0]),
+            lit_channels=int(r.lit_channels[0]),
             tilt=float(r.tilt_db[0]),
             flatness=float(r.flatness_db[0]),
             min_osnr=float(r.min_osnr_db[0]),
         )
 
     def _ports(self, port_frequency_thz: FloatArray) -> _PortMap:
+        pf = np.asarray(port_frequency_thz, dtype=np.float64)
         cached = self._port_map
-        if cached is not None and np.array_equal(cached.port_frequency_thz, port_frequency_thz):
+        # Exact comparison, and ~20x cheaper than np.array_equal at this size.
+        if cached is not None and pf.ndim == 1 and pf.tobytes() == cached.key:
             return cached
-        pf = np.array(port_frequency_thz, dtype=np.float64)
+        pf = pf.copy()
         if pf.ndim != 1 or pf.size < _MIN_POINTS:
             raise ValueError("a port scan needs at least two port frequencies")
         spacing_ghz = float(np.round((pf[1] - pf[0]) * 1000.0, 3))
@@ -685,13 +724,33 @@ class Pipeline:
             t = np.asarray(table, dtype=np.float64)
             offset = offset + np.interp(pf, t[:, 0], t[:, 1])
         has_offset = bool(self._port_offsets is not None or table)
-        pm = _PortMap(pf, self.plan.port_indices(grid), offset if has_offset else None)
+        pm = _PortMap(
+            pf, pf.tobytes(), self.plan.port_indices(grid), offset if has_offset else None
+        )
         self._port_map = pm
         return pm
 
+    def _lit(self, present: BoolArray) -> _LitSet:
+        key = present.tobytes()
+        cached = self._lit_set
+        if cached is not None and cached.key == key:
+            return cached
+        quality = np.where(present, np.uint8(Quality.POWER_ONLY), np.uint8(Quality.DARK))
+        quality.flags.writeable = False
+        lit = _LitSet(
+            key=key,
+            count=int(present.sum()),
+            tilt_weights=_tilt_weights(self._centres_ghz[present], self._band_ghz),
+            quality=quality,
+        )
+        self._lit_set = lit
+        return lit
+
     def _process_ports(self, scan: PortScan) -> Reading:
         # Written for a small op count: at 80 channels every numpy call costs about
-        # a microsecond, so this path avoids temporaries it does not need.
+        # a microsecond against a 50 us budget, so everything that depends only on
+        # the port grid or the lit set is cached (_ports, _lit) and this path avoids
+        # temporaries it does not need.
         pm = self._ports(scan.port_frequency_thz)
         ports = np.asarray(scan.power_dbm, dtype=np.float64)
         if ports.shape != pm.port_frequency_thz.shape:
@@ -700,36 +759,34 @@ class Pipeline:
             )
         if pm.offset_db is not None:
             ports = ports + pm.offset_db
-        power = ports[pm.channel_port]
+        power = ports.take(pm.channel_port)
         present = power >= self.config.detection_threshold_dbm  # NaN compares False
-        lin = np.exp(ports * _LN10_OVER_10)
-        total = float(np.sum(lin, where=lin == lin))  # linear sum, ports below floor skipped
-        lit_power = power[present]
-        flatness = float(lit_power.max() - lit_power.min()) if lit_power.size else math.nan
+        lit = self._lit(present)
+        lit_power = power if lit.count == power.size else power[present]
+        if lit.count:
+            flatness = float(np.maximum.reduce(lit_power) - np.minimum.reduce(lit_power))
+        else:
+            flatness = math.nan
+        tilt = math.nan if lit.tilt_weights is None else float(lit.tilt_weights @ lit_power)
+        # Total: linear sum over all ports; fmax turns NaN (below floor) into -inf,
+        # whose exp is 0, so no NaN-aware reduction is needed.
+        lin = np.multiply(ports, _LN10_OVER_10)
+        np.fmax(lin, -np.inf, out=lin)
+        total = float(np.add.reduce(np.exp(lin, out=lin)))
         return self._reading(
             scan,
             present=present,
-            quality=np.where(present, self._q_power_only, self._q_dark),
+            quality=lit.quality,
             power_dbm=power,
             signal_power_dbm=self._nan,
             osnr=self._nan,
             offset_ghz=self._nan,
             total_power_dbm=10 * math.log10(total) if total > 0 else math.nan,
-            tilt=self._port_tilt_db(power, present, lit_power.size),
+            lit_channels=lit.count,
+            tilt=tilt,
             flatness=flatness,
             min_osnr=math.nan,
         )
-
-    def _port_tilt_db(self, power: FloatArray, present: BoolArray, n: int) -> float:
-        """:func:`tilt_db` for one scan, as dot products (same least-squares line)."""
-        if n < 2:
-            return math.nan
-        x, x2 = self._centres_ghz, self._centres_ghz_sq
-        w = present.astype(np.float64)
-        y = power * w if n == power.size else np.where(present, power, 0.0)
-        sx, sxx, sy, sxy = float(x @ w), float(x2 @ w), float(y.sum()), float(x @ y)
-        den = n * sxx - sx * sx
-        return (n * sxy - sx * sy) / den * self._band_ghz if den > 0 else math.nan
 
     def _reading(
         self,
@@ -742,6 +799,7 @@ class Pipeline:
         osnr: FloatArray,
         offset_ghz: FloatArray,
         total_power_dbm: float,
+        lit_channels: int,
         tilt: float,
         flatness: float,
         min_osnr: float,
@@ -768,7 +826,7 @@ class Pipeline:
             offset_ghz=offset_ghz,
             quality=quality,
             total_power_dbm=total_power_dbm,
-            lit_channels=int(present.sum()),
+            lit_channels=lit_channels,
             tilt_db=tilt,
             flatness_db=flatness,
             min_osnr_db=min_osnr,

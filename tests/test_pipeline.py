@@ -272,3 +272,28 @@ def test_port_reading_tilt_and_flatness() -> None:
     r = _pipeline().process(_port_scan(power))
     assert r.tilt_db == pytest.approx(2.0, abs=1e-9)
     assert r.flatness_db == pytest.approx(2.0, abs=1e-9)
+
+
+def test_port_reading_tilt_follows_the_lit_set_from_scan_to_scan() -> None:
+    """The tilt weights depend on which channels are lit; one pipeline fed scans whose
+    lit sets change (and change back) must match a fresh least-squares fit each time."""
+    idx = PLAN.port_indices(PortGrid())
+    f = PLAN.frequencies_thz
+    rng = np.random.default_rng(3)
+    pipe = _pipeline()
+    dark_sets = [[], [0, 1, 2], [40], [], [0, 1, 2], list(range(2, 80))]
+    for dark in dark_sets:
+        power = np.full(96, np.nan)
+        power[idx] = rng.uniform(-20, -5, f.size)
+        power[idx[dark]] = np.nan
+        r = pipe.process(_port_scan(power))
+        lit = np.ones(f.size, dtype=bool)
+        lit[dark] = False
+        slope_db_per_thz = np.polyfit(f[lit], power[idx][lit], 1)[0]
+        assert r.tilt_db == pytest.approx(slope_db_per_thz * (f[-1] - f[0]), abs=1e-9)
+        assert r.lit_channels == int(lit.sum())
+        np.testing.assert_array_equal(r.quality == Quality.POWER_ONLY, lit)
+    one = np.full(96, np.nan)
+    one[idx[7]] = -10.0
+    r = pipe.process(_port_scan(one))
+    assert math.isnan(r.tilt_db) and r.flatness_db == 0.0
