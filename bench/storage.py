@@ -14,6 +14,7 @@ Run: ``python3 bench/storage.py`` (about a minute; needs ``influxd``).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sqlite3
 import statistics
@@ -183,7 +184,7 @@ def raw_batches(journal_path: Path, url: str) -> list[str]:
     """The forwarder's own encoding of the journal, cut into the same batches."""
     with Journal(journal_path) as j:
         enc = Forwarder(j, InfluxConfig(url=url))
-        lines = "".join(enc.encode_scan(s) for s in j.read_scans(0, 10**9)).splitlines(True)
+        lines = enc.encode_scans(j.read_scans(0, 10**9)).splitlines(True)
     return ["".join(lines[i : i + BATCH_LINES]) for i in range(0, len(lines), BATCH_LINES)]
 
 
@@ -221,36 +222,68 @@ def bench_forwarder(server: InfluxServer, db: str, journal_path: Path) -> float:
     return points / dt
 
 
+def encode_cost_us_per_line(journal_path: Path, url: str) -> tuple[float, float]:
+    """CPU of the forwarder's encoder alone: (read + decode, encode) in us per line."""
+    with Journal(journal_path) as j:
+        fwd = Forwarder(j, InfluxConfig(url=url))
+        t0 = time.process_time()
+        scans = j.read_scans(0, 10**9)
+        t1 = time.process_time()
+        per_batch = BATCH_LINES // 81
+        lines = sum(
+            fwd.encode_scans(scans[i : i + per_batch]).count("\n")
+            for i in range(0, len(scans), per_batch)
+        )
+        t2 = time.process_time()
+    return 1e6 * (t1 - t0) / lines, 1e6 * (t2 - t1) / lines
+
+
+def forwarder_report(root: Path, repeats: int) -> float:
+    """Print forwarder vs raw POST (medians of alternating runs); return the ratio."""
+    server = InfluxServer(root / "influxd")
+    server.start()
+    try:
+        jpath = root / "fwd.sqlite3"
+        fill_journal(jpath, 3000)
+        batches = raw_batches(jpath, server.url)
+        read_us, encode_us = encode_cost_us_per_line(jpath, server.url)
+        raws, fwds = [], []
+        for k in range(repeats):  # alternate, so drift in the machine hits both alike
+            raws.append(bench_raw(server, f"raw{k}", batches))
+            fwds.append(bench_forwarder(server, f"fwd{k}", jpath))
+    finally:
+        server.stop()
+    raw, fwd = statistics.median(raws), statistics.median(fwds)
+    points = sum(b.count("\n") for b in batches)
+    print(f"\nforwarder ingest into influxd 1.x ({points:,} points, {BATCH_LINES} lines/POST,")
+    print(f"median of {repeats} alternating runs)")
+    print(f"  {'method':<34}{'points/s':>10}{'x raw':>9}")
+    print(f"  {'raw POST of pre-encoded lines':<34}{raw:>10,.0f}{1.0:>9.2f}")
+    print(f"  {'Forwarder (journal -> influxd)':<34}{fwd:>10,.0f}{fwd / raw:>9.2f}")
+    pairs = " ".join(f"{f / r:.2f}" for r, f in zip(raws, fwds, strict=True))
+    print(f"  per-run ratios: {pairs}")
+    print(f"  forwarder CPU per line: read+decode {read_us:.2f} us, encode {encode_us:.2f} us")
+    print(f"  target >= 0.8 x raw: {'met' if fwd >= 0.8 * raw else 'NOT met'}")
+    return fwd / raw
+
+
 def main() -> int:
-    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs per figure")
+    parser.add_argument("--skip-journal", action="store_true")
+    parser.add_argument("--skip-forwarder", action="store_true")
+    args = parser.parse_args()
     print(f"load before: {Path('/proc/loadavg').read_text().strip()}")
     with tempfile.TemporaryDirectory(
         prefix=".bench-storage-", dir=Path(__file__).resolve().parent
     ) as tmp:
         # On the repository's disk, not a tmpfs /tmp: FULL must really fsync.
         root = Path(tmp)
-        journal_report(root, repeats)
-
-        server = InfluxServer(root / "influxd")
-        server.start()
-        try:
-            jpath = root / "fwd.sqlite3"
-            fill_journal(jpath, 3000)
-            batches = raw_batches(jpath, server.url)
-            raws, fwds = [], []
-            for k in range(3):  # alternate, so drift in the machine hits both alike
-                raws.append(bench_raw(server, f"raw{k}", batches))
-                fwds.append(bench_forwarder(server, f"fwd{k}", jpath))
-        finally:
-            server.stop()
-        raw, fwd = statistics.median(raws), statistics.median(fwds)
-        points = sum(b.count("\n") for b in batches)
-        print(f"\nforwarder ingest into influxd 1.x ({points:,} points, {BATCH_LINES} lines/POST,")
-        print("median of 3 alternating runs)")
-        print(f"  {'method':<34}{'points/s':>10}{'x raw':>9}")
-        print(f"  {'raw POST of pre-encoded lines':<34}{raw:>10,.0f}{1.0:>9.2f}")
-        print(f"  {'Forwarder (journal -> influxd)':<34}{fwd:>10,.0f}{fwd / raw:>9.2f}")
-        print(f"  target >= 0.8 x raw: {'met' if fwd >= 0.8 * raw else 'NOT met'}")
+        if not args.skip_journal:
+            journal_report(root, args.repeats)
+        if not args.skip_forwarder:
+            forwarder_report(root, args.repeats)
+    print(f"load after: {Path('/proc/loadavg').read_text().strip()}")
     return 0
 
 

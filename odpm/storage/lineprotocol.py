@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -77,50 +78,138 @@ def _float_field(name: str, value: float | None) -> str | None:
     return f"{name}={float(value)!r}"
 
 
-class ChannelLineEncoder:
-    """Renders the per-channel lines of a scan (or a rollup) from arrays.
+class ChannelBlock(NamedTuple):
+    """One scan's (or rollup's) channel lines to render, and text to follow them.
 
-    Holds a small LRU of templates keyed by device, channel numbers and the
-    finite/present masks; one instance per forwarder (no global state).
+    ``values`` is (fields, channels); ``suffix`` holds each line's last field
+    with its trailing space (``present=true `` / ``samples=42i ``); ``tail`` is
+    written right after the block's last line (the scan line and alarm lines),
+    so a whole batch renders in journal order with one join.
     """
 
-    def __init__(self, max_templates: int = 512) -> None:
-        self._templates: OrderedDict[tuple[object, ...], str] = OrderedDict()
-        self._max = max_templates
+    device: str
+    time_us: int
+    channel: npt.NDArray[np.integer]
+    values: npt.NDArray[np.float64]
+    suffix: npt.NDArray[np.object_]
+    tail: str = ""
 
-    def _template(
-        self,
-        key: tuple[object, ...],
-        measurement: str,
-        device: str,
-        channel: npt.NDArray[np.integer],
-        names: Sequence[str],
-        finite: npt.NDArray[np.bool_],
-        suffix_fields: Sequence[str],
-    ) -> str:
-        tmpl = self._templates.get(key)
-        if tmpl is not None:
-            self._templates.move_to_end(key)
-            return tmpl
-        dev = escape_tag(device).replace("%", "%%")
-        parts = []
-        for i, ch in enumerate(channel.tolist()):
-            fields = [
-                f"{n}={_VALUE_FORMAT}"
-                for n, ok in zip(names, finite[:, i].tolist(), strict=True)
-                if ok
-            ]
-            fields.append(suffix_fields[i])
-            parts.append(
-                f"{measurement},device={dev},channel={channel_tag(ch)} "
-                + ",".join(fields)
-                + " \x00\n"
-            )
-        tmpl = "".join(parts)
-        self._templates[key] = tmpl
-        if len(self._templates) > self._max:
-            self._templates.popitem(last=False)
-        return tmpl
+
+class ChannelLineEncoder:
+    """Renders per-channel lines for a whole batch of scans at once, vectorised.
+
+    Every float is a quantised value (see the module docstring), so it is an
+    integer number of 10^-VALUE_DECIMALS: its text is looked up, never
+    formatted.  Each value becomes two table lookups, ``name=<integer part>``
+    and ``.<fraction>,``, done for the whole batch with numpy fancy indexing;
+    with the cached tag prefix per (device, channel), the suffix and the
+    timestamp, the batch is one object array of string pieces and one
+    ``str.join``.  Absent values index an empty string.  Values with an
+    integer part beyond the tables (never for dB/dBm/GHz) are formatted with
+    ``%.{VALUE_DECIMALS}f`` one by one.
+
+    One instance per forwarder (tables and the prefix cache are per instance:
+    no global state); ``max_templates`` bounds the prefix cache.
+    """
+
+    #: Integer parts covered by the lookup tables: |value| < this.
+    INTEGER_RANGE = 1000
+
+    def __init__(self, max_templates: int = 512) -> None:
+        self._prefixes: OrderedDict[tuple[str, str, bytes], npt.NDArray[np.object_]] = OrderedDict()
+        self._max = max_templates
+        r = self.INTEGER_RANGE
+        scale = 10**VALUE_DECIMALS
+        # Fractions ".0000," .. ".9999," and, at index `scale`, "" for absent values.
+        self._fractions = _object_array([f".{k:0{VALUE_DECIMALS}d}," for k in range(scale)] + [""])
+        self._names: dict[str, npt.NDArray[np.object_]] = {}
+        # Integer parts: [0, r) positive, [r, 2r) negative (so -0.5 -> "-0"), 2r absent.
+        ints = [str(i) for i in range(r)] + [f"-{i}" for i in range(r)]
+        for name in (*CHANNEL_FLOAT_FIELDS, *ROLLUP_FLOAT_FIELDS):
+            self._names[name] = _object_array([f"{name}={i}" for i in ints] + [""])
+        self._present = _object_array(["present=false ", "present=true "])
+
+    def _prefix(
+        self, measurement: str, device: str, channel: npt.NDArray[np.integer]
+    ) -> npt.NDArray[np.object_]:
+        key = (measurement, device, channel.tobytes())
+        got = self._prefixes.get(key)
+        if got is not None:
+            self._prefixes.move_to_end(key)
+            return got
+        dev = escape_tag(device)
+        got = _object_array(
+            [f"{measurement},device={dev},channel={channel_tag(c)} " for c in channel.tolist()]
+        )
+        self._prefixes[key] = got
+        if len(self._prefixes) > self._max:
+            self._prefixes.popitem(last=False)
+        return got
+
+    def render(self, measurement: str, names: Sequence[str], blocks: Sequence[ChannelBlock]) -> str:
+        """The lines of every block, in order, each block followed by its tail."""
+        blocks = list(blocks)
+        sizes = [b.channel.size for b in blocks]
+        lines = sum(sizes)
+        if lines == 0:
+            return "".join(b.tail for b in blocks)
+        nf = len(names)
+        for b in blocks:
+            if b.values.shape != (nf, b.channel.size) or b.suffix.shape != (b.channel.size,):
+                raise ValueError(
+                    f"{measurement} block of {b.device}: values {b.values.shape} and suffix "
+                    f"{b.suffix.shape} do not match {nf} fields x {b.channel.size} channels"
+                )
+        values = (
+            np.concatenate([b.values for b in blocks], axis=1)
+            if len(blocks) > 1
+            else (blocks[0].values)
+        )
+        finite = np.isfinite(values)
+        r = self.INTEGER_RANGE
+        scale = 10**VALUE_DECIMALS
+        with np.errstate(invalid="ignore"):
+            big = finite & (np.abs(values) >= r)
+        table = finite & ~big
+        fixed = np.rint(np.abs(np.where(table, values, 0.0)) * scale).astype(np.int64)
+        whole, frac = np.divmod(fixed, scale)
+        whole += np.signbit(values) * r
+        whole[~table] = 2 * r
+        frac[~table] = scale
+
+        pieces = np.empty((lines, 2 * nf + 3), dtype=object)
+        pieces[:, 0] = np.concatenate(
+            [self._prefix(measurement, b.device, b.channel) for b in blocks]
+        )
+        for j, name in enumerate(names):
+            pieces[:, 1 + 2 * j] = self._names[name][whole[j]]
+            pieces[:, 2 + 2 * j] = self._fractions[frac[j]]
+        if big.any():
+            for j, i in zip(*np.nonzero(big), strict=True):
+                pieces[i, 1 + 2 * j] = f"{names[j]}={_VALUE_FORMAT % values[j, i]}"
+                pieces[i, 2 + 2 * j] = ","
+        pieces[:, 2 * nf + 1] = np.concatenate([b.suffix for b in blocks])
+        stamps = _object_array([f"{b.time_us}\n" for b in blocks])
+        pieces[:, 2 * nf + 2] = np.repeat(stamps, sizes)
+        # Tails go after their block's last line; a block without channels has
+        # no line of its own, so its tail follows the previous block's.
+        head = ""
+        last = -1
+        for b, size in zip(blocks, sizes, strict=True):
+            last += size
+            if not b.tail:
+                continue
+            if last < 0:
+                head += b.tail
+            elif size:
+                pieces[last, 2 * nf + 2] = f"{b.time_us}\n{b.tail}"
+            else:
+                pieces[last, 2 * nf + 2] += b.tail
+        return head + "".join(pieces.ravel().tolist())
+
+    def present_suffix(self, present: npt.NDArray[np.bool_]) -> npt.NDArray[np.object_]:
+        """The ``present=...`` field (last on every ``channel`` line) per channel."""
+        return self._present[np.asarray(present, dtype=np.intp)]
 
     def channel_lines(
         self,
@@ -131,21 +220,8 @@ class ChannelLineEncoder:
         values: npt.NDArray[np.float64],
     ) -> str:
         """``channel`` lines: ``values`` is (4, channels) in :data:`CHANNEL_FLOAT_FIELDS` order."""
-        finite = np.isfinite(values)
-        key = (
-            MEASUREMENT_CHANNEL,
-            device,
-            channel.tobytes(),
-            np.packbits(finite).tobytes(),
-            np.packbits(present).tobytes(),
-        )
-        suffix = ["present=true" if p else "present=false" for p in present.tolist()]
-        tmpl = self._template(
-            key, MEASUREMENT_CHANNEL, device, channel, CHANNEL_FLOAT_FIELDS, finite, suffix
-        )
-        # Column-major: channel 0's fields, then channel 1's ...
-        flat = values.T[finite.T].tolist()
-        return (tmpl % tuple(flat)).replace("\x00", str(time_us))
+        block = ChannelBlock(device, time_us, channel, values, self.present_suffix(present))
+        return self.render(MEASUREMENT_CHANNEL, CHANNEL_FLOAT_FIELDS, [block])
 
     def rollup_lines(
         self,
@@ -156,22 +232,15 @@ class ChannelLineEncoder:
         samples: int,
     ) -> str:
         """``channel_1m`` lines: ``values`` is (6, channels), ROLLUP_FLOAT_FIELDS order."""
-        finite = np.isfinite(values)
-        key = (MEASUREMENT_CHANNEL_1M, device, channel.tobytes(), np.packbits(finite).tobytes())
-        suffix = ["samples=%di"] * channel.size
-        tmpl = self._template(
-            key, MEASUREMENT_CHANNEL_1M, device, channel, ROLLUP_FLOAT_FIELDS, finite, suffix
-        )
-        # Interleave each channel's floats with its samples count.
-        cols = finite.sum(axis=0)
-        flat = values.T[finite.T].tolist()
-        out: list[float | int] = []
-        pos = 0
-        for n in cols.tolist():
-            out.extend(flat[pos : pos + n])
-            out.append(samples)
-            pos += n
-        return (tmpl % tuple(out)).replace("\x00", str(minute_us))
+        suffix = np.full(channel.size, f"samples={int(samples)}i ", dtype=object)
+        block = ChannelBlock(device, minute_us, channel, values, suffix)
+        return self.render(MEASUREMENT_CHANNEL_1M, ROLLUP_FLOAT_FIELDS, [block])
+
+
+def _object_array(items: Sequence[str]) -> npt.NDArray[np.object_]:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
 
 
 def scan_line(
