@@ -10,7 +10,9 @@ import pytest
 from odpm.storage.journal import dequantise, quantise
 from odpm.storage.lineprotocol import (
     CHANNEL_FLOAT_FIELDS,
+    MEASUREMENT_CHANNEL,
     ROLLUP_FLOAT_FIELDS,
+    ChannelBlock,
     ChannelLineEncoder,
     alarm_line,
     escape_tag,
@@ -108,3 +110,40 @@ def test_bad_tags_are_refused() -> None:
         escape_tag("")
     with pytest.raises(ValueError, match="newline"):
         escape_tag("a\nb")
+
+
+def test_batch_render_matches_reference_block_by_block() -> None:
+    """Several scans in one render: each block's lines, then its tail, in order.
+
+    Covers what the lookup tables must get exactly right: negative values with a
+    zero integer part, -0.0, values beyond the tables (formatted one by one),
+    and a block without channels whose tail still lands in order.
+    """
+    rng = np.random.default_rng(42)
+    enc = ChannelLineEncoder()
+    blocks, want = [], []
+    for k, n in enumerate((80, 3, 0, 17)):
+        values = rng.uniform(-60, 60, (4, n))
+        values[rng.random((4, n)) < 0.15] = np.nan
+        if n >= 3:
+            values[:, 0] = [-0.5, -0.0, 0.00004, -0.00004]
+            values[:, 1] = [1234.5678, -99999.25, 999.99994, -999.99996]
+        values = stored(values) if n else values
+        present = rng.random(n) < 0.7
+        channel = np.arange(1, n + 1)
+        device, t = f"dev {k}", 1_700_000_000_000_000 + k
+        tail = f"scan,device=dev\\ {k} lit_channels={k}i {t}\n"
+        blocks.append(ChannelBlock(device, t, channel, values, enc.present_suffix(present), tail))
+        want.append(reference_channel_lines(device, t, channel, present, values) + tail)
+    got = enc.render(MEASUREMENT_CHANNEL, CHANNEL_FLOAT_FIELDS, blocks)
+    assert got == "".join(want)
+    assert "power_dbm=-0.5000," in got and "signal_power_dbm=-0.0000," in got
+    # Beyond the tables (float32 storage keeps ~7 digits there, hence 1234.567x).
+    assert "power_dbm=1234.567" in got and "signal_power_dbm=-99999.2500," in got
+
+
+def test_render_refuses_mismatched_shapes() -> None:
+    enc = ChannelLineEncoder()
+    block = ChannelBlock("d", 1, np.arange(1, 4), np.zeros((4, 2)), enc.present_suffix([True] * 3))
+    with pytest.raises(ValueError, match=r"values \(4, 2\).*4 fields x 3 channels"):
+        enc.render(MEASUREMENT_CHANNEL, CHANNEL_FLOAT_FIELDS, [block])
