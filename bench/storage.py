@@ -3,13 +3,19 @@
 Each figure is printed beside a baseline measured in the same run on the same
 machine:
 
-* journal: scans/s of 80 channels appended by 8 threads (group commit), beside
-  one thread and a naive SQLite loop with one commit per scan (target >= 2,000);
+* journal: scans/s of 80 channels appended by 1 and by 8 threads, with
+  ``synchronous=NORMAL`` and ``FULL``, each beside a naive baseline doing the
+  same SQL on the same schema with one transaction per scan per thread (and the
+  older bare-table loop for reference); target >= 2,000 scans/s;
 * forwarder: points/s from the journal into influxd, beside the raw limit,
   i.e. POSTing the same pre-encoded line protocol in the same batch size with
-  a plain httpx client (target: forwarder >= 0.8 x raw).
+  a plain httpx client (target: forwarder >= 0.8 x raw); plus the encoder's own
+  CPU per line.
 
-Run: ``python3 bench/storage.py`` (about a minute; needs ``influxd``).
+The machine is shared: every figure is a median of alternating runs, and the
+load average is printed before and after.
+
+Run: ``python3 bench/storage.py [--repeats N]`` (a minute or two; needs ``influxd``).
 """
 
 from __future__ import annotations
