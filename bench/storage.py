@@ -46,6 +46,9 @@ from tests.support.storage_writer import make_reading
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 BATCH_LINES = 5000
 Sync = Literal["NORMAL", "FULL"]
+#: Pause before each influxd run, so the previous run's cache snapshot and
+#: compaction do not land on the next measurement.
+SETTLE_S = 1.0
 
 
 def _appender_threads(threads: int, per_thread: int, append: Callable[[int, int], None]) -> float:
@@ -250,12 +253,14 @@ def forwarder_report(root: Path, repeats: int) -> float:
     server.start()
     try:
         jpath = root / "fwd.sqlite3"
-        fill_journal(jpath, 3000)
+        fill_journal(jpath, 5000)
         batches = raw_batches(jpath, server.url)
         read_us, encode_us = encode_cost_us_per_line(jpath, server.url)
         raws, fwds = [], []
         for k in range(repeats):  # alternate, so drift in the machine hits both alike
+            time.sleep(SETTLE_S)
             raws.append(bench_raw(server, f"raw{k}", batches))
+            time.sleep(SETTLE_S)
             fwds.append(bench_forwarder(server, f"fwd{k}", jpath))
     finally:
         server.stop()
@@ -275,7 +280,7 @@ def forwarder_report(root: Path, repeats: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=3, help="alternating runs per figure")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating runs per figure")
     parser.add_argument("--skip-journal", action="store_true")
     parser.add_argument("--skip-forwarder", action="store_true")
     args = parser.parse_args()
