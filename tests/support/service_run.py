@@ -222,14 +222,20 @@ def _all_devices(server: InfluxServer, db: str, query: str, want: set[str]) -> b
 
 
 def _wait(
-    what: str, deadline: float, proc: subprocess.Popen[bytes], done: Callable[[], bool]
+    what: str, deadline: float, proc: subprocess.Popen[bytes], log: Path, done: Callable[[], bool]
 ) -> None:
+    """Poll ``done`` until true; on a dead service or the deadline, fail with its log's tail."""
     while not done():
         if proc.poll() is not None:
-            raise RuntimeError(f"odpm serve exited ({proc.returncode}) while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not in InfluxDB before the deadline")
-        time.sleep(0.5)
+            problem = f"odpm serve exited ({proc.returncode}) while waiting for {what}"
+        elif time.monotonic() > deadline:
+            problem = f"{what}: not in InfluxDB before the deadline"
+        else:
+            time.sleep(0.5)
+            continue
+        lines = log.read_text(errors="replace").splitlines()
+        tail = "\n".join([ln for ln in lines if "HTTP Request:" not in ln][-30:])
+        raise RuntimeError(f"{problem}; serve.log ends:\n{tail}")
 
 
 @contextlib.contextmanager
@@ -288,18 +294,28 @@ def simulated_service_run(
             return _devices_with(server, db, q) == want
 
         _wait(
-            "power_low raised on the dipped channel", deadline, proc, lambda: alarm_forwarded(True)
+            "power_low raised on the dipped channel",
+            deadline,
+            proc,
+            log_path,
+            lambda: alarm_forwarded(True),
         )
         for sim in sims:
             sim.command(f"SIM:CHAN:POW {plan.dip_channel},{NOMINAL_POWER_DBM:g}")
-        _wait("power_low cleared", deadline, proc, lambda: alarm_forwarded(False))
+        _wait("power_low cleared", deadline, proc, log_path, lambda: alarm_forwarded(False))
         for measurement, fld in (
             ("channel", "present"),
             ("scan", "lit_channels"),
             ("channel_1m", "samples"),
         ):
             q = f'SELECT count("{fld}") FROM "{measurement}" GROUP BY "device"'
-            _wait(measurement, deadline, proc, functools.partial(_all_devices, server, db, q, want))
+            _wait(
+                measurement,
+                deadline,
+                proc,
+                log_path,
+                functools.partial(_all_devices, server, db, q, want),
+            )
         run.fill_s = time.monotonic() - started
         proc.send_signal(signal.SIGTERM)
         run.exit_code = proc.wait(30)
