@@ -14,6 +14,7 @@ from odpm.models import PortScan, Quality, TraceScan
 from odpm.pipeline import (
     OSNR_REFERENCE_BANDWIDTH_GHZ,
     Pipeline,
+    TraceAnalysis,
     TraceAxis,
     analyse_traces,
     osnr_db,
@@ -126,6 +127,53 @@ def test_batch_equals_single() -> None:
         np.testing.assert_allclose(batch.osnr_db[i], one.osnr_db[0], equal_nan=True)
         np.testing.assert_array_equal(batch.present[i], t.truth.present)
     assert batch.tilt_db.shape == (3,)
+
+
+@pytest.mark.parametrize("noise_method", ["midpoint", "pit"])
+def test_batch_is_bit_identical_to_single_traces(noise_method: str) -> None:
+    """Every field of a batch equals the same trace analysed alone, exactly: the
+    numbers must not depend on how many traces were analysed together."""
+    stack = []
+    for seed in (10, 11, 12, 13, 14):
+        osnr, lit, offset = random_scenario(PLAN.frequencies_thz, seed)
+        tr = make_trace(
+            grid_thz=PLAN.frequencies_thz,
+            spacing_ghz=50.0,
+            osnr_db=osnr,
+            lit=lit,
+            offset_ghz=offset,
+        )
+        stack.append(tr.power_dbm)
+    # As the instrument delivers it: ascending wavelength, i.e. descending frequency.
+    axis = TraceAxis.build(tr.frequency_thz, PLAN, PipelineConfig(noise_method=noise_method))
+    batch = analyse_traces(axis, np.stack(stack), 2.5)
+    for i, p in enumerate(stack):
+        one = analyse_traces(axis, p, 2.5)
+        for name in TraceAnalysis.__dataclass_fields__:
+            np.testing.assert_array_equal(getattr(batch, name)[i], getattr(one, name)[0])
+
+
+def test_non_finite_points_carry_no_power() -> None:
+    """NaN/inf points (outside every slot and noise window here) change nothing but
+    the total, by what those points held."""
+    osnr, lit, offset = random_scenario(PLAN.frequencies_thz, 15)
+    tr = make_trace(
+        grid_thz=PLAN.frequencies_thz, spacing_ghz=50.0, osnr_db=osnr, lit=lit, offset_ghz=offset
+    )
+    axis = TraceAxis.build(tr.frequency_thz, PLAN, PipelineConfig())
+    lo_thz, _ = TraceAxis.required_span_thz(PLAN, PipelineConfig())
+    outside = np.flatnonzero(tr.frequency_thz < lo_thz - 0.01)[:5]
+    assert outside.size == 5
+    bad = np.array(tr.power_dbm, dtype=np.float32)
+    bad[outside[:3]] = np.nan
+    bad[outside[3:]] = np.inf
+    zeroed = np.array(tr.power_dbm, dtype=np.float32)
+    zeroed[outside] = -np.inf  # 0 mW
+    a, b = analyse_traces(axis, bad, 2.5), analyse_traces(axis, zeroed, 2.5)
+    np.testing.assert_array_equal(a.osnr_db, b.osnr_db)
+    np.testing.assert_array_equal(a.power_dbm, b.power_dbm)
+    assert np.isfinite(a.total_power_dbm).all()
+    assert a.total_power_dbm[0] == pytest.approx(b.total_power_dbm[0], abs=1e-9)
 
 
 def test_tilt_is_slope_across_the_plan() -> None:
