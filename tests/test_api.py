@@ -3,6 +3,8 @@ simulated devices (loopback TCP, the real driver, pipeline and journal)."""
 
 from __future__ import annotations
 
+import collections
+import csv
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +19,7 @@ from api.app import create_app
 from api.auth import key_matches
 from odpm.config import ApiConfig, Settings, StorageConfig, hash_api_key
 from odpm.service import Service
+from odpm.storage.journal import time_to_us, us_to_time
 
 KEY = "lab-key-1"
 OTHER_KEY = "lab-key-2"
@@ -137,14 +140,30 @@ def test_trace_is_404_until_a_trace_was_taken(client: TestClient) -> None:
 
 
 def test_history_json_and_csv_from_the_journal(client: TestClient) -> None:
-    end = datetime.now(UTC) + timedelta(seconds=1)
+    # The fixture guarantees one reading per device, not the several this test
+    # counts: wait for them rather than rely on how long earlier tests took.
+    _wait(lambda: client.get(f"{V1}/devices/sim2").json()["readings_stored"] >= 3)
+    # A window closed at the newest stored reading: scans landing meanwhile
+    # cannot change the answer between the JSON and the CSV request.  A device's
+    # readings are stored in time order, so every one up to `end` is committed.
+    newest = datetime.fromisoformat(client.get(f"{V1}/devices/sim2/latest").json()["time"])
+    end = newest + timedelta(microseconds=1)
     start = end - timedelta(minutes=5)
     q = f"start={_iso(start)}&end={_iso(end)}&every=1s"
     r = client.get(f"{V1}/devices/sim2/channels/7/history?{q}")
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["channel"] == 7 and body["every_s"] == 1.0 and body["source"] == "raw"
-    assert sum(p["samples"] for p in body["points"]) >= 2
+    # Buckets start at `start`, are 1 s wide and count every stored scan in them.
+    journal = client.app.state.service.journal  # type: ignore[attr-defined]
+    stored = journal.scans_between("sim2", time_to_us(start), time_to_us(end))
+    assert len(stored) >= 3
+    expected: collections.Counter[datetime] = collections.Counter(
+        start + (us_to_time(s.time_us) - start) // timedelta(seconds=1) * timedelta(seconds=1)
+        for s in stored
+    )
+    got = {datetime.fromisoformat(p["time"]): p["samples"] for p in body["points"]}
+    assert got == dict(expected)
     assert all(
         p["power_dbm_min"] <= p["power_dbm_mean"] <= p["power_dbm_max"] for p in body["points"]
     )
@@ -152,7 +171,9 @@ def test_history_json_and_csv_from_the_journal(client: TestClient) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     lines = r.text.strip().splitlines()
     assert lines[0].startswith("time,samples,power_dbm_mean")
-    assert len(lines) == len(body["points"]) + 1
+    assert [(datetime.fromisoformat(t), int(n)) for t, n, *_ in csv.reader(lines[1:])] == [
+        (datetime.fromisoformat(p["time"]), p["samples"]) for p in body["points"]
+    ]
 
 
 @pytest.mark.parametrize(
