@@ -1,14 +1,15 @@
 """The running service: one acquisition worker and pipeline per device, storage, live streams.
 
-This module is the wiring.  Each stage is reached through the small protocols
-below (what the service needs of it, nothing more), so the service can run in
-three shapes from the same code:
+This module is the wiring of the real stages (``AcquisitionWorker``,
+``Pipeline``, ``Journal``, ``Forwarder``, a history store); it runs in three
+shapes from the same code:
 
 * full (default): workers acquire, the pipeline analyses, the journal stores,
   the forwarder ships to InfluxDB, the API serves;
 * agent (``odpm serve --no-api``): the same without HTTP;
 * replica (``odpm serve --no-acquisition``): no workers; the API answers from
-  storage, refreshing its latest-reading cache from it periodically.
+  storage, refreshing its latest-reading cache from it periodically and adding
+  the devices it finds there (an InfluxDB replica needs no ``[[devices]]``).
 
 Everything the API reads is in memory here (latest reading and trace per device,
 the worker's own state snapshot, the cached ``*IDN?`` answer, active alarms) or
@@ -31,8 +32,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import ValidationError
 
 from odpm.config import AlarmConfig, DeviceConfig, InfluxConfig, Settings, StorageConfig
 from odpm.grid import ChannelPlan
@@ -40,10 +43,20 @@ from odpm.live import Broadcaster
 from odpm.models import AlarmEvent, Mode, RawScan, Reading, TraceScan
 
 if TYPE_CHECKING:
+    # Imported where used at run time: the CLI imports this module for every
+    # subcommand, and drivers, pipeline and storage are not cheap to import.
     from drivers.simulator.server import SimulatorServer
-    from odpm.storage.history import ChannelHistory
+    from odpm.acquisition import AcquisitionWorker, WorkerCounters
+    from odpm.pipeline import Pipeline
+    from odpm.storage.history import ChannelHistory, InfluxHistory, JournalHistory
+    from odpm.storage.influx import Forwarder
+    from odpm.storage.journal import Journal
+
+    HistorySource = JournalHistory | InfluxHistory
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: Counters every worker reports (names as exported to Prometheus).
 COUNTER_NAMES = ("scans", "errors", "reconnects", "crc_failures", "lost_frames")
@@ -53,55 +66,6 @@ REPLICA_REFRESH_S = 5.0
 FORWARDER_DRAIN_S = 4.0
 #: How long ``stop`` waits for each worker thread.
 WORKER_STOP_TIMEOUT_S = 3.0
-
-
-# --- what the service needs of each stage -------------------------------------------------
-
-
-class Worker(Protocol):
-    @property
-    def state(self) -> str: ...
-    @property
-    def identity(self) -> str | None: ...
-    @property
-    def last_error(self) -> str | None: ...
-    @property
-    def last_scan_time(self) -> datetime | None: ...
-    @property
-    def counters(self) -> Any: ...
-    def start(self) -> None: ...
-    def stop(self, timeout_s: float = ...) -> Any: ...
-    def reconfigure(
-        self,
-        *,
-        mode: Mode | None = None,
-        interval_s: float | None = None,
-        averaging: int | None = None,
-        running: bool | None = None,
-    ) -> Any: ...
-    def request_scan(self, mode: Mode | None = None) -> concurrent.futures.Future[RawScan]: ...
-
-
-class Analyser(Protocol):
-    def process(self, scan: RawScan) -> Reading: ...
-    def set_alarm_config(self, alarms: AlarmConfig) -> None: ...
-
-
-class Store(Protocol):
-    """The journal: durable appends, latest readings, alarm events, backlog."""
-
-    def append(self, reading: Reading) -> int: ...
-    def latest(self, device_id: str) -> Reading | None: ...
-    def alarm_events(
-        self, device: str | None = None, since: datetime | None = None, limit: int = 100
-    ) -> list[AlarmEvent]: ...
-    def close(self) -> None: ...
-
-
-#: Builds a worker for a device with the service's scan callback.
-WorkerFactory = Callable[[DeviceConfig, Callable[[RawScan], None]], Worker]
-#: Builds a pipeline for a device's channel plan.
-PipelineFactory = Callable[[DeviceConfig, AlarmConfig], Analyser]
 
 
 class ServiceError(Exception):
@@ -154,7 +118,7 @@ class DeviceSnapshot:
     processing_errors: int
 
 
-class _Encoded:
+class _Encoded(Generic[_T]):
     """A value with its JSON encoding computed at most once, on first request.
 
     Readings arrive far more often than anyone asks for them (200 devices at
@@ -163,7 +127,7 @@ class _Encoded:
 
     __slots__ = ("_encode", "_json", "value")
 
-    def __init__(self, value: Any, encode: Callable[[Any], bytes]) -> None:
+    def __init__(self, value: _T, encode: Callable[[_T], bytes]) -> None:
         self.value = value
         self._encode = encode
         self._json: bytes | None = None
@@ -175,36 +139,30 @@ class _Encoded:
         return self._json
 
 
-def _counters_dict(counters: Any) -> dict[str, int]:
-    """Worker counters as a plain dict whatever their container (dataclass, mapping)."""
+def _counters_dict(counters: WorkerCounters | None) -> dict[str, int]:
+    """The exported worker counters (a replica has none: zeros)."""
     if counters is None:
         return dict.fromkeys(COUNTER_NAMES, 0)
-    if dataclasses.is_dataclass(counters) and not isinstance(counters, type):
-        raw = dataclasses.asdict(counters)
-    elif isinstance(counters, Mapping):
-        raw = dict(counters)
-    else:
-        raw = {k: getattr(counters, k, 0) for k in COUNTER_NAMES}
-    return {k: int(raw.get(k, 0) or 0) for k in COUNTER_NAMES}
+    return {k: int(getattr(counters, k)) for k in COUNTER_NAMES}
 
 
 class DeviceRuntime:
     """One device: its config, worker, pipeline and latest cached data."""
 
-    def __init__(
-        self, config: DeviceConfig, pipeline: Analyser | None, worker: Worker | None = None
-    ) -> None:
+    def __init__(self, config: DeviceConfig, pipeline: Pipeline | None) -> None:
         self.config = config
         self.plan: ChannelPlan = config.plan.to_plan()
         self.pipeline = pipeline
-        self.worker = worker
+        self.worker: AcquisitionWorker | None = None
         #: Serialises pipeline + journal for this device (alarm state, row order).
         self.lock = threading.Lock()
-        self.latest: _Encoded | None = None
-        self.trace: _Encoded | None = None
+        self.latest: _Encoded[Reading] | None = None
+        self.trace: _Encoded[TraceScan] | None = None
         #: The last few (scan, reading) pairs, so POST /scan finds the reading of
         #: *its* scan even if a scheduled one has replaced ``latest`` since.
-        self.recent: collections.deque[tuple[RawScan, _Encoded]] = collections.deque(maxlen=16)
+        self.recent: collections.deque[tuple[RawScan, _Encoded[Reading]]] = collections.deque(
+            maxlen=16
+        )
         # Requested settings, shown by the API (the worker owns the real ones).
         self.mode: Mode = config.mode
         self.interval_s = config.interval_s
@@ -222,7 +180,7 @@ class DeviceRuntime:
     def snapshot(self) -> DeviceSnapshot:
         w = self.worker
         if w is not None:
-            state = str(w.state)
+            state: str = w.state
             counters = _counters_dict(w.counters)
             last_error = w.last_error
             last_scan = w.last_scan_time
@@ -308,7 +266,9 @@ class Service:
     """The acquisition service: build with :meth:`from_settings`, then ``start``/``stop``.
 
     ``journal``, ``forwarder`` and ``history`` may be None (replicas on InfluxDB
-    have no journal; journal-only setups have no forwarder).
+    have no journal; journal-only setups have no forwarder).  With
+    ``acquisition`` each device gets an ``AcquisitionWorker`` and a ``Pipeline``;
+    without, the service is a replica reading storage.
     """
 
     def __init__(
@@ -316,11 +276,9 @@ class Service:
         settings: Settings,
         *,
         devices: Iterable[DeviceConfig] = (),
-        journal: Store | None = None,
-        forwarder: Any = None,
-        history: Any = None,
-        worker_factory: WorkerFactory | None = None,
-        pipeline_factory: PipelineFactory | None = None,
+        journal: Journal | None = None,
+        forwarder: Forwarder | None = None,
+        history: HistorySource | None = None,
         acquisition: bool = True,
         broadcaster: Broadcaster | None = None,
         on_close: Iterable[Callable[[], None]] = (),
@@ -332,21 +290,31 @@ class Service:
         self.history = history
         self.acquisition = acquisition
         self.broadcaster = broadcaster or Broadcaster()
-        self._worker_factory = worker_factory
         self._on_close = list(on_close)
         self._lock = threading.Lock()
         #: Active alarms keyed by (device, kind, channel); the last raising event.
         self._active_alarms: dict[tuple[str, str, int | None], AlarmEvent] = {}
-        self.devices: dict[str, DeviceRuntime] = {}
-        for cfg in devices:
-            pipeline = pipeline_factory(cfg, self.alarm_config) if pipeline_factory else None
-            self.devices[cfg.id] = DeviceRuntime(cfg, pipeline)
+        #: Replaced, never mutated, once started (a replica adds the devices it
+        #: discovers), so readers on other threads can iterate it without a lock.
+        self.devices: dict[str, DeviceRuntime] = {
+            cfg.id: DeviceRuntime(cfg, self._pipeline_for(cfg)) for cfg in devices
+        }
         self.started = False
         self.stopping = False
         self.started_at: float | None = None
         self.influx_reachable: bool | None = None
         self._replica_stop = threading.Event()
         self._replica_thread: threading.Thread | None = None
+
+    def _pipeline_for(self, cfg: DeviceConfig) -> Pipeline | None:
+        """A device's pipeline; a replica analyses nothing and has none."""
+        if not self.acquisition:
+            return None
+        from odpm.pipeline import Pipeline
+
+        return Pipeline(
+            cfg.plan.to_plan(), self.settings.pipeline, self.alarm_config, cfg.calibration
+        )
 
     # -- construction -----------------------------------------------------------------
 
@@ -367,36 +335,22 @@ class Service:
         normal driver and transport (so a demo runs the real code path);
         ``simulate_options`` are DeviceConfig fields for them (e.g. ``interval_s``).
         """
-        from odpm.acquisition import AcquisitionWorker
-        from odpm.pipeline import Pipeline
-
         closers: list[Callable[[], None]] = []
-        devices = [d for d in settings.devices]
+        devices = list(settings.devices)
         if simulate and acquisition:
             sims, sim_devices = start_simulators(
                 simulate, taken={d.id for d in devices}, options=simulate_options
             )
             closers.extend(s.close for s in sims)
             devices.extend(sim_devices)
-
-        journal, forwarder, history = open_storage(settings.storage, forward=acquisition)
-
-        def make_pipeline(cfg: DeviceConfig, alarms: AlarmConfig) -> Analyser:
-            return Pipeline(cfg.plan.to_plan(), settings.pipeline, alarms, cfg.calibration)
-
-        def make_worker(cfg: DeviceConfig, on_scan: Callable[[RawScan], None]) -> Worker:
-            worker: Worker = AcquisitionWorker(cfg, on_scan)
-            return worker
-
         try:
+            journal, forwarder, history = open_storage(settings.storage, forward=acquisition)
             return cls(
                 settings,
                 devices=devices,
                 journal=journal,
                 forwarder=forwarder,
                 history=history,
-                worker_factory=make_worker if acquisition else None,
-                pipeline_factory=make_pipeline,
                 acquisition=acquisition,
                 broadcaster=broadcaster,
                 on_close=closers,
@@ -414,14 +368,16 @@ class Service:
         if self.started:
             return
         self.refresh_latest_from_storage()
-        if self.forwarder is not None and hasattr(self.forwarder, "start"):
+        if self.forwarder is not None:
             self.forwarder.start()
-        if self.acquisition and self._worker_factory is not None:
+        if self.acquisition:
+            from odpm.acquisition import AcquisitionWorker
+
             for dev in self.devices.values():
-                dev.worker = self._worker_factory(dev.config, self._make_on_scan(dev))
+                dev.worker = AcquisitionWorker(dev.config, self._make_on_scan(dev))
                 if dev.config.enabled:
                     dev.worker.start()
-        elif not self.acquisition:
+        else:
             self._replica_thread = threading.Thread(
                 target=self._replica_loop, name="odpm-replica-refresh", daemon=True
             )
@@ -465,7 +421,7 @@ class Service:
         # complete; what it cannot ship stays in the journal for the next start.
         if self.forwarder is not None:
             try:
-                if hasattr(self.forwarder, "wait_drained") and self.influx_reachable is not False:
+                if self.influx_reachable is not False:
                     self.forwarder.wait_drained(FORWARDER_DRAIN_S)
                 self.forwarder.stop()
             except Exception:
@@ -475,9 +431,12 @@ class Service:
                 self.journal.close()
             except Exception:
                 log.exception("closing the journal failed")
-        if self.history is not None and hasattr(self.history, "close"):
-            with contextlib.suppress(Exception):
-                self.history.close()
+        if self.history is not None:
+            from odpm.storage.history import InfluxHistory
+
+            if isinstance(self.history, InfluxHistory):  # the journal's closed above
+                with contextlib.suppress(Exception):
+                    self.history.close()
         self.started = False
         log.info("service stopped")
 
@@ -562,15 +521,28 @@ class Service:
         return events[:limit]
 
     def refresh_latest_from_storage(self) -> None:
-        """Fill the latest cache from storage (start-up, and replicas periodically)."""
-        source: Any = self.journal if self.journal is not None else self.history
-        if source is None or not hasattr(source, "latest"):
+        """Fill the latest cache from storage (start-up, and replicas periodically).
+
+        The journal answers when there is one (it is this machine's newest data);
+        a replica without one asks InfluxDB.  A replica also adds the devices
+        storage knows and its config does not.
+        """
+        from odpm.storage.history import InfluxHistory
+
+        influx = self.history if isinstance(self.history, InfluxHistory) else None
+        if self.journal is None and influx is None:
             return
+        if not self.acquisition:
+            self._discover_devices(influx)
         for dev in self.devices.values():
             try:
-                reading = source.latest(dev.id)
-            except Exception:
-                log.warning("%s: could not read the latest reading from storage", dev.id)
+                if self.journal is not None:
+                    reading = self.journal.latest(dev.id)
+                else:
+                    assert influx is not None
+                    reading = influx.latest(dev.id, dev.plan)
+            except Exception as exc:
+                log.warning("%s: could not read the latest reading from storage: %s", dev.id, exc)
                 continue
             if reading is None:
                 continue
@@ -587,6 +559,37 @@ class Service:
             with self._lock:
                 self._active_alarms.clear()
             self._note_alarms(past)
+
+    def _discover_devices(self, influx: InfluxHistory | None) -> None:
+        """Add the devices in storage that this replica does not know yet.
+
+        They get the default device settings (and so the default channel plan);
+        their address says where the replica reads them from.
+        """
+        try:
+            if self.journal is not None:
+                found, where = self.journal.devices(), f"journal:{self.journal.path}"
+            elif influx is not None:
+                found = influx.devices()
+                where = f"influxdb:{self.settings.storage.influx.url}"
+            else:
+                return
+        except Exception as exc:
+            log.warning("could not list the devices in storage: %s", exc)
+            return
+        new: dict[str, DeviceRuntime] = {}
+        for device_id in found:
+            if device_id in self.devices:
+                continue
+            try:
+                cfg = DeviceConfig(id=device_id, address=where)
+            except ValidationError:
+                log.warning("storage holds device %r, which is not a valid device id", device_id)
+                continue
+            new[device_id] = DeviceRuntime(cfg, self._pipeline_for(cfg))
+        if new:
+            log.info("found in storage: %s", ", ".join(sorted(new)))
+            self.devices = {**self.devices, **new}
 
     def channel_history(
         self, device_id: str, channel: int, start: datetime, end: datetime, every_s: float
@@ -665,7 +668,7 @@ class Service:
             raise NotAvailableError("this service runs without acquisition (--no-acquisition)")
         return dev.worker.request_scan(mode)
 
-    def reading_of(self, device_id: str, scan: RawScan) -> _Encoded | None:
+    def reading_of(self, device_id: str, scan: RawScan) -> _Encoded[Reading] | None:
         """The stored reading made from ``scan`` (None if it could not be analysed/stored)."""
         dev = self.device(device_id)
         with dev.lock:
@@ -677,39 +680,39 @@ class Service:
     # -- health ---------------------------------------------------------------------------
 
     def storage_status(self) -> StorageStatus:
-        backlog: int | None = None
-        age: float | None = None
-        forwarded: int | None = None
-        dropped: int | None = None
-        quarantined: int | None = None
-        state: str | None = None
-        error: str | None = None
-        stats = _safe_attr(self.forwarder, "stats")
-        if stats is not None:
-            backlog = _int_or_none(_first_attr(stats, "backlog_rows", "backlog"))
-            age = _float_or_none(
-                _first_attr(stats, "oldest_unforwarded_age_s", "backlog_age_s", "oldest_age_s")
-            )
-            forwarded = _int_or_none(_first_attr(stats, "forwarded_rows", "forwarded"))
-            dropped = _int_or_none(_first_attr(stats, "dropped_rows", "dropped"))
-            quarantined = _int_or_none(_first_attr(stats, "quarantined_batches", "quarantined"))
-            state = _first_attr(stats, "state")
-            state = None if state is None else str(state)
-            error = _first_attr(stats, "last_error")
-            error = None if error is None else str(error)
         influx: InfluxConfig = self.settings.storage.influx
-        return StorageStatus(
+        status = StorageStatus(
             journal_open=self.journal is not None and not self.stopping,
-            backlog_rows=backlog,
-            oldest_unforwarded_age_s=age,
-            forwarded_rows=forwarded,
-            dropped_rows=dropped,
-            quarantined_batches=quarantined,
-            forwarder_state=state,
-            forwarder_error=error,
+            backlog_rows=None,
+            oldest_unforwarded_age_s=None,
+            forwarded_rows=None,
+            dropped_rows=None,
+            quarantined_batches=None,
+            forwarder_state=None,
+            forwarder_error=None,
             influx_configured=influx.enabled,
             influx_reachable=self.influx_reachable if influx.enabled else None,
         )
+        try:
+            # Both read the journal, which may be closing under a late scrape.
+            if self.journal is not None:
+                status = dataclasses.replace(
+                    status, dropped_rows=self.journal.stats().dropped_unforwarded
+                )
+            if self.forwarder is not None:
+                st = self.forwarder.stats
+                status = dataclasses.replace(
+                    status,
+                    backlog_rows=st.backlog_rows,
+                    oldest_unforwarded_age_s=st.oldest_unforwarded_age_s,
+                    forwarded_rows=st.forwarded_rows,
+                    quarantined_batches=st.quarantined_batches,
+                    forwarder_state=st.state,
+                    forwarder_error=st.last_error,
+                )
+        except Exception as exc:
+            log.warning("could not read the storage status: %s", exc)
+        return status
 
     def readiness(self) -> tuple[bool, list[str]]:
         """Whether the service can do its job, and why not.
@@ -732,37 +735,12 @@ class Service:
         return (not reasons, reasons)
 
 
-def _safe_attr(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    try:
-        return getattr(obj, name, None)
-    except Exception:
-        log.exception("reading %s failed", name)
-        return None
-
-
-def _first_attr(obj: Any, *names: str) -> Any:
-    for n in names:
-        if isinstance(obj, Mapping) and n in obj:
-            return obj[n]
-        if hasattr(obj, n):
-            return getattr(obj, n)
-    return None
-
-
-def _int_or_none(v: Any) -> int | None:
-    return None if v is None else int(v)
-
-
-def _float_or_none(v: Any) -> float | None:
-    return None if v is None else float(v)
-
-
 # --- assembling the real components ----------------------------------------------------
 
 
-def open_storage(storage: StorageConfig, *, forward: bool = True) -> tuple[Store | None, Any, Any]:
+def open_storage(
+    storage: StorageConfig, *, forward: bool = True
+) -> tuple[Journal | None, Forwarder | None, HistorySource]:
     """Journal (+ forwarder when InfluxDB is configured) and the history store to query.
 
     ``forward=False`` is a replica: with InfluxDB it reads only from there; without,
@@ -783,7 +761,7 @@ def open_storage(storage: StorageConfig, *, forward: bool = True) -> tuple[Store
     # journal-only replica never appends, so that flag does not matter to it.
     journal = Journal.from_config(storage)
     forwarder: Forwarder | None = None
-    history: Any
+    history: HistorySource
     try:
         if influx.enabled:
             if forward:
@@ -827,7 +805,3 @@ def start_simulators(
                 s.close()
         raise
     return servers, devices
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Callable
 
 import pytest
 
 from odpm.live import Broadcaster, LiveEvent
+
+
+def _payload(i: int) -> Callable[[], dict[str, int]]:
+    return lambda: {"i": i}
 
 
 async def _drain(sub_get: object, n: int) -> list[LiveEvent]:
@@ -29,7 +34,7 @@ def test_events_published_from_threads_arrive_in_order() -> None:
 
         def produce() -> None:
             for i in range(200):
-                b.publish("d1", "reading", lambda i=i: {"i": i})
+                b.publish("d1", "reading", _payload(i))
 
         t = threading.Thread(target=produce)
         t.start()
@@ -50,7 +55,7 @@ def test_slow_client_loses_oldest_and_gets_a_gap_event_with_the_count() -> None:
         slow = b.subscribe("d1", maxsize=5)
         fast = b.subscribe("d1", maxsize=100)
         for i in range(12):
-            b.publish("d1", "reading", lambda i=i: {"i": i})
+            b.publish("d1", "reading", _payload(i))
         await asyncio.sleep(0.05)  # let call_soon_threadsafe deliveries run
         got_slow = await _drain(slow.get, 6)
         got_fast = await _drain(fast.get, 12)

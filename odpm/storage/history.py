@@ -25,13 +25,15 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import httpx
 import numpy as np
 import numpy.typing as npt
 
 from odpm.config import InfluxConfig
+from odpm.grid import ChannelPlan
+from odpm.models import Mode, Quality, Reading
 from odpm.storage.influx import v1_auth
 from odpm.storage.journal import (
     ROLLUP_PERIOD_US,
@@ -40,7 +42,13 @@ from odpm.storage.journal import (
     time_to_us,
     us_to_time,
 )
-from odpm.storage.lineprotocol import MEASUREMENT_CHANNEL, MEASUREMENT_CHANNEL_1M, channel_tag
+from odpm.storage.lineprotocol import (
+    CHANNEL_FLOAT_FIELDS,
+    MEASUREMENT_CHANNEL,
+    MEASUREMENT_CHANNEL_1M,
+    MEASUREMENT_SCAN,
+    channel_tag,
+)
 
 #: Ranges longer than this are answered from 1-minute rollups (3 hours).
 RAW_RANGE_LIMIT_S = 3 * 3600.0
@@ -414,6 +422,105 @@ class InfluxHistory:
             for s in self.query(influxql_for(q, None))
         ]
         return sorted(out, key=lambda h: h.channel)
+
+    # -- what an API replica (no journal of its own) rebuilds its cache from ----------
+
+    def devices(self) -> list[str]:
+        """Every device with a ``scan`` point in the database, sorted."""
+        series = self.query(f'SHOW TAG VALUES FROM "{MEASUREMENT_SCAN}" WITH KEY = "device"')
+        return sorted({str(row[1]) for s in series for row in s.get("values") or []})
+
+    def latest(self, device: str, plan: ChannelPlan | None = None) -> Reading | None:
+        """The device's newest reading as forwarded, or None if it has none.
+
+        Two queries: the newest ``scan`` point (``last`` of ``lit_channels``,
+        which is always written, selects the point; its other fields and its
+        ``mode`` tag come from that same point), then the ``channel`` points at
+        exactly that timestamp.  Pinning the timestamp matters: ``last()`` per
+        field on its own would fill a value missing from the newest scan (the
+        OSNR of a channel that just went dark) with an older scan's.
+
+        What line protocol does not carry is rebuilt: ``frequency_thz`` from
+        ``plan`` (the default plan when None; NaN for channels beyond it),
+        ``quality`` from ``present``, the mode and whether OSNR exists (the
+        pipeline's rules), and ``alarms`` is empty (events stay in ``alarm``).
+        """
+        dev = _influxql_string(device)
+        scan_fields = ("total_power_dbm", "tilt_db", "flatness_db", "min_osnr_db", "temperature_c")
+        series = self.query(
+            'SELECT last("lit_channels"), '
+            + ", ".join(f'"{f}"' for f in scan_fields)
+            + f', "mode" FROM "{MEASUREMENT_SCAN}" WHERE "device" = {dev}'
+        )
+        if not series or not series[0].get("values"):
+            return None
+        time_us, lit, *scalars, mode = series[0]["values"][0]
+        channels = self.query(
+            'SELECT last("present"), '
+            + ", ".join(f'"{f}"' for f in CHANNEL_FLOAT_FIELDS)
+            + f' FROM "{MEASUREMENT_CHANNEL}" WHERE "device" = {dev} '
+            f'AND time >= {int(time_us)}u AND time <= {int(time_us)}u GROUP BY "channel"'
+        )
+        rows = sorted(
+            (int(s["tags"]["channel"]), s["values"][0][1:]) for s in channels if s.get("values")
+        )
+        return _reading_from_points(
+            device, int(time_us), str(mode), int(lit), scalars, rows, plan or ChannelPlan()
+        )
+
+
+def _nan_if_none(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _reading_from_points(
+    device: str,
+    time_us: int,
+    mode: str,
+    lit_channels: int,
+    scalars: list[Any],
+    rows: list[tuple[int, list[Any]]],
+    plan: ChannelPlan,
+) -> Reading:
+    """A :class:`Reading` from one ``scan`` point and its ``channel`` points."""
+    channel = np.array([c for c, _ in rows], dtype=np.int64)
+    present = np.array([bool(v[0]) for _, v in rows], dtype=np.bool_)
+    values = np.array(
+        [[_nan_if_none(x) for x in v[1:]] for _, v in rows], dtype=np.float64
+    ).reshape(len(rows), len(CHANNEL_FLOAT_FIELDS))
+    power, signal, osnr, offset = values.T
+    plan_f = plan.frequencies_thz
+    in_plan = (channel >= 1) & (channel <= plan.count)
+    frequency = np.full(channel.size, math.nan)
+    frequency[in_plan] = plan_f[channel[in_plan] - 1]
+    # The pipeline's quality rules, from what was stored: dark when nothing was
+    # detected; port readings cannot measure OSNR; a trace channel without OSNR
+    # had its noise floor unresolved.
+    if mode == "trace":
+        lit_quality = np.where(np.isnan(osnr), Quality.NOISE_UNRESOLVED, Quality.OK)
+    else:
+        lit_quality = np.full(channel.size, Quality.POWER_ONLY)
+    quality = np.where(present, lit_quality, Quality.DARK).astype(np.uint8)
+    total, tilt, flatness, min_osnr, temperature = scalars
+    return Reading(
+        device_id=device,
+        time=us_to_time(time_us),
+        mode=cast(Mode, mode),
+        channel=channel,
+        frequency_thz=frequency,
+        present=present,
+        power_dbm=power.copy(),
+        signal_power_dbm=signal.copy(),
+        osnr_db=osnr.copy(),
+        offset_ghz=offset.copy(),
+        quality=quality,
+        total_power_dbm=_nan_if_none(total),
+        lit_channels=lit_channels,
+        tilt_db=_nan_if_none(tilt),
+        flatness_db=_nan_if_none(flatness),
+        min_osnr_db=_nan_if_none(min_osnr),
+        temperature_c=None if temperature is None else float(temperature),
+    )
 
 
 def _from_series(q: HistoryQuery, channel: int, values: list[list[Any]]) -> ChannelHistory:

@@ -1,0 +1,144 @@
+"""Two machines' worth of ``odpm serve``, as real processes on a real influxd: an agent
+(``--simulate 1 --no-api``, trace mode) writes; an API replica (``--no-acquisition``, no
+``[[devices]]``, no journal) finds the device in InfluxDB and serves its latest reading."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from odpm.config import StorageConfig
+from odpm.storage.journal import Journal
+from tests.support.influxd import InfluxServer, free_port
+
+pytestmark = [pytest.mark.influx, pytest.mark.slow]
+
+
+def _wait_for(fn: Any, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not reached within {timeout_s} s (last: {last!r})")
+
+
+def _scan_count(influxd: InfluxServer, db: str) -> int:
+    got = influxd.query("SELECT count(lit_channels) FROM scan WHERE device='sim1'", db=db)
+    series = got["results"][0].get("series")
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+class _Procs:
+    """Started ``odpm`` processes, killed at the end whatever happened."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.tmp, self.env = tmp, env
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.tmp / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "odpm", "serve", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.tmp,
+        )
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text()[-3000:]
+
+    def kill_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+
+
+@pytest.fixture
+def procs(tmp_path: Path, influx_db: str) -> Iterator[_Procs]:
+    env = {**os.environ, "ODPM_STORAGE__INFLUX__DATABASE": influx_db, "ODPM_CONFIG": ""}
+    p = _Procs(tmp_path, env)
+    try:
+        yield p
+    finally:
+        p.kill_all()
+
+
+def test_replica_serves_devices_and_latest_from_influxdb(
+    procs: _Procs, influxd: InfluxServer, influx_db: str, tmp_path: Path
+) -> None:
+    agent_data = tmp_path / "agent"
+    agent = procs.start(
+        "agent", "--simulate", "1", "--no-api", "--simulate-interval-s", "0.3",
+        "--influx-url", influxd.url, "--data-dir", str(agent_data),
+    )  # fmt: skip
+    _wait_for(lambda: _scan_count(influxd, influx_db) >= 2, 30, "the agent's scans in InfluxDB")
+
+    port = free_port()
+    replica = procs.start(
+        "replica", "--no-acquisition", "--port", str(port), "--influx-url", influxd.url,
+        "--data-dir", str(tmp_path / "replica"),
+    )  # fmt: skip
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as http:
+        _wait_for(lambda: http.get("/api/v1/health").status_code == 200, 20, "replica ready")
+        devices = http.get("/api/v1/devices").json()
+        assert [(d["id"], d["state"]) for d in devices] == [("sim1", "replica")]
+        latest = http.get("/api/v1/devices/sim1/latest").json()
+        assert len(latest["channels"]) == 80
+        # --simulate-mode defaults to trace: OSNR is there.
+        assert latest["mode"] == "trace" and latest["min_osnr_db"] is not None
+        assert any(c["osnr_db"] is not None for c in latest["channels"])
+
+        # Stop the agent: on a clean stop it forwards its last reading, which the
+        # replica then serves as it is in the agent's journal.
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(15) == 0, procs.log("agent")
+        with Journal.from_config(StorageConfig(data_dir=agent_data)) as journal:
+            last = journal.latest("sim1")
+        assert last is not None
+        stored = last.to_dict()
+
+        def replica_has_last() -> dict[str, Any] | None:
+            got: dict[str, Any] = http.get("/api/v1/devices/sim1/latest").json()
+            same = datetime.fromisoformat(got["time"]) == datetime.fromisoformat(stored["time"])
+            return got if same else None
+
+        served = _wait_for(replica_has_last, 20, "the agent's last reading on the replica")
+        for key in ("mode", "lit_channels", "total_power_dbm", "min_osnr_db", "tilt_db"):
+            assert served[key] == pytest.approx(stored[key], abs=1e-3), key
+        for a, b in zip(served["channels"], stored["channels"], strict=True):
+            assert (a["channel"], a["present"], a["quality"]) == (
+                b["channel"],
+                b["present"],
+                b["quality"],
+            )
+            assert a["frequency_thz"] == pytest.approx(b["frequency_thz"], abs=1e-6)
+            for k in ("power_dbm", "signal_power_dbm", "osnr_db", "offset_ghz"):
+                assert (a[k] is None) == (b[k] is None), (a["channel"], k)
+                if a[k] is not None:
+                    assert a[k] == pytest.approx(b[k], abs=1.1e-3), (a["channel"], k)
+        # Reads only: a replica has no device to scan.
+        assert http.post("/api/v1/devices/sim1/scan").status_code in (401, 403)
+
+    replica.send_signal(signal.SIGTERM)
+    assert replica.wait(15) == 0, procs.log("replica")
