@@ -42,6 +42,21 @@ def add_parser(sub: Subparsers) -> None:
         metavar="N",
         help="add N simulated ODPM-96 devices, each on its own loopback TCP port",
     )
+    p.add_argument(
+        "--simulate-mode",
+        choices=("power", "trace", "stream"),
+        default="trace",
+        help="how the simulated devices are read: trace (MEAS:TRAC?, the only mode that "
+        "measures OSNR), power (MEAS:POW?, port powers only) or stream (binary frames, "
+        "port powers only) (default: trace)",
+    )
+    p.add_argument(
+        "--simulate-interval-s",
+        type=_interval_s,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between scans of each simulated device, 0 for back to back (default: 1.0)",
+    )
     p.add_argument("--host", default=None, help="API listen address (default: api.host)")
     p.add_argument("--port", type=int, default=None, help="API port (default: api.port)")
     p.add_argument(
@@ -65,6 +80,19 @@ def add_parser(sub: Subparsers) -> None:
 
 #: Seconds uvicorn waits for open connections before cancelling them at shutdown.
 GRACEFUL_SHUTDOWN_S = 3
+#: The range ``DeviceConfig.interval_s`` accepts.
+MAX_INTERVAL_S = 86400.0
+
+
+def _interval_s(text: str) -> float:
+    """``--simulate-interval-s``: a number of seconds in 0..MAX_INTERVAL_S."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0.0 <= value <= MAX_INTERVAL_S:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in 0..{MAX_INTERVAL_S:g} s, got {text}")
+    return value
 
 
 def apply_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -106,7 +134,10 @@ def run(args: argparse.Namespace) -> int:
         log.warning("no devices configured: add [[devices]] to the config or use --simulate N")
     try:
         service = Service.from_settings(
-            settings, simulate=args.simulate, acquisition=not args.no_acquisition
+            settings,
+            simulate=args.simulate,
+            simulate_options={"mode": args.simulate_mode, "interval_s": args.simulate_interval_s},
+            acquisition=not args.no_acquisition,
         )
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
