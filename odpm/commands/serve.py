@@ -55,7 +55,8 @@ def add_parser(sub: Subparsers) -> None:
         type=_interval_s,
         default=1.0,
         metavar="SECONDS",
-        help="seconds between scans of each simulated device, 0 for back to back (default: 1.0)",
+        help="seconds between scans of each simulated device, 0 for back to back; in "
+        "stream mode the frame rate is 1/SECONDS (default: 1.0)",
     )
     p.add_argument("--host", default=None, help="API listen address (default: api.host)")
     p.add_argument("--port", type=int, default=None, help="API port (default: api.port)")
@@ -82,6 +83,9 @@ def add_parser(sub: Subparsers) -> None:
 GRACEFUL_SHUTDOWN_S = 3
 #: The range ``DeviceConfig.interval_s`` accepts.
 MAX_INTERVAL_S = 86400.0
+#: Frame periods ``DeviceConfig.stream_rate_hz`` accepts (1000 Hz .. 0.1 Hz).
+MIN_STREAM_INTERVAL_S = 0.001
+MAX_STREAM_INTERVAL_S = 10.0
 
 
 def _interval_s(text: str) -> float:
@@ -122,6 +126,23 @@ def apply_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
         raise ConfigError(describe_validation_error("command line", exc)) from None
 
 
+def simulate_options(mode: str, interval_s: float) -> dict[str, object]:
+    """DeviceConfig fields of the ``--simulate`` devices.
+
+    A stream has no interval between scans but a frame rate, so there the
+    interval sets ``stream_rate_hz`` (within the range the device config allows).
+    """
+    options: dict[str, object] = {"mode": mode, "interval_s": interval_s}
+    if mode == "stream":
+        if not MIN_STREAM_INTERVAL_S <= interval_s <= MAX_STREAM_INTERVAL_S:
+            raise UserError(
+                f"--simulate-interval-s with --simulate-mode stream sets the frame rate: it must "
+                f"be in {MIN_STREAM_INTERVAL_S:g}..{MAX_STREAM_INTERVAL_S:g} s, got {interval_s:g}"
+            )
+        options["stream_rate_hz"] = 1.0 / interval_s
+    return options
+
+
 def run(args: argparse.Namespace) -> int:
     if args.no_api and args.no_acquisition:
         raise UserError("--no-api and --no-acquisition together leave nothing to run")
@@ -136,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         service = Service.from_settings(
             settings,
             simulate=args.simulate,
-            simulate_options={"mode": args.simulate_mode, "interval_s": args.simulate_interval_s},
+            simulate_options=simulate_options(args.simulate_mode, args.simulate_interval_s),
             acquisition=not args.no_acquisition,
         )
     except (OSError, ValueError) as exc:
