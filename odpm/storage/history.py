@@ -37,6 +37,7 @@ from odpm.models import Mode, Quality, Reading
 from odpm.storage.influx import v1_auth
 from odpm.storage.journal import (
     ROLLUP_PERIOD_US,
+    ROLLUP_VALUE_COLUMNS,
     Journal,
     aggregate_buckets,
     time_to_us,
@@ -253,14 +254,7 @@ class JournalHistory:
                 q.device,
                 q.start_us,
                 q.end_us,
-                (
-                    "power_dbm_mean",
-                    "power_dbm_min",
-                    "power_dbm_max",
-                    "osnr_db_mean",
-                    "osnr_db_min",
-                    "osnr_db_max",
-                ),
+                ROLLUP_VALUE_COLUMNS,
             )
         channels = sorted({int(c) for _, ch, _, _ in groups for c in ch.tolist()})
         if only is not None:

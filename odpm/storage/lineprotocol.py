@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from odpm.storage.journal import VALUE_DECIMALS
+from odpm.storage.journal import CHANNEL_VALUE_COLUMNS, ROLLUP_VALUE_COLUMNS, VALUE_DECIMALS
 
 MEASUREMENT_CHANNEL = "channel"
 MEASUREMENT_SCAN = "scan"
@@ -39,16 +39,9 @@ MEASUREMENT_ALARM = "alarm"
 MEASUREMENT_CHANNEL_1M = "channel_1m"
 
 #: Per-channel float fields of ``channel``, in line order.
-CHANNEL_FLOAT_FIELDS = ("power_dbm", "signal_power_dbm", "osnr_db", "offset_ghz")
+CHANNEL_FLOAT_FIELDS = CHANNEL_VALUE_COLUMNS
 #: Float fields of ``channel_1m``, in line order (``samples`` follows as an integer).
-ROLLUP_FLOAT_FIELDS = (
-    "power_dbm_mean",
-    "power_dbm_min",
-    "power_dbm_max",
-    "osnr_db_mean",
-    "osnr_db_min",
-    "osnr_db_max",
-)
+ROLLUP_FLOAT_FIELDS = ROLLUP_VALUE_COLUMNS
 
 #: Tag value of ``alarm.channel`` for device-wide alarms.
 ALL_CHANNELS_TAG = "all"
