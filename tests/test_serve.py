@@ -19,22 +19,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.influxd import InfluxServer, free_port
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.influx, pytest.mark.slow]
-
-
-def _wait_for(fn: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached within {timeout_s} s (last: {last!r})")
 
 
 @pytest.fixture
@@ -68,10 +55,10 @@ def test_serve_end_to_end(
             r = http.get("/api/v1/health")
             return r.status_code == 200 and set(r.json()["devices"].values()) == {"running"}
 
-        _wait_for(both_running, 20, "both devices running")
+        wait_for(both_running, 20, "both devices running")
 
         for dev in ("sim1", "sim2"):
-            latest = _wait_for(
+            latest = wait_for(
                 lambda dev=dev: http.get(f"/api/v1/devices/{dev}/latest").json().get("channels"),
                 10,
                 f"{dev} latest",
@@ -96,7 +83,7 @@ def test_serve_end_to_end(
             pts: list[dict[str, Any]] = r.json()["points"]
             return pts
 
-        points = _wait_for(history_points, 15, "history points from InfluxDB")
+        points = wait_for(history_points, 15, "history points from InfluxDB")
         assert all(p["power_dbm_mean"] is not None for p in points if p["samples"])
         direct = influxd.query(
             "SELECT count(power_dbm) FROM channel WHERE device='sim1' AND channel='10'",

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,22 +19,9 @@ import pytest
 from odpm.config import StorageConfig
 from odpm.storage.journal import Journal
 from tests.support.influxd import InfluxServer, free_port
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.influx, pytest.mark.slow]
-
-
-def _wait_for(fn: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached within {timeout_s} s (last: {last!r})")
 
 
 def _scan_count(influxd: InfluxServer, db: str) -> int:
@@ -92,7 +78,7 @@ def test_replica_serves_devices_and_latest_from_influxdb(
         "agent", "--simulate", "1", "--no-api", "--simulate-interval-s", "0.3",
         "--influx-url", influxd.url, "--data-dir", str(agent_data),
     )  # fmt: skip
-    _wait_for(lambda: _scan_count(influxd, influx_db) >= 2, 30, "the agent's scans in InfluxDB")
+    wait_for(lambda: _scan_count(influxd, influx_db) >= 2, 30, "the agent's scans in InfluxDB")
 
     port = free_port()
     replica = procs.start(
@@ -100,7 +86,7 @@ def test_replica_serves_devices_and_latest_from_influxdb(
         "--data-dir", str(tmp_path / "replica"),
     )  # fmt: skip
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as http:
-        _wait_for(lambda: http.get("/api/v1/health").status_code == 200, 20, "replica ready")
+        wait_for(lambda: http.get("/api/v1/health").status_code == 200, 20, "replica ready")
         devices = http.get("/api/v1/devices").json()
         assert [(d["id"], d["state"]) for d in devices] == [("sim1", "replica")]
         latest = http.get("/api/v1/devices/sim1/latest").json()
@@ -123,7 +109,7 @@ def test_replica_serves_devices_and_latest_from_influxdb(
             same = datetime.fromisoformat(got["time"]) == datetime.fromisoformat(stored["time"])
             return got if same else None
 
-        served = _wait_for(replica_has_last, 20, "the agent's last reading on the replica")
+        served = wait_for(replica_has_last, 20, "the agent's last reading on the replica")
         for key in ("mode", "lit_channels", "total_power_dbm", "min_osnr_db", "tilt_db"):
             assert served[key] == pytest.approx(stored[key], abs=1e-3), key
         for a, b in zip(served["channels"], stored["channels"], strict=True):
