@@ -513,10 +513,19 @@ class Service:
         return sorted(events, key=lambda e: (e.device_id, e.channel or 0, e.kind.value))
 
     def recent_alarm_events(self, device_id: str | None, limit: int) -> list[AlarmEvent]:
-        """Raise/clear events from the journal, newest first."""
-        if self.journal is None:
+        """Raise/clear events, newest first: from the journal when there is one (this
+        machine's newest), else from InfluxDB (a replica: every agent's events).
+
+        Blocking; on a replica it raises ``HistoryBackendError`` if InfluxDB cannot answer.
+        """
+        from odpm.storage.history import InfluxHistory
+
+        if self.journal is not None:
+            events = list(self.journal.alarm_events(device=device_id, limit=limit))
+        elif isinstance(self.history, InfluxHistory):
+            events = self.history.alarm_events(device=device_id, limit=limit)
+        else:
             return []
-        events: list[AlarmEvent] = list(self.journal.alarm_events(device=device_id, limit=limit))
         events.sort(key=lambda e: e.time, reverse=True)
         return events[:limit]
 
@@ -526,6 +535,11 @@ class Service:
         The journal answers when there is one (it is this machine's newest data);
         a replica without one asks InfluxDB.  A replica also adds the devices
         storage knows and its config does not.
+
+        Active alarms are rebuilt the same way: replaying the journal's recent
+        events, or, on an InfluxDB replica, the newest ``alarm`` point of every
+        (device, channel, kind) series (so the map follows the agents within one
+        refresh period).  When storage cannot answer, the map is left as it was.
         """
         from odpm.storage.history import InfluxHistory
 
@@ -559,6 +573,15 @@ class Service:
             with self._lock:
                 self._active_alarms.clear()
             self._note_alarms(past)
+        elif influx is not None:
+            try:
+                active = influx.active_alarms()
+            except Exception as exc:
+                log.warning("could not read the active alarms from InfluxDB: %s", exc)
+                return
+            rebuilt = {(e.device_id, e.kind.value, e.channel): e for e in active}
+            with self._lock:
+                self._active_alarms = rebuilt
 
     def _discover_devices(self, influx: InfluxHistory | None) -> None:
         """Add the devices in storage that this replica does not know yet.

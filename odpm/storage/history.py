@@ -22,6 +22,7 @@ whose ``parameter`` names the culprit; the API turns them into 422.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,7 +34,7 @@ import numpy.typing as npt
 
 from odpm.config import InfluxConfig
 from odpm.grid import ChannelPlan
-from odpm.models import Mode, Quality, Reading
+from odpm.models import AlarmEvent, AlarmKind, Mode, Quality, Reading
 from odpm.storage.influx import v1_auth
 from odpm.storage.journal import (
     ROLLUP_PERIOD_US,
@@ -44,12 +45,16 @@ from odpm.storage.journal import (
     us_to_time,
 )
 from odpm.storage.lineprotocol import (
+    ALL_CHANNELS_TAG,
     CHANNEL_FLOAT_FIELDS,
+    MEASUREMENT_ALARM,
     MEASUREMENT_CHANNEL,
     MEASUREMENT_CHANNEL_1M,
     MEASUREMENT_SCAN,
     channel_tag,
 )
+
+log = logging.getLogger(__name__)
 
 #: Ranges longer than this are answered from 1-minute rollups (3 hours).
 RAW_RANGE_LIMIT_S = 3 * 3600.0
@@ -461,6 +466,109 @@ class InfluxHistory:
         return _reading_from_points(
             device, int(time_us), str(mode), int(lit), scalars, rows, plan or ChannelPlan()
         )
+
+    def alarm_events(
+        self, device: str | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[AlarmEvent]:
+        """Raise/clear events from the ``alarm`` measurement, newest first (the journal's
+        ``alarm_events``, read from what every agent forwarded).
+
+        One query over all series at once (tags selected as columns, no GROUP BY),
+        so ``LIMIT`` bounds the whole answer, not each (device, channel, kind).
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        where: list[str] = []
+        if device is not None:
+            where.append(f'"device" = {_influxql_string(device)}')
+        if since is not None:
+            where.append(f"time >= {time_to_us(since)}u")
+        series = self.query(
+            'SELECT "active", "value", "threshold", "device"::tag, "channel"::tag, "kind"::tag '
+            f'FROM "{MEASUREMENT_ALARM}"'
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + f" ORDER BY time DESC LIMIT {int(limit)}"
+        )
+        events = []
+        for s in series:
+            cols = {name: i for i, name in enumerate(s["columns"])}
+            for row in s.get("values") or []:
+                event = _alarm_event(
+                    row[cols["device"]],
+                    row[cols["channel"]],
+                    row[cols["kind"]],
+                    row[cols["time"]],
+                    row[cols["active"]],
+                    row[cols["value"]],
+                    row[cols["threshold"]],
+                )
+                if event is not None:
+                    events.append(event)
+        return events
+
+    def active_alarms(self, device: str | None = None) -> list[AlarmEvent]:
+        """The alarms whose newest event is a raise: one raising event per
+        (device, kind, channel).
+
+        ``last("active")`` per series decides, with that same point's value and
+        threshold.  No time bound and no event limit, so an alarm raised long ago
+        and never cleared is still found; the answer is bounded by the number of
+        series (devices x channels x kinds), not by the number of events.
+        """
+        where = f' WHERE "device" = {_influxql_string(device)}' if device is not None else ""
+        series = self.query(
+            f'SELECT last("active"), "value", "threshold" FROM "{MEASUREMENT_ALARM}"{where} '
+            'GROUP BY "device", "channel", "kind"'
+        )
+        events = []
+        for s in series:
+            tags = s.get("tags") or {}
+            for time_us, active, value, threshold in s.get("values") or []:
+                event = _alarm_event(
+                    tags.get("device"),
+                    tags.get("channel"),
+                    tags.get("kind"),
+                    time_us,
+                    active,
+                    value,
+                    threshold,
+                )
+                if event is not None and event.active:
+                    events.append(event)
+        return events
+
+
+def _alarm_event(
+    device: Any,
+    channel: Any,
+    kind: Any,
+    time_us: Any,
+    active: Any,
+    value: Any,
+    threshold: Any,
+) -> AlarmEvent | None:
+    """An :class:`AlarmEvent` from an ``alarm`` point (None, logged, if it is not one
+    this version can read: a kind it does not know, a channel tag that is not a number).
+    """
+    try:
+        return AlarmEvent(
+            device_id=str(device),
+            time=us_to_time(int(time_us)),
+            kind=AlarmKind(kind),
+            channel=None if channel == ALL_CHANNELS_TAG else int(channel),
+            active=bool(active),
+            value=None if value is None else float(value),
+            threshold=None if threshold is None else float(threshold),
+        )
+    except (TypeError, ValueError) as exc:
+        log.warning(
+            "skipping an alarm point that is not an odpm event (device=%r channel=%r kind=%r): %s",
+            device,
+            channel,
+            kind,
+            exc,
+        )
+        return None
 
 
 def _nan_if_none(v: Any) -> float:
