@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from odpm.alarms import AlarmEngine
 from odpm.config import AlarmConfig, ThresholdValues
 from odpm.grid import ChannelPlan
-from odpm.models import AlarmKind
+from odpm.models import AlarmEvent, AlarmKind
 
 PLAN = ChannelPlan(192.1, 50.0, 4)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -25,7 +26,15 @@ OFF = dict(
 )
 
 
-def _feed(engine: AlarmEngine, *, power=None, osnr=None, offset=None, present=None, total=0.0):
+def _feed(
+    engine: AlarmEngine,
+    *,
+    power: Sequence[float] | None = None,
+    osnr: Sequence[float] | None = None,
+    offset: Sequence[float] | None = None,
+    present: Sequence[bool] | None = None,
+    total: float = 0.0,
+) -> tuple[AlarmEvent, ...]:
     n = PLAN.count
     nan = np.full(n, np.nan)
     return engine.evaluate(

@@ -9,7 +9,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pytest
@@ -23,7 +23,17 @@ from tests.support.storage_writer import make_reading
 pytestmark = pytest.mark.influx
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
-FAST = {"backoff_initial_s": 0.05, "backoff_max_s": 0.3, "poll_interval_s": 0.02}
+
+
+class TimingKnobs(TypedDict):
+    """The Forwarder's timing keywords, typed so ``**FAST`` checks against its signature."""
+
+    backoff_initial_s: float
+    backoff_max_s: float
+    poll_interval_s: float
+
+
+FAST: TimingKnobs = {"backoff_initial_s": 0.05, "backoff_max_s": 0.3, "poll_interval_s": 0.02}
 
 
 def q(a: np.ndarray) -> np.ndarray:

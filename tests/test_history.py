@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from odpm.config import InfluxConfig
+from odpm.models import Reading
 from odpm.storage import (
     ChannelHistory,
     Forwarder,
@@ -32,7 +33,7 @@ T0 = datetime(2024, 3, 1, 12, 0, 30, tzinfo=UTC)
 N = 240  # one reading every 2 s for 8 minutes; the first 60 in power mode (no OSNR)
 
 
-def readings() -> list:
+def readings() -> list[Reading]:
     return [
         make_reading("h", T0 + timedelta(seconds=2 * i), i, mode="power" if i < 60 else "trace")
         for i in range(N)
@@ -51,7 +52,13 @@ def readings() -> list:
         (T0, T0 + timedelta(hours=3), 1, TooManyBucketsError, "every"),
     ],
 )
-def test_bad_queries_name_the_parameter(start, end, every, error, parameter) -> None:
+def test_bad_queries_name_the_parameter(
+    start: datetime,
+    end: datetime,
+    every: float,
+    error: type[HistoryQueryError],
+    parameter: str,
+) -> None:
     with pytest.raises(error) as info:
         plan_query("h", start, end, every)
     assert isinstance(info.value, ValueError) and isinstance(info.value, HistoryQueryError)
@@ -126,7 +133,12 @@ def assert_same(a: ChannelHistory, b: ChannelHistory) -> None:
         (-timedelta(hours=4), timedelta(hours=4, minutes=9), 120),  # channel_1m
     ],
 )
-def test_journal_and_influx_agree(both_stores, start_offset, span, every) -> None:
+def test_journal_and_influx_agree(
+    both_stores: tuple[JournalHistory, InfluxHistory],
+    start_offset: timedelta,
+    span: timedelta,
+    every: float,
+) -> None:
     journal, influx = both_stores
     start = T0 + start_offset
     for ch in (1, 7, 33, 80):  # 7 and 33 are dark

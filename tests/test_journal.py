@@ -6,6 +6,7 @@ import logging
 import math
 import threading
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def q(a: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(a, dtype=np.float64), VALUE_DECIMALS)
 
 
-def assert_same_reading(got: Reading, want: Reading) -> None:
+def assert_same_reading(got: Reading | None, want: Reading) -> None:
+    assert got is not None
     assert got.device_id == want.device_id and got.time == want.time and got.mode == want.mode
     np.testing.assert_array_equal(got.channel, want.channel)
     np.testing.assert_array_equal(got.frequency_thz, want.frequency_thz)
@@ -42,7 +44,7 @@ def assert_same_reading(got: Reading, want: Reading) -> None:
 
 
 @pytest.fixture
-def journal(tmp_path: Path):
+def journal(tmp_path: Path) -> Iterator[Journal]:
     j = Journal(tmp_path / "j.sqlite3", retention_days=7, max_bytes=10**9)
     yield j
     j.close()
@@ -161,7 +163,8 @@ def test_size_cap_drops_oldest_and_counts_unforwarded(
         assert stats.dropped_unforwarded == 300 - left
         assert "never forwarded" in caplog.text
         # The newest reading is what survives.
-        assert j.latest("a").time == now + timedelta(milliseconds=299)
+        newest = j.latest("a")
+        assert newest is not None and newest.time == now + timedelta(milliseconds=299)
 
 
 def test_rollups_are_mean_min_max_of_stored_values(journal: Journal) -> None:
@@ -207,10 +210,10 @@ def test_returned_ids_name_the_rows_committed(journal: Journal) -> None:
                 got[rid] = (f"d{k}", t)
 
     ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(timeout=60)
+    for th in ts:
+        th.start()
+    for th in ts:
+        th.join(timeout=60)
     stored = journal.read_scans(0, 10_000)
     assert len(stored) == len(got) == threads * per_thread
     for s in stored:

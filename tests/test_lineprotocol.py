@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from odpm.storage.journal import dequantise, quantise
@@ -20,7 +21,13 @@ from odpm.storage.lineprotocol import (
 )
 
 
-def reference_channel_lines(device, time_us, channel, present, values) -> str:
+def reference_channel_lines(
+    device: str,
+    time_us: int,
+    channel: npt.NDArray[np.integer],
+    present: npt.NDArray[np.bool_],
+    values: npt.NDArray[np.float64],
+) -> str:
     """The obvious per-field encoding, field by field (slow, but clearly right)."""
     out = []
     for i, ch in enumerate(channel):
@@ -144,6 +151,8 @@ def test_batch_render_matches_reference_block_by_block() -> None:
 
 def test_render_refuses_mismatched_shapes() -> None:
     enc = ChannelLineEncoder()
-    block = ChannelBlock("d", 1, np.arange(1, 4), np.zeros((4, 2)), enc.present_suffix([True] * 3))
+    block = ChannelBlock(
+        "d", 1, np.arange(1, 4), np.zeros((4, 2)), enc.present_suffix(np.ones(3, dtype=bool))
+    )
     with pytest.raises(ValueError, match=r"values \(4, 2\).*4 fields x 3 channels"):
         enc.render(MEASUREMENT_CHANNEL, CHANNEL_FLOAT_FIELDS, [block])

@@ -20,7 +20,7 @@ from odpm.pipeline import (
     osnr_db,
     signal_power_mw,
 )
-from tests.support.synthetic_traces import make_trace, random_scenario
+from tests.support.synthetic_traces import FloatArray, SyntheticTrace, make_trace, random_scenario
 
 PLAN = ChannelPlan.c_band_50ghz()
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -40,7 +40,9 @@ def _pipeline(
     return Pipeline(PLAN, config or PipelineConfig(), QUIET, cal or CalibrationConfig())
 
 
-def _scan(tr, power_dbm=None, *, ascending_wavelength: bool = True) -> TraceScan:
+def _scan(
+    tr: SyntheticTrace, power_dbm: FloatArray | None = None, *, ascending_wavelength: bool = True
+) -> TraceScan:
     f, p = tr.frequency_thz, tr.power_dbm if power_dbm is None else power_dbm
     if not ascending_wavelength:
         f, p = f[::-1], p[::-1]

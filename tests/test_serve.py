@@ -58,11 +58,11 @@ def test_serve_end_to_end(
         wait_for(both_running, 20, "both devices running")
 
         for dev in ("sim1", "sim2"):
-            latest = wait_for(
-                lambda dev=dev: http.get(f"/api/v1/devices/{dev}/latest").json().get("channels"),
-                10,
-                f"{dev} latest",
-            )
+
+            def latest_channels(dev: str = dev) -> Any:  # decoded JSON; None until a reading
+                return http.get(f"/api/v1/devices/{dev}/latest").json().get("channels")
+
+            latest = wait_for(latest_channels, 10, f"{dev} latest")
             assert len(latest) == 80
 
         # Live stream: a few reading events, each a full reading.

@@ -144,7 +144,9 @@ def make_trace(
     # Axis: uniform in wavelength, ascending wavelength.
     lam0 = SPEED_OF_LIGHT_M_S / stop_thz / 1e3
     lam1 = SPEED_OF_LIGHT_M_S / start_thz / 1e3
-    wavelength = lam0 + step_nm * np.arange(math.floor((lam1 - lam0) / step_nm) + 1)
+    wavelength = lam0 + step_nm * np.arange(
+        math.floor((lam1 - lam0) / step_nm) + 1, dtype=np.float64
+    )
     x_ghz = SPEED_OF_LIGHT_M_S / wavelength  # nm -> GHz: c[m/s] / lambda[nm] = GHz
     sigma = rbw_ghz / math.sqrt(2 * math.pi)
 
