@@ -25,6 +25,7 @@ from api.routes import alarms, control, devices, health, history, readings, stre
 from odpm import __version__
 from odpm.metrics import ServiceMetrics
 from odpm.service import Service, ServiceError, UnknownDeviceError
+from odpm.storage.history import HistoryBackendError
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,14 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     @app.exception_handler(UnknownDeviceError)
     async def unknown_device(request: Request, exc: UnknownDeviceError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+
+    @app.exception_handler(HistoryBackendError)
+    async def storage_unreachable(request: Request, exc: HistoryBackendError) -> JSONResponse:
+        # InfluxDB down or refusing: the client may retry later; nothing is wrong with it.
+        return JSONResponse(
+            {"detail": f"storage unavailable: {exc}"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:

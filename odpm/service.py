@@ -536,9 +536,9 @@ class Service:
         a replica without one asks InfluxDB.  A replica also adds the devices
         storage knows and its config does not.
 
-        Active alarms are rebuilt the same way: replaying the journal's recent
-        events, or, on an InfluxDB replica, the newest ``alarm`` point of every
-        (device, channel, kind) series (so the map follows the agents within one
+        Active alarms are rebuilt the same way: the newest event of every
+        (device, channel, kind) in the journal or, on an InfluxDB replica, the
+        newest ``alarm`` point of every such series (so the map follows the agents within one
         refresh period).  When storage cannot answer, the map is left as it was.
         """
         from odpm.storage.history import InfluxHistory
@@ -565,14 +565,14 @@ class Service:
                     dev.latest = _Encoded(reading, encode_reading)
         if self.journal is not None:
             try:
-                past = list(self.journal.alarm_events(limit=10_000))
-            except Exception:
-                log.warning("could not read alarm events from the journal")
+                active_now = self.journal.active_alarms()
+            except Exception as exc:
+                log.warning("could not read the active alarms from the journal: %s", exc)
                 return
-            past.sort(key=lambda e: e.time)
             with self._lock:
-                self._active_alarms.clear()
-            self._note_alarms(past)
+                self._active_alarms = {
+                    (e.device_id, e.kind.value, e.channel): e for e in active_now
+                }
         elif influx is not None:
             try:
                 active = influx.active_alarms()
@@ -639,8 +639,15 @@ class Service:
         """Apply new alarm thresholds to every device's pipeline (next scan on).
 
         Channel numbers are checked against every device's plan first, so a
-        refused change leaves every device on the old thresholds.
+        refused change leaves every device on the old thresholds.  A replica
+        refuses: alarms are raised by the agents' pipelines, which it cannot reach,
+        and accepting would tell the caller something changed when nothing did.
         """
+        if not self.acquisition:
+            raise NotAvailableError(
+                "this replica runs no pipeline (--no-acquisition): thresholds are set on the "
+                "agents that acquire (their config, or PUT /api/v1/thresholds on their API)"
+            )
         for dev in self.devices.values():
             n = dev.plan.count
             bad = [c for c in alarms.expected_channels if not 1 <= c <= n]

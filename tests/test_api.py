@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from api.auth import key_matches
-from odpm.config import ApiConfig, Settings, StorageConfig, hash_api_key
+from odpm.config import ApiConfig, InfluxConfig, Settings, StorageConfig, hash_api_key
 from odpm.service import Service
 from odpm.storage.journal import time_to_us, us_to_time
 
@@ -352,3 +352,24 @@ def test_replica_serves_the_stored_latest_and_refuses_device_writes(
         r = c.post(f"{V1}/devices/sim1/scan", headers=AUTH)
         assert r.status_code == 409 and "acquisition" in r.json()["detail"]
         assert c.put(f"{V1}/devices/sim1/acquisition", json={}, headers=AUTH).status_code == 409
+        # Thresholds act in the agents' pipelines: a replica must not pretend to apply them.
+        r = c.put(f"{V1}/thresholds", json={"osnr_low_db": 12.0}, headers=AUTH)
+        assert r.status_code == 409 and "agents" in r.json()["detail"]
+        assert c.get(f"{V1}/thresholds").json()["osnr_low_db"] != 12.0
+
+
+def test_replica_with_influxdb_down_answers_503_not_500(tmp_path: Path) -> None:
+    from tests.support.influxd import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = Settings(
+        api=ApiConfig(api_key_sha256=[hash_api_key(KEY)]),
+        storage=StorageConfig(
+            data_dir=tmp_path / "replica", influx=InfluxConfig(url=dead, timeout_s=0.5)
+        ),
+    )
+    replica = Service.from_settings(settings, acquisition=False)
+    with TestClient(create_app(replica)) as c:
+        r = c.get(f"{V1}/alarms")
+        assert r.status_code == 503
+        assert "storage unavailable" in r.json()["detail"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from odpm.config import InfluxConfig, StorageConfig
-from odpm.models import Reading
+from odpm.models import AlarmEvent, AlarmKind, Reading
 from odpm.storage import JOURNAL_FILE, Journal, JournalClosedError
 from odpm.storage.journal import VALUE_DECIMALS
 from tests.support.storage_writer import make_reading
@@ -224,3 +225,29 @@ def test_returned_ids_name_the_rows_committed(journal: Journal) -> None:
     for k in range(threads):  # devices row points at each device's newest scan
         latest = journal.latest(f"d{k}")
         assert latest is not None and latest.time == T0 + timedelta(milliseconds=7 * 39 + k)
+
+
+def test_active_alarms_are_decided_by_each_keys_newest_event(journal: Journal) -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def event(i: int, kind: AlarmKind, channel: int | None, active: bool) -> AlarmEvent:
+        return AlarmEvent("a", t0 + timedelta(seconds=i), kind, channel, active, -31.0, -30.0)
+
+    sequence = [
+        event(0, AlarmKind.POWER_LOW, 5, True),  # raised first, never cleared
+        event(1, AlarmKind.OSNR_LOW, 9, True),
+        event(2, AlarmKind.TOTAL_POWER_LOW, None, True),
+        event(3, AlarmKind.OSNR_LOW, 9, False),  # cleared
+    ]
+    # Many later events on other keys must not push the oldest raise out.
+    sequence += [event(10 + i, AlarmKind.OSNR_LOW, 20 + i % 40, i % 2 == 0) for i in range(200)]
+    for i, e in enumerate(sequence):
+        base = make_reading("a", e.time, i)
+        journal.append(dataclasses.replace(base, alarms=(e,)))
+    active = {(e.kind, e.channel) for e in journal.active_alarms()}
+    expected_tail = {(AlarmKind.OSNR_LOW, 20 + i % 40) for i in range(160, 200) if i % 2 == 0}
+    assert (AlarmKind.POWER_LOW, 5) in active
+    assert (AlarmKind.TOTAL_POWER_LOW, None) in active
+    assert (AlarmKind.OSNR_LOW, 9) not in active
+    assert active == {(AlarmKind.POWER_LOW, 5), (AlarmKind.TOTAL_POWER_LOW, None)} | expected_tail
+    assert journal.active_alarms(device="other") == []

@@ -1,4 +1,7 @@
-"""Alarm states (from the service's memory) and recent raise/clear events (from the journal)."""
+"""Alarm states (from the service's memory) and recent raise/clear events (from storage).
+
+An unreachable InfluxDB (on a replica) is a 503, mapped once in :mod:`api.app`.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ def alarm_out(e: AlarmEvent) -> AlarmEventOut:
     return AlarmEventOut.model_validate(e.to_dict())
 
 
-@router.get("/alarms", response_model=AlarmsOut, responses=error_responses(401, 403, 404))
+@router.get("/alarms", response_model=AlarmsOut, responses=error_responses(401, 403, 404, 503))
 def alarms(
     service: ServiceDep,
     active: Annotated[bool, Query(description="Only active alarms (no recent events).")] = False,

@@ -83,7 +83,9 @@ def set_acquisition(dev: DeviceDep, service: ServiceDep, body: AcquisitionIn) ->
     return device_out(snap)
 
 
-@router.put("/thresholds", response_model=ThresholdsIO, responses=error_responses(400, 401, 403))
+@router.put(
+    "/thresholds", response_model=ThresholdsIO, responses=error_responses(400, 401, 403, 409)
+)
 def set_thresholds(service: ServiceDep, body: ThresholdsIO) -> ThresholdsIO:
     """Replace the thresholds named in the body (null disables one); applies to every device."""
     merged = service.alarm_config.model_dump()
@@ -104,4 +106,6 @@ def set_thresholds(service: ServiceDep, body: ThresholdsIO) -> ThresholdsIO:
         service.set_thresholds(alarms)
     except ThresholdError as exc:
         raise invalid("body", exc.parameter, exc.message) from None
+    except NotAvailableError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     return ThresholdsIO.from_config(alarms)

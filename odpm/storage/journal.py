@@ -706,6 +706,21 @@ class Journal:
         rows = self._reader().execute(sql, (*args, limit)).fetchall()
         return [_decode_alarm(r) for r in rows]
 
+    def active_alarms(self, device: str | None = None) -> list[AlarmEvent]:
+        """Alarms whose newest event is a raise, one per (device, kind, channel).
+
+        Decided per key by its newest event however old, so an alarm raised
+        long ago and never cleared survives a restart (until retention prunes it).
+        """
+        newest = (
+            "SELECT MAX(id) FROM alarms"
+            + (" WHERE device = ?" if device is not None else "")
+            + " GROUP BY device, kind, channel"
+        )
+        sql = f"{_SELECT_ALARM} WHERE id IN ({newest}) AND active = 1 ORDER BY device, channel"
+        rows = self._reader().execute(sql, (device,) if device is not None else ()).fetchall()
+        return [_decode_alarm(r) for r in rows]
+
     def scan_count(self, device: str | None = None) -> int:
         if device is None:
             return int(self._reader().execute("SELECT count(*) FROM scans").fetchone()[0])
