@@ -41,6 +41,7 @@ from odpm.alarms import AlarmEngine
 from odpm.config import AlarmConfig, CalibrationConfig, PipelineConfig
 from odpm.grid import ChannelPlan, PortGrid
 from odpm.models import FloatArray, PortScan, Quality, RawScan, Reading, TraceScan
+from odpm.units import LN10_OVER_10, dbm_to_mw, mw_to_dbm
 
 __all__ = [
     "OSNR_REFERENCE_BANDWIDTH_GHZ",
@@ -68,7 +69,6 @@ OSNR_REFERENCE_BANDWIDTH_GHZ = 12.5
 #: several times the scatter of a third-window mean of a well-averaged trace.
 UNRESOLVED_CURVATURE_DB = 0.3
 
-_LN10_OVER_10 = math.log(10.0) / 10.0
 _MIN_POINTS = 2
 
 IntArray = npt.NDArray[np.intp]
@@ -76,19 +76,6 @@ BoolArray = npt.NDArray[np.bool_]
 
 
 # --------------------------------------------------------------------------- units
-
-
-def dbm_to_mw(power_dbm: npt.ArrayLike) -> FloatArray:
-    """P[mW] = 10^(P[dBm]/10), computed as exp(P x ln10/10) (the same, and faster)."""
-    return np.exp(np.asarray(power_dbm, dtype=np.float64) * _LN10_OVER_10)
-
-
-def mw_to_dbm(power_mw: npt.ArrayLike) -> FloatArray:
-    """P[dBm] = 10 log10(P[mW]); NaN for non-positive power (it has no level)."""
-    p = np.asarray(power_mw, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = 10.0 * np.log10(np.where(p > 0, p, np.nan))
-    return np.asarray(out, dtype=np.float64)
 
 
 # ------------------------------------------------------------------ the formulas
@@ -493,7 +480,7 @@ def _linear_trace(axis: TraceAxis, power_dbm: npt.ArrayLike) -> npt.NDArray[np.f
     lin = np.empty((p.shape[0], axis.total_weights.size), dtype=np.float32)
     lin[:, k:] = 0.0
     points = lin[:, :k]
-    np.multiply(p, np.float32(_LN10_OVER_10), out=points)
+    np.multiply(p, np.float32(LN10_OVER_10), out=points)
     np.exp(points, out=points)
     if axis.gain is not None:
         points *= axis.gain
@@ -849,7 +836,7 @@ class Pipeline:
         tilt = math.nan if lit.tilt_weights is None else float(lit.tilt_weights @ lit_power)
         # Total: linear sum over all ports; fmax turns NaN (below floor) into -inf,
         # whose exp is 0, so no NaN-aware reduction is needed.
-        lin = np.multiply(ports, _LN10_OVER_10)
+        lin = np.multiply(ports, LN10_OVER_10)
         np.fmax(lin, -np.inf, out=lin)
         total = float(np.add.reduce(np.exp(lin, out=lin)))
         return self._reading(

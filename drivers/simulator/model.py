@@ -61,6 +61,7 @@ from odpm.grid import (
     ChannelPlan,
     PortGrid,
 )
+from odpm.units import db_to_linear, linear_to_db
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -85,14 +86,6 @@ FINE_POINTS = 17920
 PORT_FLOOR_DBM = -60.0
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-
-
-def db_to_linear(db: npt.ArrayLike) -> FloatArray:
-    return np.asarray(10.0 ** (np.asarray(db, dtype=np.float64) / 10.0))
-
-
-def linear_to_db(x: npt.ArrayLike) -> FloatArray:
-    return np.asarray(10.0 * np.log10(np.asarray(x, dtype=np.float64)))
 
 
 def ase_psd_mw_per_ghz(
