@@ -15,7 +15,7 @@ from drivers.simulator import SimulatorServer
 from drivers.transport import open_transport
 from odpm.config import AlarmConfig, CalibrationConfig, PipelineConfig
 from odpm.grid import ChannelPlan
-from odpm.models import Quality, TraceScan
+from odpm.models import OsnrMethod, Quality, TraceScan
 from odpm.pipeline import Pipeline
 
 
@@ -67,13 +67,41 @@ def test_osnr_from_meas_trac_matches_simulator_truth(driver: Odpm96) -> None:
     assert np.nanmax(np.abs(offset[lit] - truth_offset[lit])) <= 1.0
 
 
-def test_wide_channels_are_flagged_not_given_a_wrong_osnr(driver: Odpm96) -> None:
+def test_default_demo_gives_every_lit_channel_an_osnr(driver: Odpm96) -> None:
     # The simulator's default mix has 28 GBd channels, whose spectra reach the 50 GHz
-    # midpoints through the 6.25 GHz RBW: each lit channel gets an OSNR within 0.5 dB of
-    # the truth, or is flagged noise_unresolved with no OSNR at all.
+    # midpoints through the 6.25 GHz RBW, so interpolation cannot resolve their noise
+    # (before issue 15 a third to two thirds of the lit channels got no OSNR here).
+    # Interpolation keeps the channels it resolves; the raised-cosine fit gives the
+    # others theirs: every lit channel within 0.5 dB of the simulator's truth.
     truth_osnr = _truth(driver, "OSNR")
     lit = ~np.isnan(truth_osnr)
-    present, osnr, _, quality = _analyse(driver)
+    trace = driver.read_trace()
+    pipeline = Pipeline(ChannelPlan(), PipelineConfig(), AlarmConfig(), CalibrationConfig())
+    reading = pipeline.process(
+        TraceScan("sim", datetime.now(UTC), trace.frequency_thz, trace.power_dbm, trace.rbw_ghz)
+    )
+    assert np.array_equal(reading.present, lit)
+    assert np.all(reading.quality[lit] == Quality.OK)
+    err = np.abs(reading.osnr_db[lit] - truth_osnr[lit])
+    assert err.max() <= 0.5, f"worst OSNR error {err.max():.3f} dB"
+    assert reading.osnr_method is not None and reading.osnr_uncertainty_db is not None
+    methods = {OsnrMethod(int(m)) for m in reading.osnr_method[lit]}
+    assert methods == {OsnrMethod.INTERPOLATION, OsnrMethod.FIT}
+    assert np.all(reading.osnr_uncertainty_db[lit] <= 0.3)
+
+
+def test_interpolation_alone_flags_wide_channels_rather_than_lie(driver: Odpm96) -> None:
+    # With the in-band methods off, the old contract holds: each lit channel gets an
+    # OSNR within 0.5 dB of the truth, or is flagged noise_unresolved with no OSNR.
+    truth_osnr = _truth(driver, "OSNR")
+    lit = ~np.isnan(truth_osnr)
+    trace = driver.read_trace()
+    config = PipelineConfig(inband_methods=False)
+    pipeline = Pipeline(ChannelPlan(), config, AlarmConfig(), CalibrationConfig())
+    reading = pipeline.process(
+        TraceScan("sim", datetime.now(UTC), trace.frequency_thz, trace.power_dbm, trace.rbw_ghz)
+    )
+    present, osnr, quality = reading.present, reading.osnr_db, reading.quality
     assert np.array_equal(present, lit)
     measured = lit & (quality == Quality.OK)
     flagged = lit & (quality == Quality.NOISE_UNRESOLVED)

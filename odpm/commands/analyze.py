@@ -117,6 +117,8 @@ _COLUMNS = (
     "osnr_db",
     "offset_ghz",
     "quality",
+    "osnr_method",
+    "osnr_uncertainty_db",
 )
 
 
@@ -138,13 +140,13 @@ def _table(reading: Reading) -> str:
 
     lines = [
         f"{'ch':>3} {'THz':>9} {'power dBm':>10} {'signal dBm':>10} {'OSNR dB':>8} "
-        f"{'offset GHz':>10}  quality"
+        f"{'offset GHz':>10}  {'method':<13} quality"
     ]
     for r in reading.channels_as_dicts():
         lines.append(
             f"{r['channel']:>3} {r['frequency_thz']:>9.3f} {num(r['power_dbm'], '.2f'):>10} "
             f"{num(r['signal_power_dbm'], '.2f'):>10} {num(r['osnr_db'], '.2f'):>8} "
-            f"{num(r['offset_ghz'], '+.2f'):>10}  {r['quality']}"
+            f"{num(r['offset_ghz'], '+.2f'):>10}  {r['osnr_method'] or '-':<13} {r['quality']}"
         )
     s = reading.summary_dict()
     lines.append("")

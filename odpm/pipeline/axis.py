@@ -4,6 +4,7 @@ noise windows, computed once per axis (see :class:`TraceAxis`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -148,6 +149,8 @@ class TraceAxis:
     centre_t: FloatArray
     #: Pit windows, ``(C + 1, L)``, padded by repeating a sample of the window.
     pit_idx: IntArray
+    #: ``order[k]``: where the k-th lowest frequency sits in the trace as given.
+    order: IntArray
 
     @staticmethod
     def required_span_thz(plan: ChannelPlan, config: PipelineConfig) -> tuple[float, float]:
@@ -275,7 +278,14 @@ class TraceAxis:
             slot_offset_ghz=f[slot_idx] - centres[:, None],
             centre_t=(centres - mids[:-1]) / (mids[1:] - mids[:-1]),
             pit_idx=given[_padded_ranges(p0, p1)],
+            order=given,
         )
+
+    @cached_property
+    def neighbourhood(self) -> Neighbourhood:
+        """Each channel's points from its lower to its upper neighbour's centre (the
+        window the in-band model fit uses); built on first use."""
+        return Neighbourhood.build(self.frequency_ghz, self.channel_ghz, self.order)
 
     def matches(self, frequency_thz: FloatArray) -> bool:
         raw = self.raw_frequency_thz
@@ -302,3 +312,38 @@ def _padded_ranges(start: IntArray, stop: IntArray) -> IntArray:
     length = int((stop - start).max())
     idx: IntArray = np.minimum(start[:, None] + np.arange(length)[None, :], (stop - 1)[:, None])
     return idx.astype(np.intp)
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbourhood:
+    """Per channel, the points between its neighbours' centres (half a slot beyond the
+    plan's first and last channel's own slot otherwise), padded to one width."""
+
+    #: ``(C, W)`` point indices into the trace as given (padding repeats a point).
+    idx: IntArray
+    #: ``(C, W)``: True for real points, False for padding.
+    valid: npt.NDArray[np.bool_]
+    #: ``(C, W)`` frequency of each point from the channel's grid centre (GHz).
+    offset_ghz: FloatArray
+    #: ``(C,)`` half width of each window (GHz), for scaling the noise slope.
+    reach_ghz: FloatArray
+
+    @classmethod
+    def build(cls, f_ghz: FloatArray, centres_ghz: FloatArray, order: IntArray) -> Neighbourhood:
+        if centres_ghz.size > 1:
+            gaps = np.diff(centres_ghz)
+            lo = centres_ghz - np.concatenate(([gaps[0]], gaps))
+            hi = centres_ghz + np.concatenate((gaps, [gaps[-1]]))
+        else:
+            span = float(f_ghz[-1] - f_ghz[0])
+            lo, hi = centres_ghz - span, centres_ghz + span
+        start = np.searchsorted(f_ghz, lo, side="left")
+        stop = np.maximum(np.searchsorted(f_ghz, hi, side="right"), start + 1)
+        idx = _padded_ranges(start, stop)
+        valid = (start[:, None] + np.arange(idx.shape[1])[None, :]) < stop[:, None]
+        return cls(
+            idx=order[idx],
+            valid=valid,
+            offset_ghz=f_ghz[idx] - centres_ghz[:, None],
+            reach_ghz=np.maximum(hi - centres_ghz, centres_ghz - lo),
+        )

@@ -126,6 +126,8 @@ class Pipeline:
             tilt=float(r.tilt_db[0]),
             flatness=float(r.flatness_db[0]),
             min_osnr=float(r.min_osnr_db[0]),
+            osnr_method=r.osnr_method[0],
+            osnr_uncertainty_db=r.osnr_uncertainty_db[0],
         )
 
     def _ports(self, port_frequency_thz: FloatArray) -> _PortMap:
@@ -233,6 +235,8 @@ class Pipeline:
         tilt: float,
         flatness: float,
         min_osnr: float,
+        osnr_method: npt.NDArray[np.uint8] | None = None,
+        osnr_uncertainty_db: FloatArray | None = None,
     ) -> Reading:
         events = self._alarms.evaluate(
             scan.device_id,
@@ -262,4 +266,6 @@ class Pipeline:
             min_osnr_db=min_osnr,
             temperature_c=scan.temperature_c,
             alarms=events,
+            osnr_method=osnr_method,
+            osnr_uncertainty_db=osnr_uncertainty_db,
         )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from odpm.models import FloatArray, Quality
+from odpm.models import FloatArray, OsnrMethod, Quality
 from odpm.pipeline.axis import TraceAxis, _weighted_sums
 from odpm.pipeline.formulas import (
     UNRESOLVED_CURVATURE_DB,
@@ -20,6 +20,7 @@ from odpm.pipeline.formulas import (
     signal_power_mw,
     tilt_db,
 )
+from odpm.pipeline.select import choose_inband
 from odpm.units import LN10_OVER_10, mw_to_dbm
 
 # --------------------------------------------------------------- the analysis
@@ -41,6 +42,10 @@ class TraceAnalysis:
     tilt_db: FloatArray
     flatness_db: FloatArray
     min_osnr_db: FloatArray
+    #: :class:`~odpm.models.OsnrMethod` of each OSNR (``NONE`` where there is none).
+    osnr_method: npt.NDArray[np.uint8]
+    #: One-sigma uncertainty of each OSNR (dB), NaN where there is none.
+    osnr_uncertainty_db: FloatArray
 
 
 def _linear_trace(axis: TraceAxis, power_dbm: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -63,7 +68,9 @@ def _linear_trace(axis: TraceAxis, power_dbm: npt.ArrayLike) -> npt.NDArray[np.f
     return lin
 
 
-def analyse_traces(axis: TraceAxis, power_dbm: npt.ArrayLike, rbw_ghz: float) -> TraceAnalysis:
+def analyse_traces(
+    axis: TraceAxis, power_dbm: npt.ArrayLike, rbw_ghz: float, *, inband: bool = True
+) -> TraceAnalysis:
     """Analyse ``N`` traces sharing ``axis`` (``power_dbm`` is ``(N, K)`` or ``(K,)``).
 
     Per channel (IEC 61280-2-9 interpolation, see the module docstring):
@@ -81,6 +88,11 @@ def analyse_traces(axis: TraceAxis, power_dbm: npt.ArrayLike, rbw_ghz: float) ->
     * ``NOISE_UNRESOLVED`` when a neighbouring noise window is not flat (see
       :data:`UNRESOLVED_CURVATURE_DB`) or the signal comes out non-positive; OSNR is
       then NaN, because interpolation would report a number nobody should trust.
+
+    Then, unless ``inband`` is False or the configuration turns them off, the in-band
+    methods (:func:`~odpm.pipeline.select.choose_inband`) give unresolved channels an
+    OSNR where their fit is credible, and make presence independent of how the noise
+    was estimated.
     """
     if not (rbw_ghz > 0 and math.isfinite(rbw_ghz)):
         raise ValueError(f"rbw_ghz must be a positive number, got {rbw_ghz}")
@@ -134,8 +146,20 @@ def analyse_traces(axis: TraceAxis, power_dbm: npt.ArrayLike, rbw_ghz: float) ->
         np.where(unresolved | bad_signal, Quality.NOISE_UNRESOLVED, Quality.OK),
         Quality.DARK,
     ).astype(np.uint8)
-    sig_dbm = np.where(present, mw_to_dbm(signal_mw), np.nan)
     osnr = np.where(present & ~unresolved, osnr_db(signal_mw, noise_psd), np.nan)
+    method = np.where(np.isnan(osnr), OsnrMethod.NONE, OsnrMethod.INTERPOLATION).astype(np.uint8)
+    # The noise is known no better than its windows are flat.
+    unc = np.where(np.isnan(osnr), np.nan, np.maximum(dev[:, :-1], dev[:, 1:]))
+    if inband and cfg.inband_methods:
+        chosen = choose_inband(axis, p, rbw_ghz, present, quality, osnr, slot_mw)
+        present, quality, osnr = chosen.present, chosen.quality, chosen.osnr_db
+        signal_mw = np.where(chosen.method == OsnrMethod.FIT, chosen.signal_mw, signal_mw)
+        noise_psd = np.where(chosen.method == OsnrMethod.FIT, chosen.noise_psd, noise_psd)
+        unc = np.where(chosen.method == OsnrMethod.FIT, chosen.uncertainty_db, unc)
+        method = np.where(chosen.method == OsnrMethod.FIT, chosen.method, method)
+        noise_level = noise_psd * rbw_ghz
+        offset = _centre_offset_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
+    sig_dbm = np.where(present, mw_to_dbm(signal_mw), np.nan)
     offset = np.where(present, offset, np.nan)
 
     freq = axis.channel_ghz
@@ -153,6 +177,8 @@ def analyse_traces(axis: TraceAxis, power_dbm: npt.ArrayLike, rbw_ghz: float) ->
         tilt_db=tilt_db(freq, lit_power, present, axis.band_ghz),
         flatness_db=_flatness_db(lit_power, present),
         min_osnr_db=_nanmin_rows(osnr),
+        osnr_method=method.astype(np.uint8),
+        osnr_uncertainty_db=np.asarray(unc, dtype=np.float64),
     )
 
 
