@@ -124,8 +124,8 @@ def make_trace(
     step_nm: float = 0.004,
     start_thz: float = 191.95,
     stop_thz: float = 196.20,
-    symbol_rate_gbd: float = 10.0,
-    roll_off: float = 0.2,
+    symbol_rate_gbd: float | npt.ArrayLike = 10.0,
+    roll_off: float | npt.ArrayLike = 0.2,
     ase_dbm_per_0p1nm: float = -35.0,
     ase_tilt_db_over_band: float = 3.0,
     ripple_db_pp: float = 0.5,
@@ -158,12 +158,14 @@ def make_trace(
     )
     power_mw = 10 ** (np.asarray(osnr_db) / 10) * noise_at_centre * REFERENCE_BANDWIDTH_GHZ
 
-    half_extent = (1 + roll_off) * symbol_rate_gbd / 2
+    rates = np.broadcast_to(np.asarray(symbol_rate_gbd, dtype=np.float64), grid_ghz.shape)
+    betas = np.broadcast_to(np.asarray(roll_off, dtype=np.float64), grid_ghz.shape)
     du = 0.005
-    u = np.arange(-half_extent, half_extent + du / 2, du)
-    reach = half_extent + 10 * sigma
     for i in np.flatnonzero(lit):
-        s = raised_cosine_psd(u, 1.0, symbol_rate_gbd, roll_off)
+        half_extent = (1 + betas[i]) * rates[i] / 2
+        u = np.arange(-half_extent, half_extent + du / 2, du)
+        reach = half_extent + 10 * sigma
+        s = raised_cosine_psd(u, 1.0, float(rates[i]), float(betas[i]))
         w = s / s.sum() * power_mw[i]  # the discrete spectrum holds exactly P
         near = np.flatnonzero(np.abs(x_ghz - centre[i]) <= reach)
         d = x_ghz[near][:, None] - (centre[i] + u)[None, :]
@@ -213,4 +215,20 @@ def random_scenario(
     lit = rng.random(n) >= dark_fraction
     offset = rng.uniform(-3.0, 3.0, n)
     offset[:2] = (-3.0, 3.0)  # the extremes always appear
+    return osnr, lit, offset
+
+
+def flat_scenario(
+    grid_thz: FloatArray, seed: int, spread_db: float = 3.0, dark_fraction: float = 0.2
+) -> tuple[FloatArray, npt.NDArray[np.bool_], FloatArray]:
+    """A power-flattened line: OSNR 14-26 dB varying slowly along the band plus
+    +/-``spread_db``/2 per channel (adjacent channels within a few dB, as after a
+    gain-flattened amplifier), some channels dark, offsets within +/-2 GHz."""
+    rng = np.random.default_rng(seed)
+    n = grid_thz.size
+    x = np.linspace(0.0, 1.0, n)
+    osnr = 20.0 + 6.0 * np.sin(2 * math.pi * (x + rng.random())) * 0.5
+    osnr = osnr + rng.uniform(-spread_db / 2, spread_db / 2, n)
+    lit = rng.random(n) >= dark_fraction
+    offset = rng.uniform(-2.0, 2.0, n)
     return osnr, lit, offset
