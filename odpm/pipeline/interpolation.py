@@ -150,7 +150,12 @@ def analyse_traces(
     method = np.where(np.isnan(osnr), OsnrMethod.NONE, OsnrMethod.INTERPOLATION).astype(np.uint8)
     # The noise is known no better than its windows are flat.
     unc = np.where(np.isnan(osnr), np.nan, np.maximum(dev[:, :-1], dev[:, 1:]))
-    if inband and cfg.inband_methods:
+    # The in-band methods only matter where interpolation left a present channel
+    # without an OSNR or called a channel dark beside a window it could not resolve;
+    # a trace of resolved narrow channels keeps interpolation's speed.
+    slot_above = slot_dbm >= cfg.detection_threshold_dbm
+    needs_inband = (present & np.isnan(osnr)) | (~present & unresolved & slot_above)
+    if inband and cfg.inband_methods and needs_inband.any():
         chosen = choose_inband(axis, p, rbw_ghz, present, quality, osnr, slot_mw)
         present, quality, osnr = chosen.present, chosen.quality, chosen.osnr_db
         signal_mw = np.where(chosen.method == OsnrMethod.FIT, chosen.signal_mw, signal_mw)
