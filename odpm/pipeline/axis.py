@@ -4,7 +4,6 @@ noise windows, computed once per axis (see :class:`TraceAxis`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -281,11 +280,16 @@ class TraceAxis:
             order=given,
         )
 
-    @cached_property
-    def neighbourhood(self) -> Neighbourhood:
-        """Each channel's points from its lower to its upper neighbour's centre (the
-        window the in-band model fit uses); built on first use."""
-        return Neighbourhood.build(self.frequency_ghz, self.channel_ghz, self.order)
+    def neighbourhood(self, stride: int = 1) -> Neighbourhood:
+        """Each channel's points from its lower to its upper neighbour's centre, every
+        ``stride``-th point (the window the in-band model fit uses); built on first use
+        and kept with the axis."""
+        cache: dict[int, Neighbourhood] = self.__dict__.setdefault("_neighbourhoods", {})
+        if stride not in cache:
+            cache[stride] = Neighbourhood.build(
+                self.frequency_ghz, self.channel_ghz, self.order, stride
+            )
+        return cache[stride]
 
     def matches(self, frequency_thz: FloatArray) -> bool:
         raw = self.raw_frequency_thz
@@ -329,7 +333,9 @@ class Neighbourhood:
     reach_ghz: FloatArray
 
     @classmethod
-    def build(cls, f_ghz: FloatArray, centres_ghz: FloatArray, order: IntArray) -> Neighbourhood:
+    def build(
+        cls, f_ghz: FloatArray, centres_ghz: FloatArray, order: IntArray, stride: int = 1
+    ) -> Neighbourhood:
         if centres_ghz.size > 1:
             gaps = np.diff(centres_ghz)
             lo = centres_ghz - np.concatenate(([gaps[0]], gaps))
@@ -339,8 +345,10 @@ class Neighbourhood:
             lo, hi = centres_ghz - span, centres_ghz + span
         start = np.searchsorted(f_ghz, lo, side="left")
         stop = np.maximum(np.searchsorted(f_ghz, hi, side="right"), start + 1)
-        idx = _padded_ranges(start, stop)
-        valid = (start[:, None] + np.arange(idx.shape[1])[None, :]) < stop[:, None]
+        length = int((stop - start).max())
+        steps = np.arange(0, length, stride)
+        valid = (start[:, None] + steps[None, :]) < stop[:, None]
+        idx = np.minimum(start[:, None] + steps[None, :], (stop - 1)[:, None]).astype(np.intp)
         return cls(
             idx=order[idx],
             valid=valid,

@@ -40,7 +40,7 @@ import numpy.typing as npt
 from odpm.models import FloatArray
 from odpm.pipeline.axis import TraceAxis
 from odpm.pipeline.formulas import OSNR_REFERENCE_BANDWIDTH_GHZ, IntArray
-from odpm.pipeline.shapes import ShapeTable, shape_table
+from odpm.pipeline.shapes import ShapeTable, shape_table, stacked_tables
 
 #: 10 / ln 10: converts a relative standard deviation into dB.
 _DB_PER_NEPER = 10.0 / math.log(10.0)
@@ -53,8 +53,11 @@ _SENSITIVITY_STEP = 0.02
 DEFAULT_ROLLOFFS = (0.1, 0.05, 0.2, 0.35)
 #: Where a missing neighbour (beyond the plan's ends) is put: its shape is zero here.
 _FAR_GHZ = 1e5
-#: Relative steps tried around the width-based symbol rate estimate.
-_RATE_STEPS = np.array([-0.08, -0.05, -0.03, -0.015, 0.0, 0.015, 0.03, 0.05, 0.08])
+#: Relative steps of the two rounds of the symbol-rate search (a parabola through the
+#: residual at rate x (1 - s, 1, 1 + s), its vertex clipped to 1.5 s).
+_RATE_SPANS = (0.04, 0.015)
+#: Window points kept per RBW (see fit_raised_cosine).
+_POINTS_PER_RBW = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,29 +110,53 @@ def half_crossings_ghz(
     return np.asarray(rise), np.asarray(fall)
 
 
-def _solve(
-    y: FloatArray, w: FloatArray, columns: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Weighted least squares per (trace, channel): ``columns`` ``(N, C, W, P)``.
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """The parts of the weighted normal equations that do not depend on the channel's
+    own shape: its neighbours, the noise pedestal and the data (``(N, C, ...)``).
+    Each candidate shape then costs a few dot products over the window, not a fit."""
 
-    Returns ``(coef (N, C, P), inverse normal matrix (N, C, P, P), weighted RSS (N, C))``.
-    """
-    a = columns * w[..., None]
-    b = y * w
-    gram = np.einsum("ncwp,ncwq->ncpq", a, a)
-    rhs = np.einsum("ncwp,ncw->ncp", a, b)
-    diag = np.einsum("ncpp->ncp", gram)
-    ridge = _RIDGE * diag.max(axis=-1, keepdims=True) + 1e-300
-    gram = gram + np.eye(gram.shape[-1]) * ridge[..., None]
-    inv = np.linalg.inv(gram)
-    coef = np.einsum("ncpq,ncq->ncp", inv, rhs)
-    resid = b - np.einsum("ncwp,ncp->ncw", a, coef)
-    return coef, inv, np.asarray((resid * resid).sum(axis=-1))
+    columns: FloatArray  # (N, C, W, 4) weighted [left, right, 1, slope]
+    data: FloatArray  # (N, C, W) weighted y
+    gram: FloatArray  # (N, C, 4, 4)
+    rhs: FloatArray  # (N, C, 4)
+    data_sq: FloatArray  # (N, C)
 
+    @classmethod
+    def build(cls, y: FloatArray, w: FloatArray, columns: FloatArray) -> _Fixed:
+        a = columns * w[..., None]
+        b = y * w
+        return cls(
+            columns=a,
+            data=b,
+            gram=np.einsum("ncwp,ncwq->ncpq", a, a),
+            rhs=np.einsum("ncwp,ncw->ncp", a, b),
+            data_sq=np.einsum("ncw,ncw->nc", b, b),
+        )
 
-def _design(own: FloatArray, left: FloatArray, right: FloatArray, slope: FloatArray) -> FloatArray:
-    """Columns ``[own shape, lower neighbour, upper neighbour, 1, slope]``."""
-    return np.stack((own, left, right, np.ones_like(own), slope), axis=-1)
+    def solve(self, own: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Least squares with ``own`` (``(N, C, W)``, unweighted) as the first column:
+        ``(coef (N, C, 5), inverse normal matrix (N, C, 5, 5), weighted RSS (N, C))``."""
+        a = own * w
+        n, c = a.shape[:2]
+        gram = np.empty((n, c, 5, 5))
+        gram[..., 0, 0] = np.einsum("ncw,ncw->nc", a, a)
+        cross = np.einsum("ncw,ncwp->ncp", a, self.columns)
+        gram[..., 0, 1:] = cross
+        gram[..., 1:, 0] = cross
+        gram[..., 1:, 1:] = self.gram
+        rhs = np.empty((n, c, 5))
+        rhs[..., 0] = np.einsum("ncw,ncw->nc", a, self.data)
+        rhs[..., 1:] = self.rhs
+        # A ridge relative to each column's own scale (the columns differ by ~1e10
+        # under the 1/p weights); a missing neighbour's all-zero column gets 1, which
+        # leaves its coefficient at zero and the others untouched.
+        diag = np.einsum("ncpp->ncp", gram)
+        diag += np.where(diag > 0, _RIDGE * diag, 1.0)
+        inv = np.asarray(np.linalg.inv(gram), dtype=np.float64)
+        coef = np.einsum("ncpq,ncq->ncp", inv, rhs)
+        rss = np.maximum(self.data_sq - np.einsum("ncp,ncp->nc", coef, rhs), 0.0)
+        return np.asarray(coef), inv, np.asarray(rss)
 
 
 def _osnr(
@@ -186,8 +213,13 @@ def fit_raised_cosine(
     used to measure widths; the pit noise is used when it is None.
     """
     table = shape_table(float(rbw_ghz), float(rolloffs[0]))
-    nb = axis.neighbourhood
-    n = p.shape[0]
+    stack = stacked_tables(float(rbw_ghz), tuple(float(b) for b in rolloffs))
+    n_rates = table.symbol_rate_gbd.size
+    step_ghz = float(np.median(np.diff(axis.frequency_ghz)))
+    # Points closer than a fraction of the RBW carry little new information (the
+    # filter smooths the trace over its width): keep one every RBW / _POINTS_PER_RBW.
+    stride = max(1, int(rbw_ghz / _POINTS_PER_RBW / step_ghz))
+    nb = axis.neighbourhood(stride)
     if noise_level is None:
         noise_level = pit_noise_level(axis, p)
 
@@ -214,60 +246,53 @@ def fit_raised_cosine(
     right = table.evaluate(
         row_hi[..., None], nb.offset_ghz[None] - gap_hi[None, :, None] - cen_hi[..., None]
     )
-
-    # Refine the own rate by the weighted residual over a few relative steps.
-    best_rss = np.full((n, axis.n_channels), np.inf)
-    best_rows = rows0
-    for step in _RATE_STEPS:
-        rows = table.rate_index(rate0 * (1 + step))
-        own = _shapes(table, rows, nb.offset_ghz, centre)
-        _, _, rss = _solve(y, w, _design(own, left, right, slope))
-        better = rss < best_rss
-        best_rss = np.where(better, rss, best_rss)
-        best_rows = np.where(better, rows, best_rows)
-
+    fixed = _Fixed.build(y, w, np.stack((left, right, np.ones_like(left), slope), axis=-1))
     dof = nb.valid.sum(axis=-1)[None, :] - 5.0
-    step_ghz = float(np.median(np.diff(axis.frequency_ghz)))
-    correlation = max(1.0, rbw_ghz / step_ghz)
-    best_rate = table.symbol_rate_gbd[best_rows]
+    correlation = max(1.0, rbw_ghz * _POINTS_PER_RBW / (2 * step_ghz * stride))
 
-    def fit(shape: ShapeTable, rate: FloatArray) -> tuple[FloatArray, ...]:
-        own = _shapes(shape, shape.rate_index(rate), nb.offset_ghz, centre)
-        coef, inv, rss = _solve(y, w, _design(own, left, right, slope))
-        return (*_osnr(coef, inv, rss, dof, correlation, rbw_ghz), rss)
+    def solve(
+        rate: FloatArray, beta: npt.NDArray[np.intp]
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        rows = table.rate_index(rate) + beta * n_rates
+        return fixed.solve(_shapes(stack, rows, nb.offset_ghz, centre), w)
 
-    # The roll-off: the candidate with the smallest residual at the best rate.  Then
-    # the shape sensitivity: how far the OSNR moves when the rate moves by
+    # The rate: two rounds of a parabola through the residual at three rates (the
+    # residual is close to quadratic near its minimum), each clipped to the span tried.
+    beta0 = np.zeros(rate0.shape, dtype=np.intp)
+    rate = rate0
+    for span in _RATE_SPANS:
+        r_lo, r_mid, r_hi = (solve(rate * (1 + k * span), beta0)[2] for k in (-1, 0, 1))
+        curve = r_lo + r_hi - 2 * r_mid
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vertex = np.where(curve > 0, (r_lo - r_hi) / (2 * curve), 0.0)
+        rate = rate * (1 + np.clip(np.nan_to_num(vertex), -1.5, 1.5) * span)
+
+    # The roll-off: the candidate with the smallest residual at that rate.
+    best_rss = np.full(rate.shape, np.inf)
+    beta = beta0
+    for b in range(len(rolloffs)):
+        rss_b = solve(rate, np.full(rate.shape, b, dtype=np.intp))[2]
+        better = rss_b < best_rss
+        best_rss = np.where(better, rss_b, best_rss)
+        beta = np.where(better, b, beta)
+
+    coef, inv, rss = solve(rate, beta)
+    sig, psd, osnr, unc = _osnr(coef, inv, rss, dof, correlation, rbw_ghz)
+    # Shape sensitivity: how far the OSNR moves when the rate moves by
     # _SENSITIVITY_STEP.  Where the floor is hidden (wide channels through a wide RBW)
     # a small change of shape trades signal for noise and this term grows, so the fit
     # says it does not know rather than report a confident number.
-    chosen: tuple[FloatArray, ...] | None = None
-    chosen_beta = np.full(best_rate.shape, rolloffs[0])
-    for beta in rolloffs:
-        shape = shape_table(float(rbw_ghz), float(beta))
-        sig_b, psd_b, osnr_b, unc_b, rss_b = fit(shape, best_rate)
-        for step in (-_SENSITIVITY_STEP, _SENSITIVITY_STEP):
-            moved = fit(shape, best_rate * (1 + step))[2]
-            unc_b = np.sqrt(unc_b**2 + (moved - osnr_b) ** 2)
-        here = (sig_b, psd_b, osnr_b, unc_b, rss_b)
-        if chosen is None:
-            chosen = here
-            continue
-        better = rss_b < chosen[4]
-        chosen = tuple(np.where(better, new, old) for new, old in zip(here, chosen, strict=True))
-        chosen_beta = np.where(better, beta, chosen_beta)
-    assert chosen is not None
-    sig, psd, osnr, unc, _ = chosen
-    peak_shape = np.zeros_like(best_rate)
-    for beta in rolloffs:
-        values = shape_table(float(rbw_ghz), float(beta)).values
-        peak_shape = np.where(chosen_beta == beta, values[best_rows, 0], peak_shape)
+    for step in (-_SENSITIVITY_STEP, _SENSITIVITY_STEP):
+        c2, i2, r2 = solve(rate * (1 + step), beta)
+        moved = _osnr(c2, i2, r2, dof, correlation, rbw_ghz)[2]
+        unc = np.sqrt(unc**2 + (moved - osnr) ** 2)
+    rows = table.rate_index(rate)
     return FitResult(
         signal_mw=sig,
         noise_psd_mw_per_ghz=psd,
         osnr_db=osnr,
         uncertainty_db=unc,
-        symbol_rate_gbd=table.symbol_rate_gbd[best_rows],
-        signal_peak=sig * peak_shape,
+        symbol_rate_gbd=table.symbol_rate_gbd[rows],
+        signal_peak=sig * stack.values[rows + beta * n_rates, 0],
         width_rate_gbd=rate0,
     )

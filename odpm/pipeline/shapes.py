@@ -117,3 +117,24 @@ def shape_table(rbw_ghz: float, rolloff: float) -> ShapeTable:
         values=values,
         fwhm_ghz=2 * cross,
     )
+
+
+@lru_cache(maxsize=8)
+def stacked_tables(rbw_ghz: float, rolloffs: tuple[float, ...]) -> ShapeTable:
+    """The tables of several roll-offs stacked as one (row ``b x R + r`` is roll-off
+    ``b``, rate ``r``), zero-padded to one width, so a channel's shape is one look-up
+    whatever roll-off it was given.  ``rolloff`` holds the first; ``fwhm_ghz`` is the first's."""
+    tables = [shape_table(rbw_ghz, b) for b in rolloffs]
+    width = max(t.values.shape[1] for t in tables)
+    values = np.zeros((len(tables) * tables[0].values.shape[0], width))
+    rows = tables[0].values.shape[0]
+    for b, t in enumerate(tables):
+        values[b * rows : (b + 1) * rows, : t.values.shape[1]] = t.values
+    values.flags.writeable = False
+    return ShapeTable(
+        rbw_ghz=rbw_ghz,
+        rolloff=rolloffs[0],
+        symbol_rate_gbd=tables[0].symbol_rate_gbd,
+        values=values,
+        fwhm_ghz=tables[0].fwhm_ghz,
+    )
