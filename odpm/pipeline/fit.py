@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +47,9 @@ from odpm.pipeline.shapes import ShapeTable, shape_table, stacked_tables
 _DB_PER_NEPER = 10.0 / math.log(10.0)
 #: Ridge added to the normal matrix, relative to its diagonal.
 _RIDGE = 1e-9
+#: The last _Fixed's reduced system (the entry holds its owner, so a stale id never
+#: matches another instance).
+_REDUCED: dict[int, tuple[Any, tuple[FloatArray, FloatArray, FloatArray]]] = {}
 #: Relative change of the symbol rate whose effect on the OSNR counts as uncertainty.
 _SENSITIVITY_STEP = 0.02
 #: Roll-off factors tried (the first also measures widths): coherent transceivers
@@ -134,29 +138,63 @@ class _Fixed:
             data_sq=np.einsum("ncw,ncw->nc", b, b),
         )
 
-    def solve(self, own: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Least squares with ``own`` (``(N, C, W)``, unweighted) as the first column:
-        ``(coef (N, C, 5), inverse normal matrix (N, C, 5, 5), weighted RSS (N, C))``."""
-        a = own * w
-        n, c = a.shape[:2]
-        gram = np.empty((n, c, 5, 5))
-        gram[..., 0, 0] = np.einsum("ncw,ncw->nc", a, a)
-        cross = np.einsum("ncw,ncwp->ncp", a, self.columns)
-        gram[..., 0, 1:] = cross
-        gram[..., 1:, 0] = cross
-        gram[..., 1:, 1:] = self.gram
-        rhs = np.empty((n, c, 5))
-        rhs[..., 0] = np.einsum("ncw,ncw->nc", a, self.data)
-        rhs[..., 1:] = self.rhs
-        # A ridge relative to each column's own scale (the columns differ by ~1e10
-        # under the 1/p weights); a missing neighbour's all-zero column gets 1, which
-        # leaves its coefficient at zero and the others untouched.
+    def _reduced(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """``G_ff^-1`` (with the ridge), ``G_ff^-1 h_f`` and the RSS of the fixed
+        columns alone, computed once per instance."""
+        cached = _REDUCED.get(id(self))
+        if cached is not None and cached[0] is self:
+            return cached[1]
+        gram = self.gram.copy()
         diag = np.einsum("ncpp->ncp", gram)
         diag += np.where(diag > 0, _RIDGE * diag, 1.0)
         inv = np.asarray(np.linalg.inv(gram), dtype=np.float64)
-        coef = np.einsum("ncpq,ncq->ncp", inv, rhs)
-        rss = np.maximum(self.data_sq - np.einsum("ncp,ncp->nc", coef, rhs), 0.0)
-        return np.asarray(coef), inv, np.asarray(rss)
+        z = np.einsum("ncpq,ncq->ncp", inv, self.rhs)
+        rss = self.data_sq - np.einsum("ncp,ncp->nc", z, self.rhs)
+        out = (inv, np.asarray(z), np.asarray(rss))
+        _REDUCED.clear()
+        _REDUCED[id(self)] = (self, out)
+        return out
+
+    def rss(self, own: FloatArray, w: FloatArray) -> FloatArray:
+        """The weighted RSS with ``own`` added, by the Schur complement of the fixed
+        block: ``RSS_f - (h_o - g_of . z)^2 / (g_oo - g_of . G_ff^-1 g_of)``.  A few
+        dot products per candidate shape instead of a 5 x 5 solve."""
+        inv, z, rss_fixed = self._reduced()
+        a = own * w
+        g_oo = np.einsum("ncw,ncw->nc", a, a)
+        g_of = np.einsum("ncw,ncwp->ncp", a, self.columns)
+        h_o = np.einsum("ncw,ncw->nc", a, self.data)
+        schur = g_oo * (1 + _RIDGE) - np.einsum("ncp,ncpq,ncq->nc", g_of, inv, g_of)
+        gain = h_o - np.einsum("ncp,ncp->nc", g_of, z)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(schur > 0, rss_fixed - gain * gain / schur, rss_fixed)
+        return np.asarray(np.maximum(out, 0.0))
+
+    def solve(self, own: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Least squares with ``own`` (``(N, C, W)``, unweighted) as the first column,
+        by the same block elimination as :meth:`rss`.  Returns ``(coef (N, C, 5),
+        inverse normal matrix (N, C, 5, 5), weighted RSS (N, C))`` with the entries the
+        OSNR needs filled (own amplitude 0 and noise level 3, their (co)variances)."""
+        inv_f, z, rss_fixed = self._reduced()
+        a = own * w
+        g_oo = np.einsum("ncw,ncw->nc", a, a)
+        g_of = np.einsum("ncw,ncwp->ncp", a, self.columns)
+        h_o = np.einsum("ncw,ncw->nc", a, self.data)
+        m = np.einsum("ncpq,ncq->ncp", inv_f, g_of)  # G_ff^-1 g_of
+        schur = g_oo * (1 + _RIDGE) - np.einsum("ncp,ncp->nc", g_of, m)
+        gain = h_o - np.einsum("ncp,ncp->nc", g_of, z)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            own_coef = gain / schur
+            n, c = own_coef.shape
+            coef = np.zeros((n, c, 5))
+            coef[..., 0] = own_coef
+            coef[..., 1:] = z - m * own_coef[..., None]
+            inv = np.zeros((n, c, 5, 5))
+            inv[..., 0, 0] = 1.0 / schur
+            inv[..., 0, 3] = inv[..., 3, 0] = -m[..., 2] / schur
+            inv[..., 3, 3] = inv_f[..., 2, 2] + m[..., 2] ** 2 / schur
+            rss = np.maximum(rss_fixed - gain * own_coef, 0.0)
+        return coef, inv, np.asarray(rss)
 
 
 def _osnr(
@@ -250,18 +288,20 @@ def fit_raised_cosine(
     dof = nb.valid.sum(axis=-1)[None, :] - 5.0
     correlation = max(1.0, rbw_ghz * _POINTS_PER_RBW / (2 * step_ghz * stride))
 
+    def own(rate: FloatArray, beta: npt.NDArray[np.intp]) -> FloatArray:
+        return _shapes(stack, table.rate_index(rate) + beta * n_rates, nb.offset_ghz, centre)
+
     def solve(
         rate: FloatArray, beta: npt.NDArray[np.intp]
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        rows = table.rate_index(rate) + beta * n_rates
-        return fixed.solve(_shapes(stack, rows, nb.offset_ghz, centre), w)
+        return fixed.solve(own(rate, beta), w)
 
     # The rate: two rounds of a parabola through the residual at three rates (the
     # residual is close to quadratic near its minimum), each clipped to the span tried.
     beta0 = np.zeros(rate0.shape, dtype=np.intp)
     rate = rate0
     for span in _RATE_SPANS:
-        r_lo, r_mid, r_hi = (solve(rate * (1 + k * span), beta0)[2] for k in (-1, 0, 1))
+        r_lo, r_mid, r_hi = (fixed.rss(own(rate * (1 + k * span), beta0), w) for k in (-1, 0, 1))
         curve = r_lo + r_hi - 2 * r_mid
         with np.errstate(divide="ignore", invalid="ignore"):
             vertex = np.where(curve > 0, (r_lo - r_hi) / (2 * curve), 0.0)
@@ -271,7 +311,7 @@ def fit_raised_cosine(
     best_rss = np.full(rate.shape, np.inf)
     beta = beta0
     for b in range(len(rolloffs)):
-        rss_b = solve(rate, np.full(rate.shape, b, dtype=np.intp))[2]
+        rss_b = fixed.rss(own(rate, np.full(rate.shape, b, dtype=np.intp)), w)
         better = rss_b < best_rss
         best_rss = np.where(better, rss_b, best_rss)
         beta = np.where(better, b, beta)

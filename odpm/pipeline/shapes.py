@@ -66,7 +66,8 @@ class ShapeTable:
         """Nearest tabulated row of each rate (clipped to the table)."""
         r = np.asarray(symbol_rate_gbd, dtype=np.float64)
         i = np.rint((r - SYMBOL_RATE_MIN_GBD) / SYMBOL_RATE_STEP_GBD)
-        out: npt.NDArray[np.intp] = np.clip(np.nan_to_num(i), 0, self.symbol_rate_gbd.size - 1)
+        i = np.where(np.isfinite(i), i, 0.0)
+        out: npt.NDArray[np.intp] = np.clip(i, 0, self.symbol_rate_gbd.size - 1)
         return out.astype(np.intp)
 
     def rate_from_fwhm(self, fwhm_ghz: npt.ArrayLike) -> FloatArray:
@@ -77,13 +78,17 @@ class ShapeTable:
 
     def evaluate(self, row: npt.NDArray[np.intp], u_ghz: FloatArray) -> FloatArray:
         """``(s * H)(u)`` for rows ``row`` (broadcast against ``u_ghz``), zero beyond the table."""
-        x = np.abs(u_ghz) / TABLE_STEP_GHZ
-        last = self.values.shape[1] - 1
+        width = self.values.shape[1]
+        last = width - 1
+        x = np.minimum(np.abs(u_ghz) * (1.0 / TABLE_STEP_GHZ), float(last))
         i = np.minimum(x.astype(np.intp), last - 1)
-        t = np.minimum(x - i, 1.0)
-        v = self.values
-        out = v[row, i] * (1.0 - t) + v[row, i + 1] * t
-        return np.asarray(np.where(x < last, out, 0.0))
+        t = x - i
+        flat = i + row * width  # one gather on the flattened table, not 2-D indexing
+        v = self.values.ravel()
+        lo = v.take(flat)
+        # Beyond the table the shape is zero: every row ends in zeros (the tabulated
+        # span ends well outside the widest shape), so clipping x there gives zero.
+        return np.asarray(lo + (v.take(flat + 1) - lo) * t)
 
 
 @lru_cache(maxsize=8)
