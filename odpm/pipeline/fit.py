@@ -276,15 +276,19 @@ def fit_raised_cosine(
     gap_lo = np.concatenate(([_FAR_GHZ], gaps))
     gap_hi = np.concatenate((gaps, [_FAR_GHZ]))
     cen_lo, cen_hi = _neighbours(centre)
-    rows0 = table.rate_index(rate0)
-    row_lo, row_hi = (r.astype(np.intp) for r in _neighbours(rows0.astype(np.float64)))
-    left = table.evaluate(
-        row_lo[..., None], nb.offset_ghz[None] + gap_lo[None, :, None] - cen_lo[..., None]
-    )
-    right = table.evaluate(
-        row_hi[..., None], nb.offset_ghz[None] - gap_hi[None, :, None] - cen_hi[..., None]
-    )
-    fixed = _Fixed.build(y, w, np.stack((left, right, np.ones_like(left), slope), axis=-1))
+
+    def build_fixed(rows: npt.NDArray[np.intp]) -> _Fixed:
+        """The fixed columns with the neighbours' shapes of stacked-table ``rows``."""
+        row_lo, row_hi = (r.astype(np.intp) for r in _neighbours(rows.astype(np.float64)))
+        left = stack.evaluate(
+            row_lo[..., None], nb.offset_ghz[None] + gap_lo[None, :, None] - cen_lo[..., None]
+        )
+        right = stack.evaluate(
+            row_hi[..., None], nb.offset_ghz[None] - gap_hi[None, :, None] - cen_hi[..., None]
+        )
+        return _Fixed.build(y, w, np.stack((left, right, np.ones_like(left), slope), axis=-1))
+
+    fixed = build_fixed(table.rate_index(rate0))
     dof = nb.valid.sum(axis=-1)[None, :] - 5.0
     correlation = max(1.0, rbw_ghz * _POINTS_PER_RBW / (2 * step_ghz * stride))
 
@@ -296,25 +300,49 @@ def fit_raised_cosine(
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
         return fixed.solve(own(rate, beta), w)
 
-    # The rate: two rounds of a parabola through the residual at three rates (the
-    # residual is close to quadratic near its minimum), each clipped to the span tried.
-    beta0 = np.zeros(rate0.shape, dtype=np.intp)
-    rate = rate0
-    for span in _RATE_SPANS:
-        r_lo, r_mid, r_hi = (fixed.rss(own(rate * (1 + k * span), beta0), w) for k in (-1, 0, 1))
+    # The rate: rounds of a parabola through the residual at three rates (the
+    # residual is close to quadratic near its minimum), each vertex clipped to 1.5
+    # spans; the roll-off: the candidate with the smallest residual at that rate.
+    # Rate and roll-off trade against each other a little, so the rate is searched
+    # again at the chosen roll-off.
+    def refine(rate: FloatArray, beta: npt.NDArray[np.intp], span: float) -> FloatArray:
+        r_lo, r_mid, r_hi = (fixed.rss(own(rate * (1 + k * span), beta), w) for k in (-1, 0, 1))
         curve = r_lo + r_hi - 2 * r_mid
         with np.errstate(divide="ignore", invalid="ignore"):
             vertex = np.where(curve > 0, (r_lo - r_hi) / (2 * curve), 0.0)
-        rate = rate * (1 + np.clip(np.nan_to_num(vertex), -1.5, 1.5) * span)
+        return np.asarray(rate * (1 + np.clip(np.nan_to_num(vertex), -1.5, 1.5) * span))
 
-    # The roll-off: the candidate with the smallest residual at that rate.
+    def choose_rolloff(rate: FloatArray) -> npt.NDArray[np.intp]:
+        best_rss = np.full(rate.shape, np.inf)
+        beta = np.zeros(rate.shape, dtype=np.intp)
+        for b in range(len(rolloffs)):
+            rss_b = fixed.rss(own(rate, np.full(rate.shape, b, dtype=np.intp)), w)
+            better = rss_b < best_rss
+            best_rss = np.where(better, rss_b, best_rss)
+            beta = np.where(better, b, beta)
+        return beta
+
+    beta = np.zeros(rate0.shape, dtype=np.intp)
+    rate = rate0
+    for span in _RATE_SPANS:
+        rate = refine(rate, beta, span)
+    beta = choose_rolloff(rate)
+    rate = refine(rate, beta, _RATE_SPANS[-1])
+    # Second pass: the neighbours' shapes with their own fitted rate and roll-off; a
+    # narrower roll-off at a slightly higher rate mimics a wider one, so each roll-off
+    # gets its own rate before they are compared.
+    fixed = build_fixed(table.rate_index(rate) + beta * n_rates)
     best_rss = np.full(rate.shape, np.inf)
-    beta = beta0
+    best_rate = rate
     for b in range(len(rolloffs)):
-        rss_b = fixed.rss(own(rate, np.full(rate.shape, b, dtype=np.intp)), w)
+        beta_b = np.full(rate.shape, b, dtype=np.intp)
+        rate_b = refine(refine(rate, beta_b, _RATE_SPANS[0]), beta_b, _RATE_SPANS[-1])
+        rss_b = fixed.rss(own(rate_b, beta_b), w)
         better = rss_b < best_rss
         best_rss = np.where(better, rss_b, best_rss)
         beta = np.where(better, b, beta)
+        best_rate = np.where(better, rate_b, best_rate)
+    rate = best_rate
 
     coef, inv, rss = solve(rate, beta)
     sig, psd, osnr, unc = _osnr(coef, inv, rss, dof, correlation, rbw_ghz)
