@@ -58,6 +58,10 @@ class TraceScan:
     rbw_ghz: float
     temperature_c: float | None = None
     mode: Mode = "trace"
+    #: Optional second traces on the same axis (dBm): the channels switched off
+    #: (signal-off method), or the same channels at high OSNR (reference method).
+    noise_power_dbm: npt.NDArray[np.floating[Any]] | None = None
+    reference_power_dbm: npt.NDArray[np.floating[Any]] | None = None
 
 
 RawScan = PortScan | TraceScan

@@ -112,7 +112,13 @@ class Pipeline:
 
     def _process_trace(self, scan: TraceScan) -> Reading:
         axis = self.trace_axis(scan.frequency_thz)
-        r = analyse_traces(axis, scan.power_dbm, scan.rbw_ghz)
+        r = analyse_traces(
+            axis,
+            scan.power_dbm,
+            scan.rbw_ghz,
+            noise_dbm=scan.noise_power_dbm,
+            reference_dbm=scan.reference_power_dbm,
+        )
         return self._reading(
             scan,
             present=r.present[0],

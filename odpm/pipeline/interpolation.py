@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from odpm.models import FloatArray, OsnrMethod, Quality
 from odpm.pipeline.axis import TraceAxis, _weighted_sums
+from odpm.pipeline.companions import reference, signal_off
 from odpm.pipeline.formulas import (
     UNRESOLVED_CURVATURE_DB,
     BoolArray,
@@ -69,7 +70,13 @@ def _linear_trace(axis: TraceAxis, power_dbm: npt.ArrayLike) -> npt.NDArray[np.f
 
 
 def analyse_traces(
-    axis: TraceAxis, power_dbm: npt.ArrayLike, rbw_ghz: float, *, inband: bool = True
+    axis: TraceAxis,
+    power_dbm: npt.ArrayLike,
+    rbw_ghz: float,
+    *,
+    inband: bool = True,
+    noise_dbm: npt.ArrayLike | None = None,
+    reference_dbm: npt.ArrayLike | None = None,
 ) -> TraceAnalysis:
     """Analyse ``N`` traces sharing ``axis`` (``power_dbm`` is ``(N, K)`` or ``(K,)``).
 
@@ -93,6 +100,10 @@ def analyse_traces(
     methods (:func:`~odpm.pipeline.select.choose_inband`) give unresolved channels an
     OSNR where their fit is credible, and make presence independent of how the noise
     was estimated.
+
+    With a signal-off trace (``noise_dbm``, same axis) or a reference trace at high
+    OSNR (``reference_dbm``), those methods (:mod:`odpm.pipeline.companions`) take
+    precedence for every present channel where they are credible.
     """
     if not (rbw_ghz > 0 and math.isfinite(rbw_ghz)):
         raise ValueError(f"rbw_ghz must be a positive number, got {rbw_ghz}")
@@ -164,6 +175,35 @@ def analyse_traces(
         method = np.where(chosen.method == OsnrMethod.FIT, chosen.method, method)
         noise_level = noise_psd * rbw_ghz
         offset = _centre_offset_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
+    companion = None
+    if noise_dbm is not None:
+        off = _linear_trace(axis, noise_dbm)
+        companion = signal_off(axis, p, off, rbw_ghz, offset, slot_mw)
+        companion_method = OsnrMethod.SIGNAL_OFF
+    elif reference_dbm is not None:
+        ref = analyse_traces(axis, reference_dbm, rbw_ghz, inband=inband)
+        companion = reference(
+            axis,
+            p,
+            _linear_trace(axis, reference_dbm),
+            np.where(np.isfinite(ref.osnr_db), ref.noise_psd_mw_per_ghz, 0.0),
+            slot_mw,
+            rbw_ghz,
+        )
+        companion_method = OsnrMethod.REFERENCE
+    if companion is not None:
+        # A second trace outranks what one trace can tell, when it is credible.
+        use = (
+            present
+            & np.isfinite(companion.osnr_db)
+            & (companion.uncertainty_db <= cfg.fit_max_uncertainty_db)
+        )
+        osnr = np.where(use, companion.osnr_db, osnr)
+        signal_mw = np.where(use, companion.signal_mw, signal_mw)
+        noise_psd = np.where(use, companion.noise_psd_mw_per_ghz, noise_psd)
+        unc = np.where(use, companion.uncertainty_db, unc)
+        method = np.where(use, companion_method, method)
+        quality = np.where(use, np.uint8(Quality.OK), quality).astype(np.uint8)
     sig_dbm = np.where(present, mw_to_dbm(signal_mw), np.nan)
     offset = np.where(present, offset, np.nan)
 
