@@ -214,7 +214,7 @@ class PipelineConfig(_Strict):
     #: methods (raised-cosine model fit), and judge presence by them too.
     inband_methods: bool = True
     #: A fitted OSNR is reported only when its one-sigma uncertainty is at most this.
-    fit_max_uncertainty_db: float = Field(0.3, gt=0, le=3)
+    fit_max_uncertainty_db: float = Field(0.4, gt=0, le=3)
 
 
 class Settings(BaseSettings):

@@ -56,7 +56,7 @@ _INNER_FRACTION = 0.45
 #: A mean outer residual beyond this many standard errors rejects the fit.
 _MAX_RESIDUAL_Z = 4.0
 #: Relative change of the symbol rate whose effect on the OSNR counts as uncertainty.
-_SENSITIVITY_STEP = 0.01
+_SENSITIVITY_STEP = 0.02
 #: Roll-off factors tried (the first also measures widths): coherent transceivers
 #: use 0.01-0.2 digitally; 0.35 covers older and looser shapes.
 DEFAULT_ROLLOFFS = (0.1, 0.05, 0.2, 0.35)
