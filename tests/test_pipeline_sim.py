@@ -109,3 +109,35 @@ def test_interpolation_alone_flags_wide_channels_rather_than_lie(driver: Odpm96)
     assert flagged.any() and measured.any()
     assert np.all(np.isnan(osnr[flagged]))
     assert np.abs(osnr[measured] - truth_osnr[measured]).max() <= 0.5
+
+
+def test_signal_off_trace_from_the_simulator(driver: Odpm96) -> None:
+    # 32 GBd on every 50 GHz slot: a signal-off trace (SIM:SIGN ON, as a commissioning
+    # engineer switches the transmitters off) gives the noise under each channel.
+    for ch in range(1, 81):
+        driver.write(f"SIM:CHAN:SRAT {ch},32")
+    driver.write("SIM:CHAN:DARK 12")
+    driver.check_errors()
+    truth_osnr = _truth(driver, "OSNR")
+    lit = ~np.isnan(truth_osnr)
+    live = driver.read_trace()
+    driver.write("SIM:SIGN ON")
+    off = driver.read_trace()
+    driver.write("SIM:SIGN OFF")
+    driver.check_errors()
+    pipeline = Pipeline(ChannelPlan(), PipelineConfig(), AlarmConfig(), CalibrationConfig())
+    reading = pipeline.process(
+        TraceScan(
+            "sim",
+            datetime.now(UTC),
+            live.frequency_thz,
+            live.power_dbm,
+            live.rbw_ghz,
+            noise_power_dbm=off.power_dbm,
+        )
+    )
+    assert np.array_equal(reading.present, lit)
+    assert reading.osnr_method is not None
+    assert np.all(reading.osnr_method[lit] == OsnrMethod.SIGNAL_OFF)
+    err = np.abs(reading.osnr_db[lit] - truth_osnr[lit])
+    assert np.mean(err <= 0.5) >= 0.95, f"worst {err.max():.2f} dB"
