@@ -22,11 +22,13 @@ request that reaches a route is checked twice, once here and once there.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute, Match
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import BaseRoute, compile_path
 
 from api.auth import bearer_key, key_refusal
 from api.deps import ACCESS_OF, Access, required_digests
@@ -39,6 +41,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _ACCESS_CACHE: dict[int, Access] = {}
+#: Routes under this prefix are never open: without a declared level they are reads.
+API_ROOT = "/api/"
 
 
 def route_access(route: BaseRoute) -> Access:
@@ -64,12 +68,41 @@ def route_access(route: BaseRoute) -> Access:
     return access
 
 
-def match_route(routes: Sequence[BaseRoute], scope: Scope) -> BaseRoute | None:
-    """The route that fully matches ``scope`` (path and method), as the router would pick."""
-    for route in routes:
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return route
+@dataclass(frozen=True, slots=True)
+class RouteRule:
+    """One API route as the guard sees it: full path template, methods, access level."""
+
+    template: str
+    regex: re.Pattern[str]
+    methods: frozenset[str]
+    access: Access
+    route: BaseRoute
+
+
+def route_rules(routes: Sequence[BaseRoute]) -> list[RouteRule]:
+    """Every API route of ``routes`` (included routers flattened, prefixes applied)."""
+    rules = []
+    for ctx in iter_route_contexts(routes):
+        original = ctx.original_route
+        template = ctx.path_format
+        if not isinstance(original, APIRoute) or not template:
+            continue  # the schema, the documentation pages, static files: open
+        regex, _, _ = compile_path(template)
+        methods = frozenset(ctx.methods or ())
+        access = route_access(original)
+        if access is Access.OPEN and template.startswith(API_ROOT):
+            access = Access.READ  # an API route that forgot its key check is a read
+        rules.append(RouteRule(template, regex, methods, access, original))
+    return rules
+
+
+def match_rule(rules: Sequence[RouteRule], scope: Scope) -> RouteRule | None:
+    """The API route ``scope`` (path and method) will reach, if any."""
+    path = scope["path"]
+    method = scope["method"]
+    for rule in rules:
+        if method in rule.methods and rule.regex.match(path):
+            return rule
     return None
 
 
@@ -108,26 +141,33 @@ class RequestGuard:
         self.app = app
         self.routes = routes
         self.api = api
+        self._rules: list[RouteRule] | None = None
+
+    def rules(self) -> list[RouteRule]:
+        """The route table, built on the first request (every route is added by then)."""
+        if self._rules is None:
+            self._rules = route_rules(self.routes)
+        return self._rules
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         api = self.api()
-        route = match_route(self.routes, scope)
-        if route is not None:
-            digests = required_digests(route_access(route), api)
+        rule = match_rule(self.rules(), scope)
+        if rule is not None:
+            digests = required_digests(rule.access, api)
             if digests is not None:
                 refusal = key_refusal(bearer_key(_header(scope, b"authorization")), digests)
                 if refusal is not None:
-                    scope["route"] = route  # for the latency metric's route label
+                    scope["route"] = rule.route  # for the latency metric's route label
                     await _refuse(send, refusal.status_code, refusal.detail, refusal.headers)
                     return
         limit = api.max_body_bytes
         length = _header(scope, b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > limit:
-            if route is not None:
-                scope["route"] = route
+            if rule is not None:
+                scope["route"] = rule.route
             await _refuse(send, 413, too_large_detail(limit))
             return
         body = _BodyLimit(receive, send, limit)

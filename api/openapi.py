@@ -23,10 +23,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
 
 from api.deps import Access, required_digests
-from api.guard import route_access
+from api.guard import route_rules
 from odpm.config import ApiConfig
 
 #: The security scheme name FastAPI gives :data:`api.auth.bearer_scheme`.
@@ -62,12 +61,10 @@ def build_openapi(app: FastAPI, api: ApiConfig) -> dict[str, Any]:
         routes=app.routes,
     )
     _only_refs(doc)
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
-            continue
-        ops = doc.get("paths", {}).get(route.path_format, {})
-        security = security_for(route_access(route), api)
-        for method in route.methods or ():
+    for rule in route_rules(app.routes):
+        ops = doc.get("paths", {}).get(rule.template, {})
+        security = security_for(rule.access, api)
+        for method in rule.methods:
             op = ops.get(method.lower())
             if op is None:
                 continue

@@ -213,8 +213,12 @@ def test_stream_clients_that_never_read_are_released_when_they_go(open_server: S
 
 
 def test_a_half_sent_request_is_closed_within_the_read_timeout(open_server: Served) -> None:
-    for sent in (b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n", b"", b"PUT /api/v1/x HTTP/1.1\r\n"
-                 b"Host: x\r\nContent-Length: 100\r\n\r\n{"):  # fmt: skip
+    half_body = (
+        b"PUT /api/v1/devices/sim1/acquisition HTTP/1.1\r\nHost: x\r\n"
+        + f"Authorization: Bearer {open_server.key}\r\n".encode()
+        + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    )
+    for sent in (b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n", b"", half_body):
         with socket.create_connection((open_server.host, open_server.port), timeout=30) as sock:
             sock.sendall(sent)
             started = time.monotonic()
