@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client import Histogram as _Histogram
@@ -24,7 +26,7 @@ from prometheus_client import Histogram as _Histogram
 from api.deps import MetricsAccess
 from api.guard import RequestGuard
 from api.openapi import install_openapi
-from api.routes import alarms, control, devices, health, history, readings, stream
+from api.routes import alarms, control, devices, health, history, named_errors, readings, stream
 from odpm import __version__
 from odpm.metrics import ServiceMetrics
 from odpm.service import Service, ServiceError, UnknownDeviceError
@@ -155,6 +157,11 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     @app.get("/metrics", include_in_schema=False, dependencies=[MetricsAccess])
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = jsonable_encoder(named_errors(exc.errors()))
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(UnknownDeviceError)
     async def unknown_device(request: Request, exc: UnknownDeviceError) -> JSONResponse:
