@@ -155,7 +155,17 @@ class RequestGuard:
             return
         api = self.api()
         rule = match_rule(self.rules(), scope)
-        if rule is not None:
+        if rule is None:
+            same_path = [r for r in self.rules() if r.regex.match(scope["path"])]
+            if same_path:
+                # Starlette's 405 lists the methods of the first route of that path
+                # only; a path served by two routers (GET and PUT /thresholds) must
+                # list both, as the schema does.
+                allow = ", ".join(sorted({m for r in same_path for m in r.methods}))
+                scope["route"] = same_path[0].route
+                await _refuse(send, 405, "Method Not Allowed", {"Allow": allow})
+                return
+        else:
             digests = required_digests(rule.access, api)
             if digests is not None:
                 refusal = key_refusal(bearer_key(_header(scope, b"authorization")), digests)

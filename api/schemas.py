@@ -48,11 +48,14 @@ def _channel_key(value: object) -> object:
     return value
 
 
-#: An integer in a request body (strict, but ``80.0`` is 80).
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
-ChannelNumber = Annotated[WholeNumber, Field(ge=1, le=ODPM96_PORT_COUNT)]
+# The bounds come before the validator so that the JSON schema states them
+# (``minimum``/``maximum``); after it pydantic cannot, and writes ``ge``/``le``.
+#: A channel number in a request body (strict, but ``80.0`` is 80).
+ChannelNumber = Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT), BeforeValidator(_whole_number)]
 #: A channel number as the key of a JSON object.
-ChannelKey = Annotated[int, BeforeValidator(_channel_key), Field(ge=1, le=ODPM96_PORT_COUNT)]
+ChannelKey = Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT), BeforeValidator(_channel_key)]
+#: What :data:`ChannelKey` accepts, for the schema (``propertyNames``): 1..96 in digits.
+CHANNEL_KEY_PATTERN = "^(?:[1-9]|[1-8][0-9]|9[0-6])$"
 
 
 class StrictIn(BaseModel):
@@ -60,7 +63,7 @@ class StrictIn(BaseModel):
 
     Strict, because lax validation turns ``{"interval_s": false}`` into 0 (back-to-back
     scanning) and ``"5"`` into 5; only an int where a float is expected is taken as
-    is (JSON has one number type), and a whole float where an int is (``WholeNumber``).
+    is (JSON has one number type), and a whole float where an int is (``80.0``).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -203,7 +206,7 @@ class AcquisitionIn(StrictIn):
     running: bool | None = None
     mode: ModeName | None = None
     interval_s: float | None = Field(None, ge=0.0, le=86400)
-    averaging: WholeNumber | None = Field(None, ge=1, le=64)
+    averaging: Annotated[int, Field(ge=1, le=64), BeforeValidator(_whole_number)] | None = None
 
 
 class ScanIn(StrictIn):
@@ -234,7 +237,11 @@ class ThresholdsIO(StrictIn):
     total_power_low_dbm: float | None = Field(None, ge=-100, le=40)
     total_power_high_dbm: float | None = Field(None, ge=-100, le=40)
     expected_channels: list[ChannelNumber] | None = None
-    channels: dict[ChannelKey, ChannelThresholdsIO] | None = None
+    channels: dict[ChannelKey, ChannelThresholdsIO] | None = Field(
+        None,
+        description="Per-channel overrides, keyed by channel number.",
+        json_schema_extra={"propertyNames": {"pattern": CHANNEL_KEY_PATTERN}},
+    )
 
     @classmethod
     def from_config(cls, alarms: AlarmConfig) -> ThresholdsIO:

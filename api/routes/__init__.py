@@ -61,8 +61,9 @@ def named_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     """
     out = []
     for err in errors:
-        loc = err.get("loc") or ()
-        name = str(loc[-1]) if loc else "body"
+        loc = [str(part) for part in err.get("loc") or ()]
+        # ("body", "expected_channels", 0) -> "expected_channels.0"
+        name = ".".join(loc[1:]) or (loc[0] if loc else "body")
         msg = str(err.get("msg", ""))
         if not msg.startswith(f"{name}:"):
             err = {**err, "msg": f"{name}: {msg}"}
