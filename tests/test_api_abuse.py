@@ -169,6 +169,8 @@ def test_a_body_over_the_limit_is_413_with_a_key(open_server: Served) -> None:
         {"start": "9999-12-31T00:00:00Z", "end": "9999-12-31T01:00:00Z"},
         {"end": "9999-12-31T23:59:59Z"},
         {"start": "1000000-01-01T00:00:00Z"},
+        {"end": "0.5"},
+        {"end": "1970-01-01T00:10:00Z"},
     ],
 )
 def test_absurd_durations_and_times_are_422(open_server: Served, params: dict[str, str]) -> None:

@@ -35,9 +35,9 @@ from tests.support.serve_proc import served
 pytestmark = pytest.mark.slow
 
 #: Per mode: the whole run stops after this many seconds (schemathesis' --max-time).
-MAX_TIME_S = 45
+MAX_TIME_S = 25
 #: Test cases per operation and phase.
-MAX_EXAMPLES = 8
+MAX_EXAMPLES = 6
 
 CONFIG = """
 [[operations]]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import DeviceDep, ReadAccess, ServiceDep
@@ -63,6 +64,19 @@ def parse_every_s(text: str) -> float:
     if value > MAX_RANGE.total_seconds():
         raise invalid("query", "every", f"must be at most {MAX_RANGE.days} days, got {text!r}")
     return value
+
+
+def _iso_8601_only(value: object) -> object:
+    """Refuse what pydantic would read as a Unix time (``end=0.5``): the parameter is
+    documented as an ISO 8601 string, and a number is more likely a mistake."""
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError(f"not an ISO 8601 time like 2024-05-01T08:00:00Z: {value!r}")
+    return value
+
+
+_ISO_DATE = re.compile(r"^\s*\d{4}-\d{2}-\d{2}")
+#: A ``start``/``end`` query value: ISO 8601 only.
+IsoTime = Annotated[datetime, BeforeValidator(_iso_8601_only)]
 
 
 def check_time(name: str, t: datetime) -> datetime:
@@ -129,13 +143,13 @@ async def channel_history(
         ),
     ],
     start: Annotated[
-        datetime | None,
+        IsoTime | None,
         Query(
             description="ISO 8601, 1970..2200; naive means UTC (default: end - 1 h).",
         ),
     ] = None,
     end: Annotated[
-        datetime | None, Query(description="ISO 8601, 1970..2200 (default: now).")
+        IsoTime | None, Query(description="ISO 8601, 1970..2200 (default: now).")
     ] = None,
     every: Annotated[
         str | None,
@@ -156,7 +170,7 @@ async def channel_history(
         )
     try:
         end_t = check_time("end", _utc(end)) if end is not None else datetime.now(UTC)
-        start_t = check_time("start", _utc(start)) if start is not None else end_t - DEFAULT_RANGE
+        start_t = check_time("start", _utc(start) if start is not None else end_t - DEFAULT_RANGE)
     except (OverflowError, ValueError) as exc:
         raise invalid("query", "start", f"not a usable time: {exc}") from None
     if end_t <= start_t:
