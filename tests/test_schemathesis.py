@@ -14,7 +14,9 @@ schema-valid input, for the rules a schema cannot state because they relate two
 parameters (``every`` finer than the data resolution of the range, too many
 buckets, ``end`` before ``start``) or the time range (1970..2200, which JSON
 Schema's ``date-time`` cannot bound).  ``tests/test_api_abuse.py`` asserts those
-422s one by one.
+422s one by one.  Likewise ``PUT /thresholds`` answers 422 for a channel number
+within 1..96 that some device's channel plan does not have (plans are per device,
+the schema is one for all).
 
 The SSE stream of the one real device never ends, so a generic client cannot check
 it (the end-to-end test reads it); it is excluded.
@@ -43,6 +45,10 @@ CONFIG = """
 [[operations]]
 include-name = "GET /api/v1/devices/{device_id}/channels/{ch}/history"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
+
+[[operations]]
+include-name = "PUT /api/v1/thresholds"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 """
 
 
