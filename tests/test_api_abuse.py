@@ -38,6 +38,8 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     args = ("--simulate-mode", "power", "--simulate-interval-s", "0.2")
     with served(tmp_path_factory.mktemp("open"), env=env, args=args) as s:
         yield s
+    # Abuse is the client's problem: nothing of it may reach the log as a traceback.
+    assert "Traceback" not in s.log.read_text(), s.log.read_text()[-5000:]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,7 @@ def locked_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     }
     with served(tmp_path_factory.mktemp("locked"), env=env) as s:
         yield s
+    assert "Traceback" not in s.log.read_text(), s.log.read_text()[-5000:]
 
 
 def _metrics(s: Served, headers: dict[str, str] | None = None) -> dict[str, Any]:
