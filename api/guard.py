@@ -13,10 +13,18 @@ middleware runs before routing:
    413, and counts the bytes of a body sent without one (chunked), answering
    413 as soon as the count passes the limit.
 
+It also answers 405 itself when the path exists with other methods, with an
+``Allow`` header listing every method of that path: Starlette lists those of
+the first route of the path only (GET and PUT ``/thresholds`` are two routes).
+
 Early refusals carry ``Connection: close``: the body the client is still
 sending is never read, and the connection it arrives on is closed.  Routes keep
 their own key-check dependencies (the same :func:`api.auth.key_refusal`), so a
 request that reaches a route is checked twice, once here and once there.
+
+FastAPI's own ``max_body_size`` is not used: it runs outside (before) user
+middleware, so an oversized body without a key would get 413 rather than 401,
+telling an anonymous client what the server would accept.
 """
 
 from __future__ import annotations
@@ -40,7 +48,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_ACCESS_CACHE: dict[int, Access] = {}
 #: Routes under this prefix are never open: without a declared level they are reads.
 API_ROOT = "/api/"
 
@@ -49,11 +56,8 @@ def route_access(route: BaseRoute) -> Access:
     """A route's access level: the key-check dependency it (or a dependency) declares.
 
     Routes that declare none (the schema, the documentation pages, static files)
-    are open.  Cached per route object.
+    are open.  Computed once per route by :func:`route_rules`.
     """
-    cached = _ACCESS_CACHE.get(id(route))
-    if cached is not None:
-        return cached
     access = Access.OPEN
     if isinstance(route, APIRoute):
         stack = [route.dependant]
@@ -64,7 +68,6 @@ def route_access(route: BaseRoute) -> Access:
                 access = found
                 break
             stack.extend(dep.dependencies)
-    _ACCESS_CACHE[id(route)] = access
     return access
 
 
