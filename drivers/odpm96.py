@@ -96,6 +96,9 @@ def parse_error_answer(text: str) -> tuple[int, str]:
 class Odpm96:
     """One ODPM-96 reached through ``transport`` (which the driver owns and closes)."""
 
+    #: Acquisition modes this driver offers (see :mod:`drivers.registry`).
+    modes: tuple[str, ...] = ("power", "trace", "stream")
+
     def __init__(self, transport: Transport, *, port_count: int = 96) -> None:
         self.transport = transport
         self.port_count = port_count
