@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from drivers.errors import DriverError, ProtocolError
+from drivers.odpm96 import Trace
 from drivers.osa import (
     ScpiOsa,
     WavelengthMedium,
@@ -41,7 +42,6 @@ from drivers.osa import (
     parse_real_block,
     trace_from_wavelengths,
 )
-from drivers.odpm96 import Trace
 from drivers.transport import Transport
 
 #: The AQ6370's Ethernet remote port.
@@ -67,8 +67,10 @@ class LoginRefused(DriverError):  # noqa: N818 (reads as a sentence: "login refu
 
 def sweep_timeout_s(points: int, sensitivity: int, averaging: int) -> float:
     """How long a single sweep may take before it is an error (see the module docstring)."""
-    per = _SWEEP_S_PER_1001_POINTS[sensitivity] if 0 <= sensitivity < 7 else max(
-        _SWEEP_S_PER_1001_POINTS
+    per = (
+        _SWEEP_S_PER_1001_POINTS[sensitivity]
+        if 0 <= sensitivity < 7
+        else max(_SWEEP_S_PER_1001_POINTS)
     )
     return SWEEP_TIMEOUT_MARGIN_S + per * max(points, 1001) / 1001 * max(averaging, 1)
 
@@ -125,9 +127,8 @@ class Aq6370(ScpiOsa):
         """The ``*IDN?`` answer; ProtocolError unless it names a Yokogawa AQ63xx."""
         idn = self.query("*IDN?")
         fields = [f.strip() for f in idn.split(",")]
-        if len(fields) < 2 or "YOKOGAWA" not in fields[0].upper() or not fields[1].upper().startswith(
-            "AQ63"
-        ):
+        maker_ok = len(fields) >= 2 and "YOKOGAWA" in fields[0].upper()
+        if not maker_ok or not fields[1].upper().startswith("AQ63"):
             raise ProtocolError(f"*IDN?: not a Yokogawa AQ63xx OSA: {idn!r}")
         self.model_name = fields[1]
         self.configure()
@@ -150,7 +151,9 @@ class Aq6370(ScpiOsa):
             return self.medium_override
         answer = self.query(":SENSe:CORRection:RVELocity:MEDium?")
         if answer not in ("0", "1"):
-            raise ProtocolError(f":SENSe:CORRection:RVELocity:MEDium?: expected 0 or 1, got {answer!r}")
+            raise ProtocolError(
+                f":SENSe:CORRection:RVELocity:MEDium?: expected 0 or 1, got {answer!r}"
+            )
         return "air" if answer == "0" else "vacuum"
 
     def read_rbw_nm(self) -> float:

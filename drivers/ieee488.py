@@ -49,5 +49,5 @@ def encode_definite_block(payload: bytes, terminator: bytes = b"\n") -> bytes:
     """``payload`` framed as a definite-length block plus ``terminator`` (for emulators)."""
     n = str(len(payload)).encode("ascii")
     if len(n) > 9:
-        raise ValueError(f"a definite-length block holds at most 999,999,999 bytes, got {len(payload)}")
+        raise ValueError(f"a block holds at most 999,999,999 bytes, got {len(payload)}")
     return b"#" + str(len(n)).encode("ascii") + n + payload + terminator

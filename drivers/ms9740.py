@@ -78,9 +78,8 @@ class Ms9740(ScpiOsa):
         """The ``*IDN?`` answer; ProtocolError unless it names an Anritsu MS9740."""
         idn = self.query("*IDN?")
         fields = [f.strip() for f in idn.split(",")]
-        if len(fields) < 2 or "ANRITSU" not in fields[0].upper() or not fields[1].upper().startswith(
-            "MS9740"
-        ):
+        maker_ok = len(fields) >= 2 and "ANRITSU" in fields[0].upper()
+        if not maker_ok or not fields[1].upper().startswith("MS9740"):
             raise ProtocolError(f"*IDN?: not an Anritsu MS9740: {idn!r}")
         self.model_name = fields[1]
         if self.trace_format == "binary":

@@ -185,7 +185,7 @@ class ScpiOsa:
     # -- what an OSA cannot do ----------------------------------------------------------
     def _unsupported(self, what: str) -> NoReturn:
         raise UnsupportedMode(
-            f"the {self.model_name} is a scanning OSA: it has no {what}; use mode = \"trace\""
+            f'the {self.model_name} is a scanning OSA: it has no {what}; use mode = "trace"'
         )
 
     def read_port_grid(self) -> NoReturn:

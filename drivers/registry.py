@@ -65,10 +65,10 @@ def check_mode(driver: str, mode: str) -> None:
     """ValueError, phrased for a person, if ``driver`` cannot acquire in ``mode``."""
     info = driver_info(driver)
     if mode not in info.modes:
+        why = " (a bench OSA sweeps spectra; it has no photodiode ports)" if mode != "trace" else ""
         raise ValueError(
             f"the {driver} driver ({info.description}) has no {mode} mode: it supports "
-            f"{', '.join(info.modes)}"
-            + (" (a bench OSA sweeps spectra; it has no photodiode ports)" if mode != "trace" else "")
+            f"{', '.join(info.modes)}{why}"
         )
 
 

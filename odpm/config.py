@@ -147,7 +147,7 @@ class DeviceConfig(_Strict):
     def _mode_supported(self) -> DeviceConfig:
         if self.driver in _OSA_DRIVERS and self.mode != "trace":
             raise ValueError(
-                f'the {self.driver} driver is a bench OSA: it has no {self.mode} mode '
+                f"the {self.driver} driver is a bench OSA: it has no {self.mode} mode "
                 '(no photodiode ports, no stream); use mode = "trace"'
             )
         return self
