@@ -32,6 +32,8 @@ from odpm.air import air_to_vacuum_nm
 from odpm.grid import wavelength_nm_to_frequency_thz
 
 WavelengthMedium = Literal["vacuum", "air"]
+#: Longest ASCII answer accepted: 50,001 values of up to 24 characters each.
+MAX_ASCII_ANSWER_BYTES = 50001 * 24
 #: ``:SYSTem:ERRor?`` is read at most this many times per check.
 _MAX_ERROR_READS = 32
 
@@ -121,6 +123,7 @@ class ScpiOsa:
     def __init__(self, transport: Transport, *, poll_s: float = 0.05) -> None:
         self.transport = transport
         self.poll_s = poll_s
+        transport.max_line_bytes = max(transport.max_line_bytes, MAX_ASCII_ANSWER_BYTES)
 
     # -- plumbing -----------------------------------------------------------------
     def close(self) -> None:
