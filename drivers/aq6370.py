@@ -65,14 +65,16 @@ class LoginRefused(DriverError):  # noqa: N818 (reads as a sentence: "login refu
     """The AQ6370 did not answer ``ready`` to the password."""
 
 
-def sweep_timeout_s(points: int, sensitivity: int, averaging: int) -> float:
+def sweep_timeout_s(
+    points: int, sensitivity: int, averaging: int, margin_s: float = SWEEP_TIMEOUT_MARGIN_S
+) -> float:
     """How long a single sweep may take before it is an error (see the module docstring)."""
     per = (
         _SWEEP_S_PER_1001_POINTS[sensitivity]
         if 0 <= sensitivity < 7
         else max(_SWEEP_S_PER_1001_POINTS)
     )
-    return SWEEP_TIMEOUT_MARGIN_S + per * max(points, 1001) / 1001 * max(averaging, 1)
+    return margin_s + per * max(points, 1001) / 1001 * max(averaging, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +99,10 @@ class Aq6370(ScpiOsa):
         trace_format: TraceFormat = "binary",
         medium: WavelengthMedium | None = None,
         poll_s: float = 0.05,
+        sweep_margin_s: float = SWEEP_TIMEOUT_MARGIN_S,
     ) -> None:
         super().__init__(transport, poll_s=poll_s)
+        self.sweep_margin_s = sweep_margin_s
         self.trace_format: TraceFormat = trace_format
         #: None: ask the instrument (``:SENSe:CORRection:RVELocity:MEDium?``).
         self.medium_override = medium
@@ -166,7 +170,7 @@ class Aq6370(ScpiOsa):
         points = parse_integer(self.query(":SENSe:SWEep:POINts?"), ":SENSe:SWEep:POINts?")
         sensitivity = parse_integer(self.query(":SENSe:SENSe?"), ":SENSe:SENSe?")
         averaging = parse_integer(self.query(":SENSe:AVERage:COUNt?"), ":SENSe:AVERage:COUNt?")
-        return sweep_timeout_s(points, sensitivity, averaging)
+        return sweep_timeout_s(points, sensitivity, averaging, self.sweep_margin_s)
 
     # -- measurement --------------------------------------------------------------------------
     def sweep(self) -> None:

@@ -47,11 +47,9 @@ MAX_POINTS = 50001
 TraceFormat = Literal["binary", "ascii"]
 
 
-def sweep_timeout_s(points: int, averaging: int) -> float:
+def sweep_timeout_s(points: int, averaging: int, margin_s: float = SWEEP_TIMEOUT_MARGIN_S) -> float:
     """How long a single sweep may take before it is an error."""
-    return SWEEP_TIMEOUT_MARGIN_S + _SWEEP_S_PER_1001_POINTS * max(points, 1001) / 1001 * max(
-        averaging, 1
-    )
+    return margin_s + _SWEEP_S_PER_1001_POINTS * max(points, 1001) / 1001 * max(averaging, 1)
 
 
 class Ms9740(ScpiOsa):
@@ -67,8 +65,10 @@ class Ms9740(ScpiOsa):
         trace_format: TraceFormat = "binary",
         medium: WavelengthMedium = "vacuum",
         poll_s: float = 0.05,
+        sweep_margin_s: float = SWEEP_TIMEOUT_MARGIN_S,
     ) -> None:
         super().__init__(transport, poll_s=poll_s)
+        self.sweep_margin_s = sweep_margin_s
         self.trace_format: TraceFormat = trace_format
         self.medium: WavelengthMedium = medium
         self.averaging = 1
@@ -115,7 +115,7 @@ class Ms9740(ScpiOsa):
         return rbw
 
     def sweep(self, points: int) -> None:
-        timeout = sweep_timeout_s(points, self.averaging)
+        timeout = sweep_timeout_s(points, self.averaging, self.sweep_margin_s)
         self.last_sweep_timeout_s = timeout
         with self.transport.lock:
             self.write("*CLS")
