@@ -14,7 +14,7 @@ model's RBW expressed in nm at the sweep's centre.
 
 Faults (in process, or by ``SIM:FAULt:...`` on the wire): a stall in the
 middle of the next binary block, a truncated next block (the header promises
-more bytes than are sent), an error pushed into the queue, a refused login, a
+more bytes than are sent), an error queued during the next sweep, a refused login, a
 sweep that never completes; plus the simulator's own ``SIM:FAULt:STALl`` and
 ``SIM:FAULt:DISConnect``.
 """
@@ -67,6 +67,7 @@ class OsaFaults:
     block_truncate_bytes: int = 0
     refuse_login: bool = False
     hang_sweep: bool = False
+    sweep_error: tuple[int, str] | None = None
 
 
 class Session:
@@ -201,6 +202,9 @@ class OsaEmulator:
             self.level_dbm = mw_to_dbm(np.interp(f, model_f, mw))
             self._sweep_started = time.monotonic()
             self._sweep_hung = self.faults.hang_sweep
+            error, self.faults.sweep_error = self.faults.sweep_error, None
+        if error is not None:
+            self.device.push_error(*error)
 
     def take_sweep_complete(self) -> bool:
         """True once per finished sweep (an event register bit clears when read)."""
@@ -247,7 +251,9 @@ class OsaEmulator:
         self.faults.block_truncate_bytes = missing_bytes
 
     def inject_error(self, code: int, message: str = "Simulated instrument error") -> None:
-        self.device.push_error(code, message)
+        """Queue ``code`` during the next sweep (after the ``*CLS`` that starts it)."""
+        with self._lock:
+            self.faults.sweep_error = (code, message)
 
     def refuse_login(self, refuse: bool = True) -> None:
         self.faults.refuse_login = refuse
