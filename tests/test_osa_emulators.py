@@ -16,7 +16,7 @@ from drivers.errors import DeviceError, DeviceTimeout, ProtocolError
 from drivers.ms9740 import Ms9740
 from drivers.odpm96 import Trace
 from drivers.osa import trace_from_wavelengths
-from drivers.registry import open_driver
+from drivers.registry import TraceFormat, open_driver
 from drivers.simulator.aq6370_emulator import Aq6370Emulator
 from drivers.simulator.ms9740_emulator import Ms9740Emulator
 from drivers.simulator.osa_emulator import OsaServer
@@ -83,9 +83,11 @@ def test_aq6370_binary_and_ascii_give_identical_readings(aq: OsaServer) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["binary", "ascii"])
-def test_osnr_from_each_osa_matches_the_model_truth(aq: OsaServer, ms: OsaServer, fmt: str) -> None:
+def test_osnr_from_each_osa_matches_the_model_truth(
+    aq: OsaServer, ms: OsaServer, fmt: TraceFormat
+) -> None:
     drivers: list[Aq6370 | Ms9740] = [_aq_driver(aq, fmt)]
-    m = open_driver("ms9740", ms.address, timeout_s=5.0, trace_format=fmt)  # type: ignore[arg-type]
+    m = open_driver("ms9740", ms.address, timeout_s=5.0, trace_format=fmt)
     assert isinstance(m, Ms9740)
     m.identify()
     drivers.append(m)
