@@ -43,6 +43,7 @@ from drivers.osa import (
     trace_from_wavelengths,
 )
 from drivers.transport import Transport
+from odpm.air import air_to_vacuum_nm
 
 #: The AQ6370's Ethernet remote port.
 DEFAULT_PORT = 10001
@@ -79,7 +80,10 @@ def sweep_timeout_s(
 
 @dataclass(frozen=True, slots=True)
 class WdmAnalysis:
-    """The instrument's own WDM analysis, one value per channel it detected."""
+    """The instrument's own WDM analysis, one value per channel it detected.
+
+    ``wavelength_nm`` is in vacuum (converted when the instrument reports air).
+    """
 
     wavelength_nm: npt.NDArray[np.float64]
     power_dbm: npt.NDArray[np.float64]
@@ -225,4 +229,7 @@ class Aq6370(ScpiOsa):
         wavelength_m = values(":CALCulate:DATA:CWAVelengths?")
         power = values(":CALCulate:DATA:CPOWers?")
         osnr = values(":CALCulate:DATA:CSNR?")
-        return WdmAnalysis(wavelength_m * 1e9, power, osnr)
+        wavelength_nm = wavelength_m * 1e9
+        if n and self.read_medium() == "air":
+            wavelength_nm = air_to_vacuum_nm(wavelength_nm)
+        return WdmAnalysis(wavelength_nm, power, osnr)

@@ -36,6 +36,7 @@ from drivers.registry import MonitorDriver, check_mode, open_driver
 from drivers.stream import DEVICE_TIME_MODULUS
 from odpm.config import DeviceConfig
 from odpm.grid import PortGrid
+from odpm.instrument_analysis import read_instrument_analysis
 from odpm.models import Mode, PortScan, RawScan, TraceScan
 
 log = logging.getLogger(__name__)
@@ -405,6 +406,9 @@ class AcquisitionWorker:
         time_utc = datetime.now(UTC)
         if mode == "trace":
             trace = driver.read_trace()
+            instrument = (
+                read_instrument_analysis(driver) if self.device.instrument_analysis else None
+            )
             return TraceScan(
                 device_id=self.device.id,
                 time=time_utc,
@@ -412,6 +416,7 @@ class AcquisitionWorker:
                 power_dbm=trace.power_dbm,
                 rbw_ghz=trace.rbw_ghz,
                 temperature_c=temperature_c,
+                instrument=instrument,
             )
         assert self._grid is not None
         return PortScan(

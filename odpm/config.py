@@ -134,6 +134,9 @@ class DeviceConfig(_Strict):
     trace_format: Literal["binary", "ascii"] = "binary"
     #: OSA wavelengths: ``auto`` asks the instrument (AQ6370) or assumes vacuum (MS9740).
     wavelength_medium: Literal["auto", "vacuum", "air"] = "auto"
+    #: AQ6370: also read the instrument's own WDM analysis of each sweep and keep the
+    #: latest beside odpm's (``GET /api/v1/devices/{id}/instrument-analysis``).
+    instrument_analysis: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -149,6 +152,11 @@ class DeviceConfig(_Strict):
             raise ValueError(
                 f"the {self.driver} driver is a bench OSA: it has no {self.mode} mode "
                 '(no photodiode ports, no stream); use mode = "trace"'
+            )
+        if self.instrument_analysis and self.driver != "aq6370":
+            raise ValueError(
+                f"instrument_analysis reads the AQ6370's WDM analysis; the {self.driver} "
+                "driver has none"
             )
         return self
 

@@ -229,10 +229,11 @@ def test_aq6370_wdm_analysis_is_queried_not_written() -> None:
         (b":CALCulate:DATA:CWAVelengths?\r\n", b"1.55000E-06,1.55040E-06\r\n"),
         (b":CALCulate:DATA:CPOWers?\r\n", b"-20.1,-20.2\r\n"),
         (b":CALCulate:DATA:CSNR?\r\n", b"31.5,32.5\r\n"),
+        (b":SENSe:CORRection:RVELocity:MEDium?\r\n", b"0\r\n"),
     ]
     with expected_protocol(pairs) as t:
         wdm = Aq6370(t).read_wdm_analysis()
-    np.testing.assert_allclose(wdm.wavelength_nm, [1550.0, 1550.4])
+    np.testing.assert_allclose(wdm.wavelength_nm, air_to_vacuum_nm([1550.0, 1550.4]))
     np.testing.assert_allclose(wdm.osnr_db, [31.5, 32.5])
 
 

@@ -61,6 +61,7 @@ driver = "aq6370"
 address = {aq!r}
 username = "lab"
 password_env = "ODPM_TEST_AQ_PASSWORD"
+instrument_analysis = true
 interval_s = 1.0
 
 [[devices]]
@@ -135,6 +136,7 @@ def test_three_instruments_one_line(
                     proc.kill()
                     proc.wait(10)
     assert PASSWORD not in log_path.read_text(errors="replace")
+    assert (tmp_path / "data" / "instrument_analysis.sqlite3").is_file()
 
 
 def _check_service(base: str, odpm_device: SimulatedOdpm96) -> None:
@@ -187,6 +189,17 @@ def _check_service(base: str, odpm_device: SimulatedOdpm96) -> None:
             return True
 
         wait_for(history_for_all, 30, "InfluxDB history for every device")
+
+        # The AQ6370's own WDM analysis, kept beside odpm's: every lit channel, the same
+        # OSNR within 0.5 dB where odpm resolves one (the emulator's table is the truth).
+        table = http.get("/api/v1/devices/aq/instrument-analysis").json()
+        assert "AQ6370" in table["source"] and table["reading_time"] is not None
+        rows = table["channels"]
+        assert sorted(r["channel"] for r in rows) == [c for c in range(1, 81) if c not in DARK]
+        compared = [r for r in rows if r["odpm_osnr_db"] is not None]
+        assert len(compared) >= 40
+        assert max(abs(r["osnr_difference_db"]) for r in compared) < 0.5
+        assert http.get("/api/v1/devices/odpm/instrument-analysis").status_code == 404
         for text in (
             http.get("/metrics").text,
             http.get("/api/v1/devices").text,
