@@ -286,6 +286,26 @@ def test_ms9740_identify_averaging_and_binary_trace() -> None:
     assert d.last_sweep_timeout_s > 5.0 * 4  # averaging 4 stretches the bound
 
 
+def test_ms9740_identify_ascii_format() -> None:
+    pairs = [
+        (b"*IDN?\n", b"ANRITSU,MS9740B,6200000002,2.00\n"),
+        (b":FORMat ASCii\n", None),
+        MS_NO_ERROR,
+    ]
+    with expected_protocol(pairs) as t:
+        d = Ms9740(t, trace_format="ascii")
+        d.identify()
+    assert d.model_name == "MS9740B"
+
+
+def test_ms9740_identify_rejects_another_instrument() -> None:
+    with (
+        expected_protocol([(b"*IDN?\n", b"YOKOGAWA,AQ6370D,1,1\n")]) as t,
+        pytest.raises(ProtocolError, match="not an Anritsu MS9740"),
+    ):
+        Ms9740(t).identify()
+
+
 def test_ms9740_ascii_levels_one_per_line_and_float32_blocks() -> None:
     lines = b"".join(f"{v}\r\n".encode() for v in LEVEL_DBM)
     with expected_protocol([(b"DMA?\n", lines)]) as t:

@@ -219,3 +219,14 @@ def test_worker_reconnects_after_a_fault_and_keeps_scanning(aq: OsaServer) -> No
     finally:
         worker.stop()
     assert isinstance(scans[-1], TraceScan) and scans[-1].temperature_c is None
+
+
+def test_aq6370_over_a_visa_socket_resource_logs_in_too(aq: OsaServer) -> None:
+    d = open_driver("aq6370", aq.visa_address, timeout_s=5.0, password=SECRET)
+    assert isinstance(d, Aq6370)
+    try:
+        assert "AQ6370" in d.identify()
+        trace = d.read_trace()
+    finally:
+        d.close()
+    assert trace.frequency_thz.size == 10001 and np.all(np.diff(trace.frequency_thz) > 0)
