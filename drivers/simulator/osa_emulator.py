@@ -48,6 +48,8 @@ FloatArray = npt.NDArray[np.float64]
 #: Longest command line accepted (a line this long without LF is discarded).
 MAX_COMMAND_BYTES = 4096
 _POLL_S = 0.05
+#: How long a reply may take to leave (a stalled client is dropped after this), s.
+SEND_TIMEOUT_S = 30.0
 
 
 class EmulatorError(Exception):
@@ -380,14 +382,20 @@ class OsaServer:
                 log.debug("emulator connection closed: %s", exc)
 
     def _send(self, conn: socket.socket, reply: bytes) -> None:
+        """Send a reply; a client may take a while to drain 400 kB of ASCII, so sends get
+        :data:`SEND_TIMEOUT_S` (the short poll timeout is for reads)."""
         stall = self.emulator.take_block_stall_s() if reply.startswith(b"#") else 0.0
-        if stall > 0:
-            half = len(reply) // 2
-            conn.sendall(reply[:half])
-            if self.stop_event.wait(stall):
-                return
-            reply = reply[half:]
-        conn.sendall(reply)
+        conn.settimeout(SEND_TIMEOUT_S)
+        try:
+            if stall > 0:
+                half = len(reply) // 2
+                conn.sendall(reply[:half])
+                if self.stop_event.wait(stall):
+                    return
+                reply = reply[half:]
+            conn.sendall(reply)
+        finally:
+            conn.settimeout(_POLL_S)
 
     def close(self, timeout_s: float = 5.0) -> None:
         if self.stop_event.is_set():
