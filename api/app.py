@@ -26,7 +26,17 @@ from prometheus_client import Histogram as _Histogram
 from api.deps import MetricsAccess
 from api.guard import RequestGuard
 from api.openapi import install_openapi
-from api.routes import alarms, control, devices, health, history, named_errors, readings, stream
+from api.routes import (
+    alarms,
+    control,
+    devices,
+    health,
+    history,
+    instrument,
+    named_errors,
+    readings,
+    stream,
+)
 from odpm import __version__
 from odpm.metrics import ServiceMetrics
 from odpm.service import Service, ServiceError, UnknownDeviceError
@@ -150,7 +160,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     app.state.metrics = metrics
 
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (health, devices, readings, history, alarms, stream, control):
+    for module in (health, devices, readings, instrument, history, alarms, stream, control):
         v1.include_router(module.router)
     app.include_router(v1)
 
