@@ -118,3 +118,31 @@ def test_405_lists_every_method_of_the_path(open_client: TestClient) -> None:
     assert r.headers["allow"] == "GET, PUT"
     r = open_client.request("DELETE", "/api/v1/devices")
     assert r.status_code == 405 and r.headers["allow"] == "GET"
+
+
+def test_refusals_before_routing_are_labelled_with_the_route_template(
+    open_client: TestClient,
+) -> None:
+    r = open_client.put("/api/v1/devices/nope/acquisition", json={"running": False})
+    assert r.status_code == 401 and r.headers["connection"] == "close"
+    r = open_client.put(
+        "/api/v1/devices/nope/acquisition",
+        content=b"{" + b" " * 2_000_000 + b"}",
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+    text = open_client.get("/metrics").text
+    route = 'route="/api/v1/devices/{device_id}/acquisition"'
+    for status in ("401", "413"):
+        assert any(
+            line.startswith("odpm_http_request_duration_seconds_count")
+            and route in line
+            and f'status="{status}"' in line
+            and 'method="PUT"' in line
+            for line in text.splitlines()
+        ), status
+
+
+def test_metrics_keys_must_be_digests() -> None:
+    with pytest.raises(ValueError, match="SHA-256 hex digest"):
+        ApiConfig(metrics_key_sha256=["the-key-itself"])
