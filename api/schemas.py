@@ -8,6 +8,7 @@ document them in OpenAPI, where a schemathesis run checks they agree.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
@@ -42,10 +43,14 @@ def _whole_number(value: object) -> object:
 
 
 def _channel_key(value: object) -> object:
-    """A JSON object key is a string: ``"12"`` names channel 12 (digits only)."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    """A JSON object key is a string: ``"12"`` names channel 12 (plain digits, no sign,
+    no leading zero, as :data:`CHANNEL_KEY_PATTERN` says)."""
+    if isinstance(value, str) and _CANONICAL_INT.fullmatch(value):
         return int(value)
     return value
+
+
+_CANONICAL_INT = re.compile(r"[1-9][0-9]{0,3}")
 
 
 # The bounds come before the validator so that the JSON schema states them
