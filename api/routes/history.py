@@ -47,8 +47,9 @@ MAX_RANGE = timedelta(days=400)
 #: not a failed query shown as an outage (503) or an overflow (500).
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
-#: What ``every`` looks like (also declared in the schema): a number and a unit.
-EVERY_PATTERN = r"^\s*\d{1,9}(\.\d{1,6})?\s*(us|ms|s|m|h|d)?\s*$"
+#: What ``every`` looks like (also declared in the schema): a number and a unit.  ASCII
+#: classes, not ``\d``/``\s``: Python's match other scripts' digits, JSON Schema's do not.
+EVERY_PATTERN = r"^ *[0-9]{1,9}(\.[0-9]{1,6})? *(us|ms|s|m|h|d)? *$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)?\s*$")
 _UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -74,7 +75,7 @@ def _iso_8601_only(value: object) -> object:
     return value
 
 
-_ISO_DATE = re.compile(r"^\s*\d{4}-\d{2}-\d{2}")
+_ISO_DATE = re.compile(r"^ *[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: A ``start``/``end`` query value: ISO 8601 only.
 IsoTime = Annotated[datetime, BeforeValidator(_iso_8601_only)]
 
