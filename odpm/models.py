@@ -44,6 +44,20 @@ class PortScan:
 
 
 @dataclass(frozen=True, slots=True)
+class InstrumentAnalysis:
+    """An instrument's own per-channel analysis (a bench OSA's WDM table), kept beside odpm's.
+
+    One entry per peak the instrument found: vacuum frequency, level and OSNR as the
+    instrument computed them (its own noise algorithm and bandwidth setting).
+    """
+
+    source: str
+    frequency_thz: FloatArray
+    power_dbm: FloatArray
+    osnr_db: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
 class TraceScan:
     """A scanned spectrum: ``power_dbm[k]`` measured at ``frequency_thz[k]``.
 
@@ -62,6 +76,8 @@ class TraceScan:
     #: (signal-off method), or the same channels at high OSNR (reference method).
     noise_power_dbm: npt.NDArray[np.floating[Any]] | None = None
     reference_power_dbm: npt.NDArray[np.floating[Any]] | None = None
+    #: The instrument's own analysis of this sweep, when asked for (``instrument_analysis``).
+    instrument: InstrumentAnalysis | None = None
 
 
 RawScan = PortScan | TraceScan

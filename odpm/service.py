@@ -39,8 +39,10 @@ from pydantic import ValidationError
 
 from odpm.config import AlarmConfig, DeviceConfig, InfluxConfig, Settings, StorageConfig
 from odpm.grid import ChannelPlan
+from odpm.instrument_analysis import STORE_FILE as INSTRUMENT_STORE_FILE
+from odpm.instrument_analysis import InstrumentAnalysisStore
 from odpm.live import Broadcaster
-from odpm.models import AlarmEvent, Mode, RawScan, Reading, TraceScan
+from odpm.models import AlarmEvent, InstrumentAnalysis, Mode, RawScan, Reading, TraceScan
 
 if TYPE_CHECKING:
     # Imported where used at run time: the CLI imports this module for every
@@ -172,6 +174,8 @@ class DeviceRuntime:
         self.readings_stored = 0
         self.processing_errors = 0
         self.stored_time: datetime | None = None
+        #: A bench OSA's own analysis of its latest sweep, with odpm's reading of it.
+        self.instrument: tuple[datetime, InstrumentAnalysis, Reading | None] | None = None
 
     @property
     def id(self) -> str:
@@ -305,6 +309,8 @@ class Service:
         self.influx_reachable: bool | None = None
         self._replica_stop = threading.Event()
         self._replica_thread: threading.Thread | None = None
+        #: Opened on first use (only devices with ``instrument_analysis`` need it).
+        self.instrument_store: InstrumentAnalysisStore | None = None
 
     def _pipeline_for(self, cfg: DeviceConfig) -> Pipeline | None:
         """A device's pipeline; a replica analyses nothing and has none."""
@@ -431,6 +437,9 @@ class Service:
                 self.journal.close()
             except Exception:
                 log.exception("closing the journal failed")
+        if self.instrument_store is not None:
+            with contextlib.suppress(Exception):
+                self.instrument_store.close()
         if self.history is not None:
             from odpm.storage.history import InfluxHistory
 
@@ -475,10 +484,54 @@ class Service:
             dev.recent.append((scan, dev.latest))
             if isinstance(scan, TraceScan):
                 dev.trace = _Encoded(scan, encode_trace)
+                if scan.instrument is not None:
+                    self._keep_instrument_analysis(dev, scan, reading)
         if reading.alarms:
             self._note_alarms(reading.alarms)
         self._publish(dev.id, reading)
         return reading
+
+    def _keep_instrument_analysis(
+        self, dev: DeviceRuntime, scan: TraceScan, reading: Reading
+    ) -> None:
+        """The instrument's own analysis beside odpm's (odpm/instrument_analysis.py)."""
+        assert scan.instrument is not None
+        dev.instrument = (scan.time, scan.instrument, reading)
+        if self.journal is None:
+            return
+        try:
+            store = self._instrument_store(create=True)
+            assert store is not None
+            store.put(dev.id, scan.time, scan.instrument)
+        except Exception:
+            dev.processing_errors += 1
+            log.exception("%s: storing the instrument's analysis failed", dev.id)
+
+    def instrument_analysis(
+        self, device_id: str
+    ) -> tuple[datetime, InstrumentAnalysis, Reading | None] | None:
+        """The latest instrument analysis of a device (memory, else the store on disk)."""
+        dev = self.device(device_id)
+        if dev.instrument is not None:
+            return dev.instrument
+        store = self._instrument_store(create=False)
+        stored = store.get(device_id) if store is not None else None
+        if stored is None:
+            return None
+        latest = dev.latest.value if dev.latest is not None else None
+        return stored[0], stored[1], latest
+
+    def _instrument_store(self, *, create: bool) -> InstrumentAnalysisStore | None:
+        """The store beside the journal; None without a journal (or a file, unless ``create``)."""
+        if self.journal is None:
+            return None
+        with self._lock:
+            if self.instrument_store is None:
+                path = self.journal.path.parent / INSTRUMENT_STORE_FILE
+                if not create and not path.exists():
+                    return None
+                self.instrument_store = InstrumentAnalysisStore(path)
+            return self.instrument_store
 
     def _publish(self, device_id: str, reading: Reading) -> None:
         try:
@@ -706,6 +759,32 @@ class Service:
                 if got_scan is scan:
                     return encoded
         return None
+
+    def request_reading(
+        self, device_id: str, mode: Mode | None
+    ) -> concurrent.futures.Future[_Encoded[Reading] | None]:
+        """:meth:`request_scan`, resolved with the stored reading of that scan (None if it
+        could not be analysed or stored).
+
+        The reading is looked up when the worker completes the request, on the
+        worker's thread (it has ingested the scan and takes no other until the
+        callback returns); looking it up later, after an event loop delay, could find
+        it already pushed out of ``recent`` by back-to-back scans.
+        """
+        scanned = self.request_scan(device_id, mode)
+        out: concurrent.futures.Future[_Encoded[Reading] | None] = concurrent.futures.Future()
+
+        def done(f: concurrent.futures.Future[RawScan]) -> None:
+            if f.cancelled():
+                out.cancel()
+            elif (exc := f.exception()) is not None:
+                out.set_exception(exc)
+            elif out.set_running_or_notify_cancel():
+                out.set_result(self.reading_of(device_id, f.result()))
+
+        scanned.add_done_callback(done)
+        out.add_done_callback(lambda f: scanned.cancel() if f.cancelled() else None)
+        return out
 
     # -- health ---------------------------------------------------------------------------
 
