@@ -34,6 +34,7 @@ from api.routes import (
     history,
     instrument,
     named_errors,
+    openconfig,
     readings,
     stream,
 )
@@ -160,7 +161,8 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     app.state.metrics = metrics
 
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (health, devices, readings, instrument, history, alarms, stream, control):
+    routers = (health, devices, readings, openconfig, instrument, history, alarms, stream, control)
+    for module in routers:
         v1.include_router(module.router)
     app.include_router(v1)
 
