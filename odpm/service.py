@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     # subcommand, and drivers, pipeline and storage are not cheap to import.
     from drivers.simulator.server import SimulatorServer
     from odpm.acquisition import AcquisitionWorker, WorkerCounters
+    from odpm.archive import TraceKeeper
     from odpm.pipeline import Pipeline
     from odpm.storage.history import ChannelHistory, InfluxHistory, JournalHistory
     from odpm.storage.influx import Forwarder
@@ -282,8 +283,11 @@ class Service:
         acquisition: bool = True,
         broadcaster: Broadcaster | None = None,
         on_close: Iterable[Callable[[], None]] = (),
+        traces: TraceKeeper | None = None,
     ) -> None:
         self.settings = settings
+        #: The trace archive and its keeping policy (None without a journal).
+        self.traces = traces
         self.alarm_config: AlarmConfig = settings.alarms
         self.journal = journal
         self.forwarder = forwarder
@@ -345,6 +349,11 @@ class Service:
             devices.extend(sim_devices)
         try:
             journal, forwarder, history = open_storage(settings.storage, forward=acquisition)
+            from odpm.archive import TraceKeeper
+
+            traces = (
+                TraceKeeper.for_journal(journal, settings.archive) if journal is not None else None
+            )
             return cls(
                 settings,
                 devices=devices,
@@ -354,6 +363,7 @@ class Service:
                 acquisition=acquisition,
                 broadcaster=broadcaster,
                 on_close=closers,
+                traces=traces,
             )
         except BaseException:
             for close in closers:
@@ -463,9 +473,10 @@ class Service:
                 dev.processing_errors += 1
                 log.exception("%s: analysing a %s scan failed", dev.id, scan.mode)
                 return None
+            scan_id = None
             if self.journal is not None:
                 try:
-                    self.journal.append(reading)
+                    scan_id = self.journal.append(reading)
                 except Exception:
                     dev.processing_errors += 1
                     log.exception("%s: storing a reading failed", dev.id)
@@ -477,8 +488,21 @@ class Service:
                 dev.trace = _Encoded(scan, encode_trace)
         if reading.alarms:
             self._note_alarms(reading.alarms)
+        if self.traces is not None and isinstance(scan, TraceScan):
+            self._keep_traces(dev, scan, scan_id, reading)
         self._publish(dev.id, reading)
         return reading
+
+    def _keep_traces(
+        self, dev: DeviceRuntime, scan: TraceScan, scan_id: int | None, reading: Reading
+    ) -> None:
+        """The archive policy (``odpm.archive``) on this trace; never fails the scan path."""
+        assert self.traces is not None
+        try:
+            identity = dev.worker.identity if dev.worker is not None else dev.identity
+            self.traces.on_scan(dev.config, scan, scan_id, reading.alarms, identity)
+        except Exception:
+            log.exception("%s: keeping a trace in the archive failed", dev.id)
 
     def _publish(self, device_id: str, reading: Reading) -> None:
         try:
@@ -697,6 +721,14 @@ class Service:
         if dev.worker is None:
             raise NotAvailableError("this service runs without acquisition (--no-acquisition)")
         return dev.worker.request_scan(mode)
+
+    def keep_manual_trace(self, device_id: str, scan: RawScan) -> int | None:
+        """Keep the trace of a requested scan in the archive (``manual``); blocking."""
+        dev = self.device(device_id)
+        if self.traces is None or not isinstance(scan, TraceScan):
+            return None
+        identity = dev.worker.identity if dev.worker is not None else dev.identity
+        return self.traces.keep_manual(dev.config, scan, identity)
 
     def reading_of(self, device_id: str, scan: RawScan) -> _Encoded[Reading] | None:
         """The stored reading made from ``scan`` (None if it could not be analysed/stored)."""

@@ -60,6 +60,8 @@ async def scan_now(
             status.HTTP_504_GATEWAY_TIMEOUT,
             detail=f"device {dev.id!r}: the scan could not be analysed or stored (see the log)",
         )
+    # archive.on_demand: the trace of a requested scan is kept (``manual``).
+    await asyncio.to_thread(service.keep_manual_trace, dev.id, scan)
     return JSONBytes(reading.json)
 
 
