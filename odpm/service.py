@@ -728,7 +728,11 @@ class Service:
         if self.traces is None or not isinstance(scan, TraceScan):
             return None
         identity = dev.worker.identity if dev.worker is not None else dev.identity
-        return self.traces.keep_manual(dev.config, scan, identity)
+        try:
+            return self.traces.keep_manual(dev.config, scan, identity)
+        except Exception:
+            log.exception("%s: keeping a requested trace in the archive failed", dev.id)
+            return None
 
     def reading_of(self, device_id: str, scan: RawScan) -> _Encoded[Reading] | None:
         """The stored reading made from ``scan`` (None if it could not be analysed/stored)."""

@@ -6,10 +6,15 @@ polling 200 devices costs a dictionary look-up per request.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from datetime import datetime
+from typing import Annotated
 
-from api.deps import DeviceDep, ReadAccess
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import DeviceDep, ReadAccess, ServiceDep
 from api.routes import JSONBytes, error_responses
+from api.routes.traces import trace_at
 from api.schemas import ReadingOut, TraceOut
 
 router = APIRouter(tags=["readings"], dependencies=[ReadAccess])
@@ -40,7 +45,16 @@ async def latest(dev: DeviceDep) -> JSONBytes:
         **error_responses(401, 403, 404),
     },
 )
-async def trace(dev: DeviceDep) -> JSONBytes:
+async def trace(
+    dev: DeviceDep,
+    service: ServiceDep,
+    at: Annotated[
+        datetime | None,
+        Query(description="ISO 8601: the stored trace nearest this time (the trace archive)"),
+    ] = None,
+) -> Response:
+    if at is not None:
+        return await run_in_threadpool(trace_at, service, dev, at)
     cached = dev.trace
     if cached is None:
         raise HTTPException(
