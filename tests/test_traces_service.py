@@ -16,10 +16,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,16 +75,14 @@ def alarm_time(run: tuple[TestClient, Service]) -> datetime:
         scpi.write(f"SIM:CHAN:DARK {DARK_CHANNEL},1")
         scpi.check_errors()
 
-    def los_event() -> dict | None:
+    def los_event() -> dict[str, Any] | None:
         events = client.get(f"{V1}/alarms?device=sim1").json()["recent"]
         raised = [
-            e
-            for e in events
-            if e["kind"] == "los" and e["channel"] == DARK_CHANNEL and e["active"]
+            e for e in events if e["kind"] == "los" and e["channel"] == DARK_CHANNEL and e["active"]
         ]
         return raised[0] if raised else None
 
-    event = wait_for(los_event, 30, "the los alarm")
+    event: dict[str, Any] = wait_for(los_event, 30, "the los alarm")  # type: ignore[assignment]
     t_alarm = _t(event["time"])
     # Wait for the post window to pass (a scan after it shows it has).
     wait_for(
