@@ -82,7 +82,8 @@ def alarm_time(run: tuple[TestClient, Service]) -> datetime:
         ]
         return raised[0] if raised else None
 
-    event: dict[str, Any] = wait_for(los_event, 30, "the los alarm")  # type: ignore[assignment]
+    event = wait_for(los_event, 30, "the los alarm")
+    assert event is not None
     t_alarm = _t(event["time"])
     # Wait for the post window to pass (a scan after it shows it has).
     wait_for(
