@@ -274,3 +274,66 @@ def test_kill_9_leaves_the_journal_and_its_traces_intact(tmp_path: Path) -> None
     assert len(rows) >= seen
     for levels, points in rows:
         assert decode_levels(levels).size == points
+    # The CLI reads the same journal with no service running.
+    data = str(tmp_path / "data")
+    listed = subprocess.run(
+        [sys.executable, "-m", "odpm", "traces", "list", "sim1", "--data-dir", data],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO,
+    )
+    assert f"{len(rows)} trace(s) of sim1" in listed.stdout
+    out_dir = tmp_path / "csv"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "odpm",
+            "traces",
+            "export",
+            "sim1",
+            "--data-dir",
+            data,
+            "--reason",
+            "periodic",
+            "--out",
+            str(out_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO,
+    )
+    files = sorted(out_dir.glob("sim1-*.csv"))
+    assert len(files) == len(rows)
+    analysed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "odpm",
+            "analyze",
+            str(files[0]),
+            "--rbw-ghz",
+            "6.25",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO,
+    )
+    assert len(json.loads(analysed.stdout)["channels"]) == 80
+    bad = subprocess.run(
+        [sys.executable, "-m", "odpm", "traces", "list", "sim1", "--data-dir", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert bad.returncode == 2 and "no journal there" in bad.stderr
+    assert "Traceback" not in bad.stderr
