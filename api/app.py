@@ -21,7 +21,17 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client import Histogram as _Histogram
 
-from api.routes import alarms, control, devices, health, history, readings, stream, traces
+from api.routes import (
+    alarms,
+    control,
+    devices,
+    health,
+    history,
+    readings,
+    references,
+    stream,
+    traces,
+)
 from odpm import __version__
 from odpm.metrics import ServiceMetrics
 from odpm.service import Service, ServiceError, UnknownDeviceError
@@ -135,6 +145,8 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
         v1.include_router(module.router)
     v1.include_router(traces.router)
     v1.include_router(traces.write_router)
+    v1.include_router(references.router)
+    v1.include_router(references.write_router)
     app.include_router(v1)
 
     @app.get("/metrics", include_in_schema=False)

@@ -27,6 +27,7 @@ AlarmKindValue = Literal[
     "offset_high",
     "total_power_low",
     "total_power_high",
+    "deviation",
 ]
 assert set(get_args(QualityLabel)) == {q.label for q in Quality}
 assert set(get_args(AlarmKindValue)) == {k.value for k in AlarmKind}
@@ -205,6 +206,9 @@ class ThresholdsIO(BaseModel):
     total_power_high_dbm: float | None = Field(None, ge=-100, le=40)
     expected_channels: list[ChannelNumber] | None = None
     channels: dict[ChannelNumber, ChannelThresholdsIO] | None = None
+    deviation_db: float | None = Field(
+        None, gt=0, le=60, description="power change from the default reference trace (dB)"
+    )
 
     @classmethod
     def from_config(cls, alarms: AlarmConfig) -> ThresholdsIO:

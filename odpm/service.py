@@ -288,6 +288,8 @@ class Service:
         self.settings = settings
         #: The trace archive and its keeping policy (None without a journal).
         self.traces = traces
+        #: ``deviation`` alarm state per device, with its reference loaded (lazily).
+        self._deviation: dict[str, Any] = {}
         self.alarm_config: AlarmConfig = settings.alarms
         self.journal = journal
         self.forwarder = forwarder
@@ -473,6 +475,10 @@ class Service:
                 dev.processing_errors += 1
                 log.exception("%s: analysing a %s scan failed", dev.id, scan.mode)
                 return None
+            if self.traces is not None and (
+                self.alarm_config.deviation_db is not None or dev.id in self._deviation
+            ):
+                reading = self._check_deviation(dev, reading)
             scan_id = None
             if self.journal is not None:
                 try:
@@ -492,6 +498,47 @@ class Service:
             self._keep_traces(dev, scan, scan_id, reading)
         self._publish(dev.id, reading)
         return reading
+
+    def _check_deviation(self, dev: DeviceRuntime, reading: Reading) -> Reading:
+        """The ``deviation`` alarm against the device's default reference (odpm.alarms)."""
+        from odpm.alarms import DeviationAlarm
+
+        try:
+            check = self._deviation.get(dev.id)
+            if check is None:
+                check = DeviationAlarm(dev.plan)
+                check.set_reference(self._reference_power(dev))
+                self._deviation[dev.id] = check
+            events = check.evaluate(dev.id, reading.time, reading.power_dbm, self.alarm_config)
+        except Exception:
+            log.exception("%s: checking the deviation from the reference failed", dev.id)
+            return reading
+        return dataclasses.replace(reading, alarms=reading.alarms + events) if events else reading
+
+    def _reference_power(self, dev: DeviceRuntime) -> Any:
+        """Channel powers of the device's default reference trace (None if it has none)."""
+        assert self.traces is not None
+        name = self.traces.policy(dev.config).policy.reference
+        ref = self.traces.archive.reference(dev.id, name) if name else None
+        if ref is None:
+            return None
+        from odpm.compare import analyse_spectrum
+
+        return analyse_spectrum(
+            dev.plan,
+            self.settings.pipeline,
+            ref.frequency_thz,
+            ref.power_dbm,
+            ref.rbw_ghz,
+            calibration=dev.config.calibration,
+        ).power_dbm
+
+    def reference_changed(self, device_id: str) -> None:
+        """A reference or the default name changed: reload it for the ``deviation`` alarm."""
+        dev = self.device(device_id)
+        check = self._deviation.get(device_id)
+        if check is not None and self.traces is not None:
+            check.set_reference(self._reference_power(dev))
 
     def _keep_traces(
         self, dev: DeviceRuntime, scan: TraceScan, scan_id: int | None, reading: Reading

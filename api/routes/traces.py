@@ -210,4 +210,5 @@ def set_policy(dev: DeviceDep, service: ServiceDep, body: ArchivePolicyOverride)
     except ValidationError as exc:
         raise invalid("body", "archive", str(exc.errors()[0]["msg"])) from None
     keeper.set_policy(policy)
+    service.reference_changed(dev.id)
     return policy.model_dump()

@@ -1,0 +1,140 @@
+"""References, comparison and the deviation alarm on real parts: a simulated ODPM-96 on a TCP
+socket in trace mode, the real worker, pipeline, journal and API.
+
+The line is changed over a second SCPI connection (``SIM:CHAN:POW``); the comparison against
+a reference taken before must report that channel's change and no other, and the
+``deviation`` alarm must raise for it and clear when the power is restored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from drivers.odpm96 import Odpm96
+from drivers.transport import open_transport
+from odpm.config import AlarmConfig, ApiConfig, ArchiveConfig, Settings, StorageConfig, hash_api_key
+from odpm.service import Service
+from tests.support.waiting import wait_for
+
+V1 = "/api/v1"
+AUTH = {"Authorization": "Bearer compare-key"}
+CHANGED = 20
+STEP_DB = -3.0
+DEVIATION_DB = 1.5
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Service]]:
+    settings = Settings(
+        storage=StorageConfig(data_dir=tmp_path_factory.mktemp("compare-journal")),
+        api=ApiConfig(api_key_sha256=[hash_api_key("compare-key")]),
+        archive=ArchiveConfig(every_s=0.5, reference="golden"),
+        alarms=AlarmConfig(deviation_db=DEVIATION_DB),
+    )
+    service = Service.from_settings(
+        settings, simulate=1, simulate_options={"interval_s": 0.2, "mode": "trace"}
+    )
+    with TestClient(create_app(service)) as client:
+        wait_for(
+            lambda: client.get(f"{V1}/devices/sim1/traces").json()["traces"], 60, "a stored trace"
+        )
+        yield client, service
+
+
+def _scpi(service: Service) -> Odpm96:
+    return Odpm96(open_transport(service.devices["sim1"].config.address, timeout_s=5.0))
+
+
+def _newest_after(client: TestClient, t: float) -> dict[str, Any] | None:
+    traces = client.get(f"{V1}/devices/sim1/traces").json()["traces"]
+    later = [x for x in traces if datetime.fromisoformat(x["time"]).timestamp() > t]
+    return later[-1] if len(later) >= 2 else None  # not the first: the scan may have straddled
+
+
+def _events(client: TestClient, active: bool) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in client.get(f"{V1}/alarms?device=sim1").json()["recent"]
+        if e["kind"] == "deviation" and e["active"] is active
+    ]
+
+
+def test_reference_compare_and_deviation_alarm(run: tuple[TestClient, Service]) -> None:
+    client, service = run
+    first = client.get(f"{V1}/devices/sim1/traces").json()["traces"][-1]
+    r = client.put(f"{V1}/devices/sim1/references/golden", json={"trace_id": first["id"]})
+    assert r.status_code == 401  # a key is needed
+    r = client.put(
+        f"{V1}/devices/sim1/references/golden", json={"trace_id": first["id"]}, headers=AUTH
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["source"] == f"trace:{first['id']}"
+    listed = client.get(f"{V1}/devices/sim1/references").json()
+    assert listed["default"] == "golden" and [x["name"] for x in listed["references"]] == ["golden"]
+
+    # Against itself: nothing changed anywhere.
+    same = client.get(f"{V1}/devices/sim1/compare", params={"trace_id": first["id"]}).json()
+    assert all(c["power_delta_db"] in (0.0, None) for c in same["channels"])
+    assert same["new_channels"] == same["missing_channels"] == []
+
+    with _scpi(service) as scpi:
+        before = float(scpi.query("SIM:TRUTH:POW?").split(",")[CHANGED - 1])
+        t_change = time.time()
+        scpi.write(f"SIM:CHAN:POW {CHANGED},{before + STEP_DB:.3f}")
+        scpi.check_errors()
+        after = wait_for(lambda: _newest_after(client, t_change), 30, "traces after the change")
+        assert after is not None
+        r = client.get(f"{V1}/devices/sim1/compare", params={"trace_id": after["id"]})
+        assert r.status_code == 200
+        body = r.json()
+        assert body["reference"]["name"] == "golden" and body["trace"]["id"] == after["id"]
+        deltas = {c["channel"]: c["power_delta_db"] for c in body["channels"]}
+        moved = [ch for ch, d in deltas.items() if d is not None and abs(d) > 0.5]
+        assert moved == [CHANGED], deltas
+        assert abs(deltas[CHANGED] - STEP_DB) <= 0.2, deltas[CHANGED]
+        spectrum = body["spectrum"]
+        assert len(spectrum["frequency_thz"]) == len(spectrum["difference_db"]) == 3881
+
+        # The deviation alarm: raised for that channel only, cleared once restored.
+        raised = wait_for(lambda: _events(client, True), 30, "a deviation alarm")
+        assert {e["channel"] for e in raised} == {CHANGED}
+        assert raised[0]["threshold"] == DEVIATION_DB
+        assert abs(raised[0]["value"] - STEP_DB) <= 0.3
+        scpi.write(f"SIM:CHAN:POW {CHANGED},{before:.3f}")
+        scpi.check_errors()
+    cleared = wait_for(lambda: _events(client, False), 30, "the deviation alarm clearing")
+    assert {e["channel"] for e in cleared} == {CHANGED}
+
+
+def test_reference_from_uploaded_csv(run: tuple[TestClient, Service]) -> None:
+    client, _ = run
+    trace = client.get(f"{V1}/devices/sim1/traces").json()["traces"][-1]
+    csv_text = client.get(f"{V1}/devices/sim1/traces/{trace['id']}?format=csv").text
+    r = client.put(
+        f"{V1}/devices/sim1/references/upload",
+        json={"csv": csv_text, "rbw_ghz": trace["rbw_ghz"]},
+        headers=AUTH,
+    )
+    assert r.status_code == 200 and r.json()["source"] == "csv"
+    body = client.get(
+        f"{V1}/devices/sim1/compare", params={"reference": "upload", "trace_id": trace["id"]}
+    ).json()
+    assert all(abs(c["power_delta_db"] or 0.0) <= 0.01 for c in body["channels"])
+    bad = client.put(
+        f"{V1}/devices/sim1/references/bad",
+        json={"csv": "frequency_thz,power_dbm\n193.1,abc\n", "rbw_ghz": 6.25},
+        headers=AUTH,
+    )
+    assert bad.status_code == 422 and "uploaded CSV: line 2" in bad.text
+    assert "/tmp" not in bad.text
+    r = client.put(f"{V1}/devices/sim1/references/x", json={}, headers=AUTH)
+    assert r.status_code == 422
+    r = client.get(f"{V1}/devices/sim1/compare", params={"reference": "nope"})
+    assert r.status_code == 404 and "nope" in r.json()["detail"]
