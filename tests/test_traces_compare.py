@@ -11,15 +11,21 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
+from playwright.sync_api import sync_playwright
 
 from api.app import create_app
 from drivers.odpm96 import Odpm96
 from drivers.transport import open_transport
+from odpm import __version__
 from odpm.config import AlarmConfig, ApiConfig, ArchiveConfig, Settings, StorageConfig, hash_api_key
+from odpm.report import Report
 from odpm.service import Service
 from tests.support.waiting import wait_for
 
@@ -28,6 +34,14 @@ AUTH = {"Authorization": "Bearer compare-key"}
 CHANGED = 20
 STEP_DB = -3.0
 DEVIATION_DB = 1.5
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +152,91 @@ def test_reference_from_uploaded_csv(run: tuple[TestClient, Service]) -> None:
     assert r.status_code == 422
     r = client.get(f"{V1}/devices/sim1/compare", params={"reference": "nope"})
     assert r.status_code == 404 and "nope" in r.json()["detail"]
+
+
+def test_report_json_matches_its_schema_and_says_what_it_was_made_from(
+    run: tuple[TestClient, Service],
+) -> None:
+    client, _ = run
+    first = client.get(f"{V1}/devices/sim1/traces").json()["traces"][0]
+    r = client.get(
+        f"{V1}/devices/sim1/report",
+        params={"format": "json", "trace_id": first["id"], "reference": "golden"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    jsonschema.validate(body, Report.model_json_schema())
+    assert body["trace"]["id"] == first["id"] and body["trace"]["device"] == "sim1"
+    assert body["software"] == f"odpm {__version__}"
+    assert body["reference"]["name"] == "golden"
+    assert len(body["channels"]) == 80
+    failing = [c for c in body["channels"] if c["result"] == "fail"]
+    assert body["result"] == (
+        "FAIL" if failing or body["device"]["total_power"] == "fail" else "PASS"
+    )
+    # The simulator's line is within the default thresholds: dark channels are counted.
+    assert body["device"]["empty_channels"] == 80 - body["device"]["lit_channels"]
+    csv_text = client.get(
+        f"{V1}/devices/sim1/report", params={"format": "csv", "trace_id": first["id"]}
+    ).text
+    assert f"# trace {first['id']} of sim1" in csv_text and csv_text.count("\n") > 80
+    r = client.get(f"{V1}/devices/sim1/report", params={"trace_id": 999999})
+    assert r.status_code == 404 and "999999" in r.json()["detail"]
+
+
+def test_report_fails_the_channel_that_breaks_a_threshold(run: tuple[TestClient, Service]) -> None:
+    client, service = run
+    reading = client.get(f"{V1}/devices/sim1/latest").json()
+    lit = [c for c in reading["channels"] if c["present"]]
+    weakest = min(lit, key=lambda c: c["power_dbm"])
+    others = sorted(c["power_dbm"] for c in lit if c["channel"] != weakest["channel"])
+    # A per-channel power_low just above the weakest channel: exactly that one fails.
+    override = {str(weakest["channel"]): {"power_low_dbm": weakest["power_dbm"] + 0.3}}
+    old = service.alarm_config
+    try:
+        r = client.put(f"{V1}/thresholds", json={"channels": override}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        body = client.get(f"{V1}/devices/sim1/report", params={"format": "json"}).json()
+    finally:
+        service.set_thresholds(old)
+    assert others  # the line has several lit channels
+    assert body["result"] == "FAIL"
+    failed = {c["channel"]: c for c in body["channels"] if c["result"] == "fail"}
+    assert weakest["channel"] in failed
+    assert "power_low" in failed[weakest["channel"]]["failures"]
+
+
+def test_report_html_renders_in_headless_chromium(
+    run: tuple[TestClient, Service], tmp_path: Path
+) -> None:
+    client, _ = run
+    r = client.get(f"{V1}/devices/sim1/report", params={"format": "html"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    page_file = tmp_path / "report.html"
+    page_file.write_text(r.text, encoding="utf-8")
+    assert "http://" not in r.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium not installed (./scripts/test installs it)")
+    png = tmp_path / "report.png"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 1400})
+            # Offline: any request leaving the page would fail the test.
+            requests: list[str] = []
+            page.on("request", lambda req: requests.append(req.url))
+            page.goto(page_file.as_uri())
+            assert page.locator("svg").count() == 3
+            assert page.locator("text=PASS").count() + page.locator("text=FAIL").count() >= 1
+            page.screenshot(path=str(png), full_page=True)
+        finally:
+            browser.close()
+    assert requests == [page_file.as_uri()]
+    with Image.open(png) as img:
+        pixels = img.convert("RGB")
+        colours = pixels.getcolors(maxcolors=1 << 20) or []
+        assert img.width >= 900 and img.height >= 1400
+    # Not blank: many distinct colours, and the plots' blue and the verdict's green/red present.
+    assert len(colours) > 50
+    non_white = sum(n for n, c in colours if c != (255, 255, 255))
+    assert non_white > 0.05 * img.width * img.height

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, HTTPException, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import DeviceDep, ReadAccess, ServiceDep, WriteAccess
@@ -21,6 +21,7 @@ from api.routes import error_responses, invalid
 from api.routes.traces import archive_of
 from odpm.compare import compare_spectra
 from odpm.errors import UserError
+from odpm.report import ReportError, render_report
 from odpm.service import DeviceRuntime, Service
 from odpm.storage.traces import ReferenceTrace, StoredTrace
 from odpm.tracefile import read_trace_file
@@ -161,3 +162,45 @@ def compare(
         "trace": trace.info.to_dict(),
         **result.to_dict(),
     }
+
+
+_REPORT_TYPES = {"html": "text/html; charset=utf-8", "json": "application/json", "csv": "text/csv"}
+
+
+@router.get(
+    "/devices/{device_id}/report",
+    response_class=Response,
+    responses={
+        200: {"description": "The commissioning report (HTML with embedded SVG, JSON or CSV)."},
+        **error_responses(401, 403, 404),
+    },
+)
+def report(
+    dev: DeviceDep,
+    service: ServiceDep,
+    format: Literal["html", "json", "csv"] = "html",
+    reference: str | None = None,
+    trace_id: int | None = None,
+) -> Response:
+    """Pass/fail per channel and per device for a stored trace (default: the newest), against
+    the thresholds in force and the reference (default: the device's, if it has one)."""
+    archive = archive_of(service, dev)
+    assert service.traces is not None
+    name = reference or service.traces.policy(dev.config).policy.reference
+    try:
+        body = render_report(
+            archive,
+            dev.config,
+            pipeline=service.settings.pipeline,
+            alarms=service.alarm_config,
+            trace_id=trace_id,
+            reference=name,
+            fmt=format,
+        )
+    except ReportError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
+    headers = {}
+    if format != "json":
+        ext = "html" if format == "html" else "csv"
+        headers["Content-Disposition"] = f'inline; filename="{dev.id}-report.{ext}"'
+    return Response(body, media_type=_REPORT_TYPES[format], headers=headers)
