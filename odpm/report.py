@@ -317,7 +317,15 @@ def _scale(
     return a + (values - lo) / ((hi - lo) or 1.0) * (b - a)
 
 
-def _axes(x_lo: float, x_hi: float, y_lo: float, y_hi: float, x_label: str, y_label: str) -> str:
+def _axes(
+    x_lo: float,
+    x_hi: float,
+    y_lo: float,
+    y_hi: float,
+    x_label: str,
+    y_label: str,
+    x_ticks: list[float] | None = None,
+) -> str:
     parts = [
         f'<rect x="{_PAD}" y="10" width="{_W - _PAD - 10}" height="{_H - _PAD - 10}" '
         'fill="none" stroke="#888"/>'
@@ -329,11 +337,14 @@ def _axes(x_lo: float, x_hi: float, y_lo: float, y_hi: float, x_label: str, y_la
             f'<text x="{_PAD - 4}" y="{py + 4:.1f}" font-size="10" text-anchor="end">{y:.1f}</text>'
             f'<line x1="{_PAD}" x2="{_W - 10}" y1="{py:.1f}" y2="{py:.1f}" stroke="#e4e4e4"/>'
         )
-        x = x_lo + (x_hi - x_lo) * k / 4
+    for k, x in enumerate(x_ticks or [x_lo + (x_hi - x_lo) * k / 4 for k in range(5)]):
         px = float(_scale(np.array([x]), x_lo, x_hi, _PAD, _W - 10)[0])
+        anchor = "start" if k == 0 and x_ticks is None else "middle"
+        anchor = "end" if x_ticks is None and k == 4 else anchor
+        text = f"{x:.0f}" if x_ticks is not None else f"{x:.2f}"
         parts.append(
             f'<text x="{px:.1f}" y="{_H - _PAD + 14}" font-size="10" '
-            f'text-anchor="middle">{x:.2f}</text>'
+            f'text-anchor="{anchor}">{text}</text>'
         )
     parts.append(
         f'<text x="{_W / 2}" y="{_H - 8}" font-size="11" text-anchor="middle">{x_label}</text>'
@@ -383,7 +394,8 @@ def bars_svg(report: Report, field: Literal["power_dbm", "osnr_db"], label: str)
     y_lo, y_hi = float(np.floor(finite.min() - 1)), float(np.ceil(finite.max() + 1))
     n = len(rows)
     box = (0.5, n + 0.5, y_lo, y_hi)
-    body = _axes(*box, "channel", label)
+    ticks = sorted({1.0, *(float(c) for c in range(10, n + 1, 10)), float(n)})
+    body = _axes(*box, "channel", label, ticks)
     width = (_W - _PAD - 10) / max(n, 1) * 0.8
     for i, r in enumerate(rows):
         v = vals[i]
