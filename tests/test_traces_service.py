@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from drivers.odpm96 import Odpm96
 from drivers.transport import open_transport
-from odpm.config import ArchiveConfig, Settings, StorageConfig
+from odpm.config import ArchiveConfig, DeviceConfig, Settings, StorageConfig
 from odpm.service import Service
 from odpm.storage.journal import time_to_us
 from odpm.storage.tracecodec import decode_levels
@@ -337,3 +337,20 @@ def test_kill_9_leaves_the_journal_and_its_traces_intact(tmp_path: Path) -> None
     )
     assert bad.returncode == 2 and "no journal there" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_a_replica_names_the_agent_that_keeps_the_traces(tmp_path: Path) -> None:
+    agent = "http://agent-1.lab:8000"
+    device = DeviceConfig(id="far", address="influxdb:x", agent_url=agent)
+    settings = Settings(storage=StorageConfig(data_dir=tmp_path), devices=[device])
+    service = Service(settings, devices=[device], acquisition=False)
+    with TestClient(create_app(service)) as client:
+        for path, params in (
+            ("trace", {"at": "2026-01-01T00:00:00Z"}),
+            ("traces", {}),
+            ("compare", {}),
+            ("report", {}),
+        ):
+            r = client.get(f"{V1}/devices/far/{path}", params=params)
+            assert r.status_code == 404, path
+            assert agent in r.json()["detail"] and "stay on the agent" in r.json()["detail"]
