@@ -347,6 +347,7 @@ def test_a_replica_names_the_agent_that_keeps_the_traces(tmp_path: Path) -> None
     with TestClient(create_app(service)) as client:
         for path, params in (
             ("trace", {"at": "2026-01-01T00:00:00Z"}),
+            ("trace", {}),
             ("traces", {}),
             ("compare", {}),
             ("report", {}),

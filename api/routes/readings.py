@@ -6,7 +6,7 @@ polling 200 devices costs a dictionary look-up per request.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
@@ -56,6 +56,10 @@ async def trace(
     if at is not None:
         return await run_in_threadpool(trace_at, service, dev, at)
     cached = dev.trace
+    if cached is None and not service.acquisition:
+        # A replica: the newest stored trace if it reads a journal, else a 404 naming
+        # the agent that keeps the traces.
+        return await run_in_threadpool(trace_at, service, dev, datetime.now(UTC))
     if cached is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
