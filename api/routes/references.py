@@ -43,7 +43,56 @@ class ReferenceIn(BaseModel):
     rbw_ghz: float | None = Field(None, gt=0, le=1000)
 
 
-@router.get("/devices/{device_id}/references", responses=error_responses(401, 403, 404))
+class ReferenceOut(BaseModel):
+    device: str
+    name: str
+    created: str
+    time: str = Field(description="when the spectrum was measured")
+    source: str = Field(description="trace:<id> or csv")
+    rbw_ghz: float
+    points: int
+
+
+class ReferenceListOut(BaseModel):
+    device: str
+    default: str | None = Field(description="archive.reference of the device")
+    references: list[ReferenceOut]
+
+
+class CompareChannelOut(BaseModel):
+    channel: int
+    frequency_thz: float
+    status: Literal["both", "new", "missing", "dark"]
+    power_dbm: float | None
+    reference_power_dbm: float | None
+    power_delta_db: float | None
+    osnr_db: float | None
+    reference_osnr_db: float | None
+    osnr_delta_db: float | None
+    offset_ghz: float | None
+    reference_offset_ghz: float | None
+    offset_drift_ghz: float | None
+
+
+class SpectrumDifferenceOut(BaseModel):
+    frequency_thz: list[float]
+    difference_db: list[float | None] = Field(description="trace - reference, dB")
+
+
+class CompareOut(BaseModel):
+    device: str
+    reference: ReferenceOut
+    trace: dict[str, Any] = Field(description="the stored trace compared (as in the listing)")
+    channels: list[CompareChannelOut]
+    new_channels: list[int]
+    missing_channels: list[int]
+    spectrum: SpectrumDifferenceOut
+
+
+@router.get(
+    "/devices/{device_id}/references",
+    responses={200: {"model": ReferenceListOut}, **error_responses(401, 403, 404)},
+)
 def list_references(dev: DeviceDep, service: ServiceDep) -> dict[str, Any]:
     """The named reference traces of a device, and the default one (``archive.reference``)."""
     archive = archive_of(service, dev)
@@ -67,7 +116,8 @@ def _from_csv(text: str) -> tuple[Any, Any]:
 
 
 @write_router.put(
-    "/devices/{device_id}/references/{name}", responses=error_responses(400, 401, 403, 404)
+    "/devices/{device_id}/references/{name}",
+    responses={200: {"model": ReferenceOut}, **error_responses(400, 401, 403, 404)},
 )
 def put_reference(
     dev: DeviceDep, service: ServiceDep, name: RefName, body: ReferenceIn
@@ -139,7 +189,10 @@ def trace_of(service: Service, dev: DeviceRuntime, trace_id: int | None) -> Stor
     return got
 
 
-@router.get("/devices/{device_id}/compare", responses=error_responses(401, 403, 404))
+@router.get(
+    "/devices/{device_id}/compare",
+    responses={200: {"model": CompareOut}, **error_responses(401, 403, 404)},
+)
 def compare(
     dev: DeviceDep,
     service: ServiceDep,

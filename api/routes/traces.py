@@ -24,6 +24,32 @@ from odpm.models import TraceScan
 from odpm.service import DeviceRuntime, Service
 from odpm.storage.traces import StoredTrace, TraceArchive
 
+
+class TraceInfoOut(BaseModel):
+    """A stored trace without its levels."""
+
+    id: int
+    device: str
+    time: datetime
+    reason: str = Field(description="periodic, manual, or alarm:<kind>:<channel>")
+    points: int
+    rbw_ghz: float
+    scan_id: int | None = Field(description="the journal row of its reading")
+    identity: str | None = Field(description="the device's *IDN? answer")
+    temperature_c: float | None
+    bytes: int = Field(description="what it counts against archive.max_bytes")
+
+
+class TraceListOut(BaseModel):
+    device: str
+    traces: list[TraceInfoOut]
+
+
+class StoredTraceOut(TraceInfoOut):
+    frequency_thz: list[float]
+    power_dbm: list[float | None] = Field(description="0.01 dB resolution; null below floor")
+
+
 router = APIRouter(tags=["traces"], dependencies=[ReadAccess])
 write_router = APIRouter(tags=["traces"], dependencies=[WriteAccess])
 
@@ -51,7 +77,10 @@ def _utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-@router.get("/devices/{device_id}/traces", responses=error_responses(401, 403, 404))
+@router.get(
+    "/devices/{device_id}/traces",
+    responses={200: {"model": TraceListOut}, **error_responses(401, 403, 404)},
+)
 def list_traces(
     dev: DeviceDep,
     service: ServiceDep,
@@ -104,7 +133,14 @@ def _stored(service: Service, dev: DeviceRuntime, trace_id: int) -> StoredTrace:
 @router.get(
     "/devices/{device_id}/traces/{trace_id}",
     response_class=Response,
-    responses=error_responses(401, 403, 404),
+    responses={
+        200: {
+            "model": StoredTraceOut,
+            "description": "JSON, or with format=csv the CSV odpm analyze reads.",
+            "content": {"text/csv": {}},
+        },
+        **error_responses(401, 403, 404),
+    },
 )
 def get_trace(
     dev: DeviceDep,
