@@ -200,8 +200,14 @@ class TraceKeeper:
 
     @classmethod
     def for_journal(cls, journal: Journal, config: ArchiveConfig) -> TraceKeeper:
-        """The service's keeper: an archive in ``journal``'s file with ``config``'s retention."""
+        """The service's keeper: an archive in ``journal``'s file with ``config``'s retention.
+
+        Traces share the journal's ``storage.max_bytes`` with the readings; they never
+        take more than half of it, so the readings always have room.
+        """
         archive = TraceArchive(
-            journal, max_bytes=config.max_bytes, retention_days=config.retention_days
+            journal,
+            max_bytes=min(config.max_bytes, journal.max_bytes // 2),
+            retention_days=config.retention_days,
         )
         return cls(archive, config)

@@ -21,6 +21,7 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from api.app import create_app
+from api.routes.references import CompareOut
 from drivers.odpm96 import Odpm96
 from drivers.transport import open_transport
 from odpm import __version__
@@ -108,6 +109,7 @@ def test_reference_compare_and_deviation_alarm(run: tuple[TestClient, Service]) 
         r = client.get(f"{V1}/devices/sim1/compare", params={"trace_id": after["id"]})
         assert r.status_code == 200
         body = r.json()
+        CompareOut.model_validate(body)  # the documented shape
         assert body["reference"]["name"] == "golden" and body["trace"]["id"] == after["id"]
         deltas = {c["channel"]: c["power_delta_db"] for c in body["channels"]}
         moved = [ch for ch, d in deltas.items() if d is not None and abs(d) > 0.5]

@@ -26,6 +26,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.routes.traces import StoredTraceOut, TraceListOut
 from drivers.odpm96 import Odpm96
 from drivers.transport import open_transport
 from odpm.config import ArchiveConfig, DeviceConfig, Settings, StorageConfig
@@ -104,6 +105,7 @@ def test_alarm_keeps_traces_from_before_and_after_the_event(
     reason = f"alarm:los:{DARK_CHANNEL}"
     r = client.get(f"{V1}/devices/sim1/traces", params={"reason": reason})
     assert r.status_code == 200
+    TraceListOut.model_validate(r.json())  # the documented shape
     traces = r.json()["traces"]
     times = [(_t(t["time"]) - alarm_time).total_seconds() for t in traces]
     before = [x for x in times if x < 0]
@@ -137,6 +139,7 @@ def test_trace_at_answers_the_nearest_stored_trace(
     r = client.get(f"{V1}/devices/sim1/trace", params={"at": alarm_time.isoformat()})
     assert r.status_code == 200
     body = r.json()
+    StoredTraceOut.model_validate(body)
     assert _t(body["time"]) == alarm_time and body["reason"] == f"alarm:los:{DARK_CHANNEL}"
     assert len(body["frequency_thz"]) == len(body["power_dbm"]) == 3881
     r = client.get(f"{V1}/devices/nope/trace", params={"at": alarm_time.isoformat()})
