@@ -100,14 +100,14 @@ class TracePolicy:
                 self._post_reason = reason
             elif self._post_until_us is not None and now_us <= self._post_until_us:
                 reason = self._post_reason
-            bucket = now_us // int(p.every_s * 1e6) if p.every_s > 0 else None
+            bucket = now_us // max(1, int(p.every_s * 1e6)) if p.every_s > 0 else None
             if reason is None and bucket is not None and bucket != self._last_bucket:
                 reason = REASON_PERIODIC
             if reason is not None:
                 out.append(Keep(scan, scan_id, reason))
                 if bucket is not None:
                     self._last_bucket = bucket
-            else:
+            elif p.on_alarm and p.pre_s > 0:
                 self._ring.append((scan, scan_id))
                 since_us = now_us - int(p.pre_s * 1e6)
                 while self._ring and time_to_us(self._ring[0][0].time) < since_us:
