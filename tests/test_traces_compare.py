@@ -8,6 +8,7 @@ a reference taken before must report that channel's change and no other, and the
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -218,7 +219,10 @@ def test_report_html_renders_in_headless_chromium(
     page_file.write_text(r.text, encoding="utf-8")
     assert "http://" not in r.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium not installed (./scripts/test installs it)")
+        missing = "Debian chromium not installed (./scripts/test installs it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{missing}; CI=true requires it", pytrace=False)
+        pytest.skip(missing)
     png = tmp_path / "report.png"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
