@@ -27,6 +27,7 @@ from api.routes import (
     devices,
     health,
     history,
+    instrument,
     readings,
     references,
     stream,
@@ -141,7 +142,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     app.state.metrics = metrics
 
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (health, devices, readings, history, alarms, stream, control):
+    for module in (health, devices, readings, instrument, history, alarms, stream, control):
         v1.include_router(module.router)
     v1.include_router(traces.router)
     v1.include_router(traces.write_router)
