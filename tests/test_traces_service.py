@@ -142,6 +142,16 @@ def test_trace_at_answers_the_nearest_stored_trace(
     StoredTraceOut.model_validate(body)
     assert _t(body["time"]) == alarm_time and body["reason"] == f"alarm:los:{DARK_CHANNEL}"
     assert len(body["frequency_thz"]) == len(body["power_dbm"]) == 3881
+    long_before = "2020-01-01T00:00:00Z"
+    r = client.get(f"{V1}/devices/sim1/trace", params={"at": long_before})
+    assert r.status_code == 404
+    detail = r.json()["detail"]
+    first = client.get(f"{V1}/devices/sim1/traces").json()["traces"][0]
+    assert "within 300 s" in detail and f"id {first['id']} at {first['time']}" in detail
+    r = client.get(
+        f"{V1}/devices/sim1/trace", params={"at": long_before, "within_s": 10 * 365 * 86400}
+    )
+    assert r.status_code == 200 and r.json()["id"] == first["id"]
     r = client.get(f"{V1}/devices/nope/trace", params={"at": alarm_time.isoformat()})
     assert r.status_code == 404
     r = client.get(f"{V1}/devices/sim1/traces/999999")

@@ -19,6 +19,10 @@ from api.schemas import ReadingOut, TraceOut
 
 router = APIRouter(tags=["readings"], dependencies=[ReadAccess])
 
+#: ``trace?at=``: a stored trace further than this from the time asked is not "that time"
+#: (the service may have been down): 404 naming the nearest ones instead.
+AT_WITHIN_S = 300.0
+
 
 @router.get(
     "/devices/{device_id}/latest",
@@ -52,9 +56,13 @@ async def trace(
         datetime | None,
         Query(description="ISO 8601: the stored trace nearest this time (the trace archive)"),
     ] = None,
+    within_s: Annotated[
+        float,
+        Query(gt=0, le=10 * 365 * 86400, description="with at: how far the nearest may be"),
+    ] = AT_WITHIN_S,
 ) -> Response:
     if at is not None:
-        return await run_in_threadpool(trace_at, service, dev, at)
+        return await run_in_threadpool(trace_at, service, dev, at, within_s)
     cached = dev.trace
     if cached is None and not service.acquisition:
         # A replica: the newest stored trace if it reads a journal, else a 404 naming

@@ -152,23 +152,28 @@ def get_trace(
     return trace_response(_stored(service, dev, trace_id), format)
 
 
-def trace_at(service: Service, dev: DeviceRuntime, at: datetime) -> Response:
-    """The stored trace nearest ``at`` (for ``GET .../trace?at=``), or 404 naming neighbours."""
+def trace_at(
+    service: Service, dev: DeviceRuntime, at: datetime, within_s: float | None = None
+) -> Response:
+    """The stored trace nearest ``at`` (for ``GET .../trace?at=``); 404 naming the nearest
+    ones when none is within ``within_s`` seconds (None: any distance)."""
     archive = archive_of(service, dev)
-    before, after = archive.nearest(dev.id, _utc(at))
+    t = _utc(at)
+    before, after = archive.nearest(dev.id, t)
     options = [i for i in (before, after) if i is not None]
     if not options:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, detail=f"no stored trace of device {dev.id!r}"
         )
-    t = _utc(at)
     best = min(options, key=lambda i: abs((i.time - t).total_seconds()))
-    got = archive.get(best.id, device=dev.id)
-    if got is None:  # pruned between the two reads
+    far = within_s is not None and abs((best.time - t).total_seconds()) > within_s
+    got = None if far else archive.get(best.id, device=dev.id)
+    if got is None:  # too far, or pruned between the two reads
+        nearest = ", ".join(f"id {i.id} at {i.time.isoformat()}" for i in options)
+        window = f" within {within_s:g} s" if within_s is not None else ""
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
-            detail="nearest stored traces: "
-            + ", ".join(f"{i.id} at {i.time.isoformat()}" for i in options),
+            detail=f"no stored trace of {dev.id!r}{window} of {t.isoformat()}; nearest: {nearest}",
         )
     return trace_response(got, "json")
 
