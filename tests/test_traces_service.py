@@ -236,6 +236,10 @@ def test_manual_scan_is_kept(run: tuple[TestClient, Service], alarm_time: dateti
     t = r.json()["time"]
     manual = client.get(f"{V1}/devices/sim1/traces", params={"reason": "manual"}).json()["traces"]
     assert [m["time"] for m in manual] == [t]
+    listed = len(client.get(f"{V1}/devices/sim1/traces?limit=10000").json()["traces"])
+    metrics = client.get("/metrics").text
+    stored = [ln for ln in metrics.splitlines() if ln.startswith("odpm_traces_stored_total ")]
+    assert stored and float(stored[0].split()[1]) >= listed > 1
 
 
 def test_kill_9_leaves_the_journal_and_its_traces_intact(tmp_path: Path) -> None:

@@ -217,6 +217,8 @@ class TraceArchive:
         self._axis_ids: dict[bytes, int] = {}
         self._axes: dict[int, npt.NDArray[np.float64]] = {}
         self._lock = threading.Lock()
+        #: Counters since start (``/metrics``).
+        self.stored = 0
         self.pruned = 0
 
         def create(conn: sqlite3.Connection) -> None:
@@ -312,7 +314,9 @@ class TraceArchive:
             )
             return int(cur.lastrowid or 0)
 
-        return self._write(write)
+        trace_id = self._write(write)
+        self.stored += 1
+        return trace_id
 
     def set_reason(self, trace_id: int, reason: str) -> None:
         self.journal.write(
