@@ -56,6 +56,15 @@ class Keep:
     reason: str
 
 
+@dataclass(slots=True)
+class _Seen:
+    """A recent scan, for a later ``POST .../scan`` to find its ids."""
+
+    scan: TraceScan
+    scan_id: int | None
+    trace_id: int | None = None
+
+
 class TracePolicy:
     """One device's archive decisions (see the module docstring).  Thread-safe."""
 
@@ -68,8 +77,8 @@ class TracePolicy:
         self._post_until_us: int | None = None
         self._post_reason = ""
         self._last_bucket: int | None = None
-        #: (scan, scan id, trace id or None) of the last few scans.
-        self._recent: collections.deque[list[object]] = collections.deque(maxlen=_RECENT)
+        #: The last few scans, with their scan ids and trace ids once kept.
+        self._recent: collections.deque[_Seen] = collections.deque(maxlen=_RECENT)
 
     @property
     def policy(self) -> ArchivePolicy:
@@ -112,24 +121,24 @@ class TracePolicy:
                 since_us = now_us - int(p.pre_s * 1e6)
                 while self._ring and time_to_us(self._ring[0][0].time) < since_us:
                     self._ring.popleft()
-            self._recent.append([scan, scan_id, None])
+            self._recent.append(_Seen(scan, scan_id))
             return out
 
     def kept(self, scan: TraceScan, trace_id: int) -> None:
         """Note that ``scan`` was stored as ``trace_id`` (for a later manual request)."""
         with self._lock:
-            for entry in self._recent:
-                if entry[0] is scan:
-                    entry[2] = trace_id
+            for seen in self._recent:
+                if seen.scan is scan:
+                    seen.trace_id = trace_id
 
     def manual(self, scan: TraceScan) -> tuple[int | None, int | None] | None:
         """(scan id, trace id if already kept) of a recent scan, or None if unknown."""
         with self._lock:
             if not self._policy.on_demand:
                 return None
-            for s, sid, tid in reversed(self._recent):
-                if s is scan:
-                    return sid, tid  # type: ignore[return-value]
+            for seen in reversed(self._recent):
+                if seen.scan is scan:
+                    return seen.scan_id, seen.trace_id
         return None
 
 

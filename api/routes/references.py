@@ -10,6 +10,7 @@ stored trace (default: the newest) with it (:mod:`odpm.compare`).
 from __future__ import annotations
 
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
@@ -146,8 +147,6 @@ def put_reference(
         if body.rbw_ghz is None:
             raise invalid("body", "rbw_ghz", "required with csv (the RBW of each point, GHz)")
         freq, power = _from_csv(body.csv or "")
-        from datetime import UTC, datetime
-
         ref = archive.put_reference(
             dev.id,
             name,

@@ -40,7 +40,6 @@ def add_parser(sub: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from odpm.report import ReportError, render_report
-    from odpm.storage.traces import TraceArchive
 
     settings = load_settings(args.config)
     try:
@@ -53,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
         fmt = suffix if suffix in ("html", "json", "csv") else "html"
     reference = args.reference or settings.archive.policy_for(device.archive).reference
     with open_archive(args) as archive:
-        assert isinstance(archive, TraceArchive)
         try:
             text = render_report(
                 archive,

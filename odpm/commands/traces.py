@@ -13,10 +13,14 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from odpm.commands import Subparsers, add_config_option
 from odpm.config import load_settings
 from odpm.errors import UserError
+
+if TYPE_CHECKING:
+    from odpm.storage.traces import TraceArchive
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -53,7 +57,7 @@ def _iso(text: str) -> datetime:
 
 
 @contextlib.contextmanager
-def open_archive(args: argparse.Namespace) -> Iterator[object]:
+def open_archive(args: argparse.Namespace) -> Iterator[TraceArchive]:
     """The archive in the configured journal; a missing journal is a one-line error."""
     from odpm.storage.journal import JOURNAL_FILE, Journal
     from odpm.storage.traces import TraceArchive
@@ -72,10 +76,7 @@ def open_archive(args: argparse.Namespace) -> Iterator[object]:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from odpm.storage.traces import TraceArchive
-
     with open_archive(args) as archive:
-        assert isinstance(archive, TraceArchive)
         infos = archive.list_traces(
             args.device, start=args.start, end=args.end, reason=args.reason, limit=args.limit
         )
@@ -91,13 +92,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from odpm.storage.traces import TraceArchive
-
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = 0
     with open_archive(args) as archive:
-        assert isinstance(archive, TraceArchive)
         ids = args.id or [
             i.id
             for i in archive.list_traces(
