@@ -12,21 +12,25 @@ Most traces are thrown away; a trace is kept (written to the archive, see
   says, so the spectrum before and after the event can be looked at later;
 * ``on_demand`` and it was taken by ``POST .../scan`` (``manual``).
 
-The ring holds only traces not kept yet, at most :data:`MAX_RING` of them, so it
-costs ``pre_s`` seconds of traces per device in memory (10 traces of 4k points:
-160 kB).  :class:`TracePolicy` is one device's state; :class:`TraceKeeper` applies
-the policies of all devices and writes to the archive; the service calls it on
-its scan path.
+The ring holds only traces not kept yet, at most :data:`MAX_RING` of them, each
+axis once, so it costs ``pre_s`` seconds of levels per device in memory (10 traces
+of 3,881 float32 points: 155 kB).  :class:`TracePolicy` is one device's state;
+:class:`TraceKeeper` applies the policies of all devices and writes to the
+archive; the service calls it on its scan path.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
 
 from odpm.config import ArchiveConfig, ArchivePolicy, DeviceConfig
 from odpm.models import AlarmEvent, TraceScan
@@ -77,6 +81,7 @@ class TracePolicy:
         self._post_until_us: int | None = None
         self._post_reason = ""
         self._last_bucket: int | None = None
+        self._axis: npt.NDArray[np.float64] | None = None
         #: The last few scans, with their scan ids and trace ids once kept.
         self._recent: collections.deque[_Seen] = collections.deque(maxlen=_RECENT)
 
@@ -117,18 +122,30 @@ class TracePolicy:
                 if bucket is not None:
                     self._last_bucket = bucket
             elif p.on_alarm and p.pre_s > 0:
-                self._ring.append((scan, scan_id))
+                self._ring.append((self._share_axis(scan), scan_id))
                 since_us = now_us - int(p.pre_s * 1e6)
                 while self._ring and time_to_us(self._ring[0][0].time) < since_us:
                     self._ring.popleft()
             self._recent.append(_Seen(scan, scan_id))
             return out
 
-    def kept(self, scan: TraceScan, trace_id: int) -> None:
-        """Note that ``scan`` was stored as ``trace_id`` (for a later manual request)."""
+    def _share_axis(self, scan: TraceScan) -> TraceScan:
+        """The scan with the ring's axis array when it is the same axis (drivers build a
+        new one per scan): the ring then holds each axis once, not once per trace."""
+        last = self._axis
+        f = scan.frequency_thz
+        if last is not None and last is not f and last.shape == f.shape and np.array_equal(last, f):
+            return dataclasses.replace(scan, frequency_thz=last)
+        self._axis = f
+        return scan
+
+    def kept(self, keep: Keep, trace_id: int) -> None:
+        """Note that ``keep`` was stored as ``trace_id`` (for a later manual request); by
+        scan id when it has one (the ring holds copies sharing one axis array)."""
         with self._lock:
             for seen in self._recent:
-                if seen.scan is scan:
+                same_id = keep.scan_id is not None and seen.scan_id == keep.scan_id
+                if same_id or seen.scan is keep.scan:
                     seen.trace_id = trace_id
 
     def manual(self, scan: TraceScan) -> tuple[int | None, int | None] | None:
@@ -172,7 +189,7 @@ class TraceKeeper:
         ids = []
         for keep in policy.on_scan(scan, scan_id, alarms):
             tid = self._store(device.id, keep, identity)
-            policy.kept(keep.scan, tid)
+            policy.kept(keep, tid)
             ids.append(tid)
         return ids
 
@@ -189,8 +206,9 @@ class TraceKeeper:
         if trace_id is not None:
             self.archive.set_reason(trace_id, REASON_MANUAL)
             return trace_id
-        tid = self._store(device.id, Keep(scan, scan_id, REASON_MANUAL), identity)
-        policy.kept(scan, tid)
+        keep = Keep(scan, scan_id, REASON_MANUAL)
+        tid = self._store(device.id, keep, identity)
+        policy.kept(keep, tid)
         return tid
 
     def _store(self, device_id: str, keep: Keep, identity: str | None) -> int:

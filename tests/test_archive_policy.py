@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from odpm.alarms import DeviationAlarm
-from odpm.archive import MAX_RING, TracePolicy
+from odpm.archive import MAX_RING, Keep, TracePolicy
 from odpm.config import AlarmConfig, ArchiveConfig, ArchivePolicy, ArchivePolicyOverride
 from odpm.grid import ChannelPlan
 from odpm.models import AlarmEvent, AlarmKind, TraceScan
@@ -69,7 +69,7 @@ def test_manual_finds_recent_scans_and_honours_on_demand() -> None:
     scan = _scan(1)
     policy.on_scan(scan, 41, [])
     assert policy.manual(scan) == (41, None)
-    policy.kept(scan, 7)
+    policy.kept(Keep(scan, 41, "periodic"), 7)
     assert policy.manual(scan) == (41, 7)
     assert policy.manual(_scan(2)) is None
     policy.set_policy(ArchivePolicy(on_demand=False))
@@ -98,3 +98,16 @@ def test_deviation_raises_and_clears_with_hysteresis() -> None:
     assert step([-21.5, -20.0, -20.0, -10.0]) == [(1, True)]
     # Switched off: what was raised clears.
     assert step([-21.5, -20.0, -20.0, -10.0], AlarmConfig()) == [(1, False)]
+
+
+def test_ring_holds_one_axis_array_for_equal_axes() -> None:
+    policy = TracePolicy(ArchivePolicy(every_s=0, pre_s=100))
+    scans = [
+        TraceScan("d", T0 + timedelta(seconds=t), AXIS.copy(), np.zeros(50), 6.25) for t in range(5)
+    ]
+    for k, s in enumerate(scans):
+        policy.on_scan(s, k, [])
+    kept = policy.on_scan(_scan(5), 5, [_los(5)])
+    assert len(kept) == 6
+    axes = {id(k.scan.frequency_thz) for k in kept[:-1]}
+    assert len(axes) == 1 and np.array_equal(kept[0].scan.frequency_thz, AXIS)
