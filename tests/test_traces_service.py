@@ -30,6 +30,7 @@ from api.routes.traces import StoredTraceOut, TraceListOut
 from drivers.odpm96 import Odpm96
 from drivers.transport import open_transport
 from odpm.config import ArchiveConfig, DeviceConfig, Settings, StorageConfig
+from odpm.report import Report
 from odpm.service import Service
 from odpm.storage.journal import time_to_us
 from odpm.storage.tracecodec import decode_levels
@@ -345,6 +346,24 @@ def test_kill_9_leaves_the_journal_and_its_traces_intact(tmp_path: Path) -> None
         cwd=REPO,
     )
     assert len(json.loads(analysed.stdout)["channels"]) == 80
+    report_json = tmp_path / "report.json"
+    subprocess.run(
+        [sys.executable, "-m", "odpm", "report", "sim1", "--data-dir", data,
+         "--out", str(report_json)],
+        capture_output=True, text=True, timeout=60, check=True, cwd=REPO,
+    )  # fmt: skip
+    report = Report.model_validate_json(report_json.read_text())
+    assert report.trace.device == "sim1" and len(report.channels) == 80
+    html_out = subprocess.run(
+        [sys.executable, "-m", "odpm", "report", "sim1", "--data-dir", data],
+        capture_output=True, text=True, timeout=60, check=True, cwd=REPO,
+    )  # fmt: skip
+    assert html_out.stdout.startswith("<!DOCTYPE html>") and "<svg" in html_out.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "odpm", "report", "sim1", "--data-dir", data, "--trace-id", "0"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "no stored trace 0" in bad.stderr
     bad = subprocess.run(
         [sys.executable, "-m", "odpm", "traces", "list", "sim1", "--data-dir", str(tmp_path / "x")],
         capture_output=True,
