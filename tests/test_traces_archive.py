@@ -127,3 +127,22 @@ def test_retention_prunes_oldest_first_and_keeps_active_alarm_traces(journal: Jo
     archive.retention_days = 1 / 24 / 60  # one minute
     journal.run_maintenance()
     assert [i.id for i in archive.list_traces("d1")] == [ids[0]]
+
+
+def test_a_journal_from_before_the_archive_gains_its_tables(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with Journal(path, maintenance_interval_s=3600, forwarding=False) as old:
+        scan_id = old.append(make_reading("d", T0, 1))
+    with sqlite3.connect(path) as c:
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "traces" not in tables  # the journal alone does not make them
+    with Journal(path, maintenance_interval_s=3600, forwarding=False) as j:
+        archive = TraceArchive(j)
+        f, p = _sim_trace()
+        tid = archive.store(
+            device="d", time=T0, frequency_thz=f, power_dbm=p, rbw_ghz=6.25, reason="manual",
+            scan_id=scan_id,
+        )  # fmt: skip
+        got = archive.get(tid)
+        assert got is not None and got.info.scan_id == scan_id
+        assert j.latest("d") is not None  # the readings are still there

@@ -246,3 +246,19 @@ def test_report_html_renders_in_headless_chromium(
     assert len(colours) > 50
     non_white = sum(n for n, c in colours if c != (255, 255, 255))
     assert non_white > 0.05 * img.width * img.height
+
+
+def test_archive_policy_through_the_api(run: tuple[TestClient, Service]) -> None:
+    client, service = run
+    got = client.get(f"{V1}/devices/sim1/archive").json()
+    assert got["every_s"] == 0.5 and got["reference"] == "golden"
+    assert client.put(f"{V1}/devices/sim1/archive", json={"every_s": 5}).status_code == 401
+    r = client.put(f"{V1}/devices/sim1/archive", json={"every_s": 5, "pre_s": 2}, headers=AUTH)
+    assert r.status_code == 200
+    assert (r.json()["every_s"], r.json()["pre_s"], r.json()["reference"]) == (5.0, 2.0, "golden")
+    assert service.traces is not None
+    assert service.traces.policy(service.devices["sim1"].config).policy.every_s == 5.0
+    r = client.put(f"{V1}/devices/sim1/archive", json={"every_s": -1}, headers=AUTH)
+    assert r.status_code == 422 and "every_s" in r.text
+    r = client.put(f"{V1}/devices/sim1/archive", json={"every_s": 0.5, "pre_s": 10}, headers=AUTH)
+    assert r.status_code == 200
