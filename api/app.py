@@ -35,7 +35,9 @@ from api.routes import (
     instrument,
     named_errors,
     readings,
+    references,
     stream,
+    traces,
 )
 from odpm import __version__
 from odpm.metrics import ServiceMetrics
@@ -162,6 +164,10 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     v1 = APIRouter(prefix=API_PREFIX)
     for module in (health, devices, readings, instrument, history, alarms, stream, control):
         v1.include_router(module.router)
+    v1.include_router(traces.router)
+    v1.include_router(traces.write_router)
+    v1.include_router(references.router)
+    v1.include_router(references.write_router)
     app.include_router(v1)
 
     @app.get("/metrics", include_in_schema=False, dependencies=[MetricsAccess])

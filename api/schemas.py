@@ -28,6 +28,7 @@ AlarmKindValue = Literal[
     "offset_high",
     "total_power_low",
     "total_power_high",
+    "deviation",
 ]
 assert set(get_args(QualityLabel)) == {q.label for q in Quality}
 assert set(get_args(AlarmKindValue)) == {k.value for k in AlarmKind}
@@ -246,6 +247,9 @@ class ThresholdsIO(StrictIn):
         None,
         description="Per-channel overrides, keyed by channel number.",
         json_schema_extra={"propertyNames": {"pattern": CHANNEL_KEY_PATTERN}},
+    )
+    deviation_db: float | None = Field(
+        None, gt=0, le=60, description="power change from the default reference trace (dB)"
     )
 
     @classmethod
