@@ -41,6 +41,7 @@ from odpm.config import AlarmConfig, DeviceConfig, InfluxConfig, Settings, Stora
 from odpm.grid import ChannelPlan
 from odpm.live import Broadcaster
 from odpm.models import AlarmEvent, Mode, RawScan, Reading, TraceScan
+from odpm.summary import reading_summary
 
 if TYPE_CHECKING:
     # Imported where used at run time: the CLI imports this module for every
@@ -483,6 +484,8 @@ class Service:
     def _publish(self, device_id: str, reading: Reading) -> None:
         try:
             self.broadcaster.publish(device_id, "reading", reading.to_dict)
+            # The all-devices stream carries summaries (see odpm.summary).
+            self.broadcaster.publish(device_id, "summary", lambda: reading_summary(reading))
             for event in reading.alarms:
                 self.broadcaster.publish(device_id, "alarm", event.to_dict)
         except Exception:
