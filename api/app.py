@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client import Histogram as _Histogram
 
+from api.console import mount_console
 from api.routes import alarms, control, devices, health, history, readings, stream
 from odpm import __version__
 from odpm.metrics import ServiceMetrics
@@ -125,6 +126,9 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
         description="Acquisition service for ODPM-96 optical channel performance monitors: "
         "devices, latest readings and traces, history, alarms, live streams, control.",
         lifespan=lifespan,
+        # Served from local files by api.console (FastAPI's own pages use a CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
     metrics = ServiceMetrics(service)
@@ -134,6 +138,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     for module in (health, devices, readings, history, alarms, stream, control):
         v1.include_router(module.router)
     app.include_router(v1)
+    mount_console(app)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
