@@ -24,7 +24,8 @@ export class ControlPanel {
 
   setDevice(device) {
     this.device = device;
-    this.render();
+    // Not while someone is typing in the form (the device is re-read every 5 s).
+    if (!this.container.contains(document.activeElement)) this.render();
   }
 
   setThresholds(body) {
@@ -33,6 +34,7 @@ export class ControlPanel {
   }
 
   say(text, ok = true) {
+    this.message = { text, ok };
     const out = this.container.querySelector(".control-result");
     if (out) {
       out.textContent = text;
@@ -90,7 +92,8 @@ export class ControlPanel {
         el("button", { type: "submit", disabled }, "Apply"),
       ),
       this.thresholdForm(disabled),
-      el("p", { class: "control-result" }),
+      el("p", { class: `control-result ${this.message && this.message.ok ? "ok" : "error"}` },
+        this.message ? this.message.text : ""),
     );
     this.container.replaceChildren(...children);
   }
