@@ -24,6 +24,7 @@ from tests.support.console import (
     ConsoleServer,
     chromium_path,
     console_server,
+    run_soak,
 )
 from tests.support.waiting import wait_for
 
@@ -249,3 +250,46 @@ def test_console_files_ship_in_the_package() -> None:
     for name in ("index.html", "console.css", "js/main.js", "vendor/uplot/uPlot.esm.js"):
         assert (WEB_DIR / name).is_file(), name
     assert Path(WEB_DIR / "vendor/VERSIONS.txt").read_text().count("\n") >= 3
+
+
+def _sse_events(server: ConsoleServer, path: str, count: int) -> list[tuple[str, Any]]:
+    """The first ``count`` events of an SSE route, parsed."""
+    events: list[tuple[str, Any]] = []
+    with server.http.stream("GET", path, timeout=30.0) as resp:
+        assert resp.status_code == 200
+        name = "message"
+        for line in resp.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((name, json.loads(line.split(":", 1)[1])))
+                if len(events) >= count:
+                    break
+    return events
+
+
+def test_summary_stream_carries_every_device_without_channels(server: ConsoleServer) -> None:
+    events = _sse_events(server, "/api/v1/stream", 6)
+    summaries = [data for name, data in events if name == "summary"]
+    # The latest of each device first, then one per scan.
+    assert {s["device"] for s in summaries[:2]} == {"sim1", "sim2"}
+    latest = server.http.get("/api/v1/devices/sim1/latest").json()
+    for s in summaries:
+        assert "channels" in s and isinstance(s["channels"], int)  # a count, not the list
+        assert s["channels"] == len(latest["channels"]) == 80
+        assert set(s) >= {"total_power_dbm", "lit_channels", "min_osnr_db", "tilt_db", "alarms"}
+        assert len(json.dumps(s)) < 1000
+    assert {name for name, _ in events} <= {"summary", "alarm"}
+
+
+def test_device_stream_does_not_carry_summaries(server: ConsoleServer) -> None:
+    events = _sse_events(server, "/api/v1/devices/sim1/stream", 3)
+    assert [name for name, _ in events] == ["reading"] * 3
+    assert all(len(data["channels"]) == 80 for _, data in events)
+
+
+def test_short_soak_heap_stays_within_20_percent(browser: Any, server: ConsoleServer) -> None:
+    """90 s of a 17,000-point spectrum at 1 scan/s (bench/console_soak.py runs 10 min)."""
+    result = run_soak(browser, server, baseline_s=30, total_s=90, report=print)
+    assert result.frames >= 20  # it really was redrawing (about 1/s; generous on a busy box)
+    assert result.ratio <= 1.20, (result.heap_baseline_bytes, result.heap_end_bytes)

@@ -114,3 +114,33 @@ def test_queue_size_must_be_positive() -> None:
             Broadcaster().subscribe("d", maxsize=-1)
 
     asyncio.run(main())
+
+
+def test_subscriptions_receive_only_their_event_types_and_nothing_is_encoded_for_others() -> None:
+    async def main() -> tuple[list[str], list[str], list[str]]:
+        b = Broadcaster()
+        b.bind(asyncio.get_running_loop())
+        summaries = b.subscribe(None, events=frozenset({"summary"}))
+        readings = b.subscribe("d1", events=frozenset({"reading"}))
+        encoded: list[str] = []
+
+        def payload(kind: str) -> Callable[[], dict[str, str]]:
+            def make() -> dict[str, str]:
+                encoded.append(kind)
+                return {"kind": kind}
+
+            return make
+
+        assert b.has_listeners("d1", "summary") and not b.has_listeners("d1", "alarm")
+        for kind in ("reading", "summary", "alarm"):
+            b.publish("d1", kind, payload(kind))
+        await asyncio.sleep(0.05)
+        got_s = [e.event for e in await _drain(summaries.get, 1)]
+        got_r = [e.event for e in await _drain(readings.get, 1)]
+        assert not summaries._queue and not readings._queue
+        return got_s, got_r, encoded
+
+    got_s, got_r, encoded = asyncio.run(main())
+    assert got_s == ["summary"]
+    assert got_r == ["reading"]
+    assert encoded == ["reading", "summary"]  # the alarm had no listener: never encoded

@@ -148,3 +148,86 @@ def upsampled_trace(body: bytes, points: int) -> dict[str, Any]:
     trace["frequency_thz"] = np.round(fine, 6).tolist()
     trace["power_dbm"] = np.round(out, 3).tolist()
     return dict(trace)
+
+
+@dataclass
+class SoakResult:
+    heap_baseline_bytes: int
+    heap_end_bytes: int
+    frames: int
+    seconds: float
+
+    @property
+    def ratio(self) -> float:
+        return self.heap_end_bytes / self.heap_baseline_bytes
+
+
+def run_soak(
+    browser: Any,
+    server: ConsoleServer,
+    *,
+    baseline_s: float,
+    total_s: float,
+    trace_points: int = 17_000,
+    device: str = "sim1",
+    report: Any = None,
+) -> SoakResult:
+    """Keep the device view of ``device`` open for ``total_s`` at the service's 1 scan/s,
+    every spectrum resampled to ``trace_points``; the JS heap (after a forced GC) at
+    ``baseline_s`` and at the end.
+
+    Uses ``page.wait_for_timeout`` (not ``time.sleep``) so that Playwright keeps
+    serving the route that resamples the traces.
+    """
+    import json
+    import time
+
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    frames = 0
+
+    def resample(route: Any) -> None:
+        nonlocal frames
+        resp = route.fetch()
+        if resp.status != 200:
+            route.fulfill(response=resp)
+            return
+        body = json.dumps(upsampled_trace(resp.body(), trace_points), separators=(",", ":"))
+        frames += 1
+        route.fulfill(response=resp, body=body)
+
+    try:
+        page = context.new_page()
+        page.route("**/api/v1/devices/*/trace", resample)
+        page.goto(f"{server.base_url}/#/device/{device}")
+        page.wait_for_function(
+            f"document.querySelector('#spectrum').dataset.points == '{trace_points}'",
+            timeout=60_000,
+        )
+        cdp = context.new_cdp_session(page)
+        started = time.monotonic()
+
+        def wait_until(t: float) -> None:
+            while (left := t - (time.monotonic() - started)) > 0:
+                page.wait_for_timeout(min(left, 5.0) * 1000)
+
+        wait_until(baseline_s)
+        baseline = js_heap_used_bytes(cdp)
+        frames_at_baseline = frames
+        if report:
+            report(f"heap after {baseline_s:g} s: {baseline / 1e6:.2f} MB")
+        wait_until(total_s)
+        end = js_heap_used_bytes(cdp)
+        # The page must still be drawing the full trace, live.
+        points = page.evaluate("document.querySelector('#spectrum').dataset.points")
+        if points != str(trace_points):
+            raise AssertionError(f"the spectrum shows {points} points, not {trace_points}")
+        result = SoakResult(baseline, end, frames - frames_at_baseline, total_s - baseline_s)
+        if report:
+            report(
+                f"heap after {total_s:g} s: {end / 1e6:.2f} MB; ratio end/baseline "
+                f"{result.ratio:.3f}; {result.frames} spectra of {trace_points} points drawn "
+                f"in {result.seconds:g} s ({result.frames / result.seconds:.2f}/s)"
+            )
+        return result
+    finally:
+        context.close()
