@@ -41,20 +41,23 @@ def main() -> int:
         return 2
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as tmp, console_server(Path(tmp)) as server:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-            try:
-                result = run_soak(
-                    browser,
-                    server,
-                    baseline_s=args.baseline_s,
-                    total_s=args.minutes * 60,
-                    trace_points=args.points,
-                    report=print,
-                )
-            finally:
-                browser.close()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        console_server(Path(tmp)) as server,
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            result = run_soak(
+                browser,
+                server,
+                baseline_s=args.baseline_s,
+                total_s=args.minutes * 60,
+                trace_points=args.points,
+                report=print,
+            )
+        finally:
+            browser.close()
     verdict = "ok" if result.ratio <= MAX_HEAP_RATIO else "FAIL"
     print(f"heap ratio {result.ratio:.3f} (target <= {MAX_HEAP_RATIO}): {verdict}")
     return 0 if verdict == "ok" else 1

@@ -36,7 +36,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 API_KEY = "console-test-key"
-MISSING_CHROMIUM = "chromium not installed (Debian: apt-get install chromium; ./scripts/test does it)"
+MISSING_CHROMIUM = (
+    "chromium not installed (Debian: apt-get install chromium; ./scripts/test does it)"
+)
 
 
 def chromium_path() -> str | None:
@@ -81,8 +83,10 @@ class ConsoleServer:
 
 
 @contextlib.contextmanager
-def console_server(tmp: Path, extra_args: tuple[str, ...] = ()) -> Iterator[ConsoleServer]:
-    """``odpm serve --simulate 2`` (trace mode, 1 scan/s) until the block ends."""
+def console_server(
+    tmp: Path, extra_args: tuple[str, ...] = (), *, devices: int = 2
+) -> Iterator[ConsoleServer]:
+    """``odpm serve --simulate N`` (trace mode, 1 scan/s) until the block ends."""
     port = free_port()
     digest = hashlib.sha256(API_KEY.encode()).hexdigest()
     config = tmp / "odpm.toml"
@@ -91,7 +95,7 @@ def console_server(tmp: Path, extra_args: tuple[str, ...] = ()) -> Iterator[Cons
     )
     cmd = [
         sys.executable, "-m", "odpm", "serve", "--config", str(config),
-        "--simulate", "2", "--port", str(port), *extra_args,
+        "--simulate", str(devices), "--port", str(port), *extra_args,
     ]  # fmt: skip
     log_path = tmp / "serve.log"
     log = log_path.open("wb")
