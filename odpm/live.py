@@ -25,6 +25,9 @@ from typing import Any
 #: Per-client queue length by default: a few seconds of readings at 1 Hz for
 #: several devices, small enough that a stalled client costs little memory.
 DEFAULT_QUEUE_SIZE = 64
+#: Event types a subscription receives only when it names them: per-scan summaries
+#: are for the all-devices stream, not for a device's own stream of full readings.
+OPT_IN_EVENTS = frozenset({"summary"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,7 @@ class Subscription:
         if maxsize < 1:
             raise ValueError(f"queue size must be at least 1, got {maxsize}")
         self.device_id = device_id
-        #: Event types this client receives (None: all of them).
+        #: Event types this client receives (None: all but :data:`OPT_IN_EVENTS`).
         self.events = events
         self._queue: collections.deque[LiveEvent] = collections.deque(maxlen=maxsize)
         self._ready = asyncio.Event()
@@ -88,9 +91,9 @@ class Subscription:
 
     def wants(self, device_id: str, event: str) -> bool:
         """Whether an ``event`` of ``device_id`` belongs in this client's queue."""
-        return (self.device_id is None or self.device_id == device_id) and (
-            self.events is None or event in self.events
-        )
+        if self.device_id is not None and self.device_id != device_id:
+            return False
+        return event not in OPT_IN_EVENTS if self.events is None else event in self.events
 
     async def __aiter__(self) -> AsyncIterator[LiveEvent]:
         while (event := await self.get()) is not None:
@@ -123,7 +126,8 @@ class Broadcaster:
         events: frozenset[str] | None = None,
     ) -> Subscription:
         """A new client queue for one device (or all when ``device_id`` is None),
-        receiving only the event types in ``events`` (all when None).
+        receiving only the event types in ``events`` (when None: every type but
+        :data:`OPT_IN_EVENTS`).
 
         Must be called on the bound event loop.
         """

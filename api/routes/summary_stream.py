@@ -1,0 +1,53 @@
+"""The all-devices live stream: per-scan summaries for overviews (``GET /api/v1/stream``).
+
+One connection for 300 devices instead of 300 device streams, and a summary is
+~300 bytes where a full reading is ~10 kB (:func:`odpm.summary.reading_summary`).
+Summaries are opt-in events of the broadcaster (:data:`odpm.live.OPT_IN_EVENTS`),
+encoded only while someone listens here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from api.deps import ReadAccess, ServiceDep
+from api.routes import json_error_responses
+from api.schemas import SummaryOut
+from odpm.summary import reading_summary
+
+router = APIRouter(tags=["stream"], dependencies=[ReadAccess])
+
+#: What the all-devices stream carries (``gap`` comes from the subscription itself).
+SUMMARY_EVENTS = frozenset({"summary", "alarm"})
+
+
+@router.get(
+    "/stream",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "model": SummaryOut,
+            "description": "Server-Sent Events; the data of each `summary` event is a "
+            "SummaryOut, of each `alarm` event an AlarmEventOut.",
+        },
+        **json_error_responses(401, 403),
+    },
+)
+async def summary_stream(service: ServiceDep) -> AsyncIterator[ServerSentEvent]:
+    """Every device at once: ``summary`` (each device's latest first, then one per
+    scan: scan-level values and the scan's alarm events, no channels), ``alarm``, ``gap``."""
+    sub = service.broadcaster.subscribe(None, events=SUMMARY_EVENTS)
+    try:
+        for dev in list(service.devices.values()):
+            cached = dev.latest
+            if cached is not None:
+                data = json.dumps(reading_summary(cached.value), allow_nan=False)
+                yield ServerSentEvent(raw_data=data, event="summary")
+        async for event in sub:
+            yield ServerSentEvent(raw_data=event.data, event=event.event)
+    finally:
+        service.broadcaster.unsubscribe(sub)
