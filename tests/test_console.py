@@ -291,3 +291,39 @@ def test_short_soak_heap_stays_within_20_percent(browser: Any, server: ConsoleSe
     result = run_soak(browser, server, baseline_s=30, total_s=90, report=print)
     assert result.frames >= 20  # it really was redrawing (about 1/s; generous on a busy box)
     assert result.ratio <= 1.20, (result.heap_baseline_bytes, result.heap_end_bytes)
+
+
+def test_page_shows_the_outage_and_reconnects_after_a_service_restart(
+    browser: Any, tmp_path: Path
+) -> None:
+    """Stop the service under an open device view, start it again on the same port."""
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+    context = browser.new_context()
+    try:
+        with console_server(tmp_path / "first") as first:
+            port = int(first.base_url.rsplit(":", 1)[1])
+            p = context.new_page()
+            p.goto(first.base_url + "/#/device/sim1")
+            p.wait_for_function("document.querySelector('#connection').textContent === 'live'")
+            p.wait_for_function("Number(document.querySelector('#spectrum').dataset.points) > 0")
+        # The service is gone: the page says so, and marks its data stale.
+        p.wait_for_function(
+            "document.querySelector('#connection').className.includes('conn-down')",
+            timeout=30_000,
+        )
+        p.wait_for_selector("#stale-banner:not([hidden])", timeout=30_000)
+        restarted_ms = time.time() * 1000
+        with console_server(tmp_path / "second", port=port):
+            p.wait_for_function(
+                "document.querySelector('#connection').textContent === 'live'", timeout=30_000
+            )
+            # Readings of the new process arrive, and the banner goes away.
+            p.wait_for_function(
+                "Date.parse(document.querySelector('#device').dataset.readingTime)"
+                f" > {restarted_ms}",
+                timeout=30_000,
+            )
+            p.wait_for_selector("#stale-banner[hidden]", state="attached", timeout=30_000)
+    finally:
+        context.close()

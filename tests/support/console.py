@@ -84,10 +84,10 @@ class ConsoleServer:
 
 @contextlib.contextmanager
 def console_server(
-    tmp: Path, extra_args: tuple[str, ...] = (), *, devices: int = 2
+    tmp: Path, extra_args: tuple[str, ...] = (), *, devices: int = 2, port: int | None = None
 ) -> Iterator[ConsoleServer]:
     """``odpm serve --simulate N`` (trace mode, 1 scan/s) until the block ends."""
-    port = free_port()
+    port = port or free_port()
     digest = hashlib.sha256(API_KEY.encode()).hexdigest()
     config = tmp / "odpm.toml"
     config.write_text(

@@ -141,6 +141,7 @@ export class DeviceView {
   }
 
   showSummary(r) {
+    $("#device").dataset.readingTime = r.time;
     $("#sum-total").textContent = fmt(r.total_power_dbm, 2, "dBm");
     $("#sum-lit").textContent = `${r.lit_channels} / ${r.channels.length}`;
     $("#sum-osnr").textContent = fmt(r.min_osnr_db, 1, "dB");
