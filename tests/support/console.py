@@ -84,14 +84,21 @@ class ConsoleServer:
 
 @contextlib.contextmanager
 def console_server(
-    tmp: Path, extra_args: tuple[str, ...] = (), *, devices: int = 2, port: int | None = None
+    tmp: Path,
+    extra_args: tuple[str, ...] = (),
+    *,
+    devices: int = 2,
+    port: int | None = None,
+    extra_config: str = "",
 ) -> Iterator[ConsoleServer]:
-    """``odpm serve --simulate N`` (trace mode, 1 scan/s) until the block ends."""
+    """``odpm serve --simulate N`` (trace mode, 1 scan/s) until the block ends;
+    ``extra_config`` is appended to its config file (more ``[[devices]]``)."""
     port = port or free_port()
     digest = hashlib.sha256(API_KEY.encode()).hexdigest()
     config = tmp / "odpm.toml"
     config.write_text(
         f'[api]\napi_key_sha256 = ["{digest}"]\n[storage]\ndata_dir = "{tmp / "data"}"\n'
+        + extra_config
     )
     cmd = [
         sys.executable, "-m", "odpm", "serve", "--config", str(config),
@@ -104,7 +111,7 @@ def console_server(
     server = ConsoleServer(proc, f"http://127.0.0.1:{port}", log_path)
     try:
 
-        def both_scanning() -> bool:
+        def all_scanning() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"odpm serve exited: {log_path.read_text()[-2000:]}")
             r = server.http.get("/api/v1/devices")
@@ -112,7 +119,7 @@ def console_server(
                 d["state"] == "running" and d["counters"]["scans"] > 0 for d in r.json()
             )
 
-        wait_for(both_scanning, 60, "both simulated devices scanning")
+        wait_for(all_scanning, 60 + extra_config.count("[[devices]]") / 2, "every device scanning")
         yield server
     finally:
         server.http.close()

@@ -20,6 +20,8 @@ export class Overview {
     this.rows = new Map();
     this.dirty = new Set();
     this.frame = 0;
+    this.counts = new Map(); // device -> active alarms by severity
+    this.received = 0; // summaries received (shown as data-summaries, for benchmarks)
   }
 
   setDevices(list) {
@@ -38,10 +40,19 @@ export class Overview {
 
   setActiveAlarms(list) {
     this.active = new Map(list.map((e) => [`${e.device}/${alarmKey(e)}`, e]));
+    this.counts = new Map();
+    for (const e of this.active.values()) this.count(e.device, severity(e.kind), 1);
     for (const id of this.rows.keys()) this.touch(id);
   }
 
+  count(device, sev, delta) {
+    let c = this.counts.get(device);
+    if (!c) this.counts.set(device, (c = { critical: 0, major: 0, minor: 0 }));
+    c[sev] += delta;
+  }
+
   summary(s) {
+    this.received++;
     this.summaries.set(s.device, s);
     for (const e of s.alarms || []) this.alarm(e);
     this.touch(s.device);
@@ -49,8 +60,14 @@ export class Overview {
 
   alarm(e) {
     const key = `${e.device}/${alarmKey(e)}`;
-    if (e.active) this.active.set(key, e);
-    else this.active.delete(key);
+    const had = this.active.has(key);
+    if (e.active && !had) {
+      this.active.set(key, e);
+      this.count(e.device, severity(e.kind), 1);
+    } else if (!e.active && had) {
+      this.active.delete(key);
+      this.count(e.device, severity(e.kind), -1);
+    }
     this.touch(e.device);
   }
 
@@ -59,9 +76,10 @@ export class Overview {
     if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
   }
 
-  /** Ages tick even without new data. */
+  /** Once a second: ages and staleness only (the rest changes with data). */
   tick() {
-    for (const id of this.rows.keys()) this.touch(id);
+    const now = Date.now();
+    for (const [id, r] of this.rows) this.renderAge(id, r, now);
   }
 
   flush() {
@@ -69,6 +87,7 @@ export class Overview {
     for (const id of this.dirty) this.render(id);
     this.dirty.clear();
     this.renderTotals();
+    this.table.dataset.summaries = String(this.received);
   }
 
   /** One line above the table: devices by state, active alarms by severity. */
@@ -78,7 +97,10 @@ export class Overview {
     const states = {};
     for (const d of this.devices.values()) states[d.state] = (states[d.state] || 0) + 1;
     const sev = { critical: 0, major: 0, minor: 0 };
-    for (const e of this.active.values()) sev[severity(e.kind)]++;
+    for (const c of this.counts.values()) for (const k of SEVERITIES) sev[k] += c[k];
+    const key = JSON.stringify([this.devices.size, states, sev]);
+    if (key === this.totalsKey) return;
+    this.totalsKey = key;
     out.replaceChildren(
       el("span", {}, `${this.devices.size} devices: `),
       ...Object.entries(states).map(([s, n]) => el("span", { class: `state state-${s}` }, `${n} ${s}`)),
@@ -111,28 +133,42 @@ export class Overview {
     return r;
   }
 
+  renderAge(id, r, now) {
+    const d = this.devices.get(id);
+    const s = this.summaries.get(id);
+    const last = s ? s.time : d && d.last_scan_time;
+    setText(r.age, age(last, now));
+    const staleS = Math.max(10, 3 * ((d && d.interval_s) || 1));
+    r.tr.classList.toggle("stale", !last || (now - Date.parse(last)) / 1000 > staleS);
+  }
+
   render(id) {
     const d = this.devices.get(id);
     if (!d) return;
     const s = this.summaries.get(id);
     const r = this.row(id);
-    r.state.textContent = d.state;
+    setText(r.state, d.state);
     r.state.className = `state state-${d.state}`;
-    const last = s ? s.time : d.last_scan_time;
-    r.age.textContent = age(last);
-    const staleS = Math.max(10, 3 * (d.interval_s || 1));
-    r.tr.classList.toggle("stale", !last || (Date.now() - Date.parse(last)) / 1000 > staleS);
-    r.mode.textContent = d.mode;
-    r.total.textContent = fmt(s && s.total_power_dbm, 2);
-    r.lit.textContent = s ? `${s.lit_channels}/${s.channels}` : "—";
-    r.osnr.textContent = fmt(s && s.min_osnr_db, 1);
-    r.tilt.textContent = fmt(s && s.tilt_db, 2);
-    const counts = { critical: 0, major: 0, minor: 0 };
-    for (const e of this.active.values()) if (e.device === id) counts[severity(e.kind)]++;
-    r.alarms.replaceChildren(
-      ...SEVERITIES.filter((k) => counts[k]).map((k) =>
-        el("span", { class: `chip sev-${k}`, title: `${counts[k]} ${k}` }, `${counts[k]} ${k}`)),
-    );
-    r.tr.dataset.alarms = String(counts.critical + counts.major + counts.minor);
+    this.renderAge(id, r, Date.now());
+    setText(r.mode, d.mode);
+    setText(r.total, fmt(s && s.total_power_dbm, 2));
+    setText(r.lit, s ? `${s.lit_channels}/${s.channels}` : "—");
+    setText(r.osnr, fmt(s && s.min_osnr_db, 1));
+    setText(r.tilt, fmt(s && s.tilt_db, 2));
+    const counts = this.counts.get(id) || { critical: 0, major: 0, minor: 0 };
+    const key = SEVERITIES.map((k) => counts[k]).join("/");
+    if (r.alarmKey !== key) {
+      r.alarmKey = key;
+      r.alarms.replaceChildren(
+        ...SEVERITIES.filter((k) => counts[k]).map((k) =>
+          el("span", { class: `chip sev-${k}`, title: `${counts[k]} ${k}` }, `${counts[k]} ${k}`)),
+      );
+      r.tr.dataset.alarms = String(counts.critical + counts.major + counts.minor);
+    }
   }
+}
+
+/** Change a node's text only when it differs (no needless layout work). */
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
 }

@@ -89,11 +89,11 @@ export class LiveStream {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
-      buffer += value;
-      let nl;
-      while ((nl = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, nl).replace(/\r$/, "");
-        buffer = buffer.slice(nl + 1);
+      // Split once per chunk (a chunk may hold hundreds of events at 300 devices).
+      const lines = (buffer + value).split("\n");
+      buffer = lines.pop();
+      for (const raw of lines) {
+        const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
         if (line === "") {
           if (data.length) this.dispatch(event, data.join("\n"));
           event = "message";
