@@ -57,7 +57,7 @@ export class ArchivePanel {
     this.list.replaceChildren(
       ...this.items.slice(0, 200).map((item) =>
         el("li", {}, el("a", { href: "#", onclick: (ev) => { ev.preventDefault(); this.pick(item); } },
-          localTime(item.time)))),
+          localTime(item.time)), item.reason ? el("span", { class: "hint" }, ` ${item.reason}`) : null)),
     );
   }
 
