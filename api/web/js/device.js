@@ -209,9 +209,14 @@ export class DeviceView {
     $("#device").classList.toggle("paused", this.paused);
   }
 
+  /** Overlay a stored trace (null: remove the overlay). */
   showReference(trace, item) {
     this.spectrum.setReference(trace);
-    $("#spectrum-note").textContent = `reference: stored trace of ${new Date(item.time).toLocaleString()}`;
+    $("#reference-note").hidden = trace == null;
+    if (trace) {
+      const why = item.reason ? ` (${item.reason})` : "";
+      $("#reference-label").textContent = `reference: stored trace of ${new Date(item.time).toLocaleString()}${why}`;
+    }
     if (this.reading) this.fetchTrace(this.reading);
   }
 

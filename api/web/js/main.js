@@ -111,6 +111,7 @@ $("#key-forget").addEventListener("click", () => {
 
 $("#unit-button").addEventListener("click", () => deviceView && deviceView.toggleUnit());
 $("#zoom-reset").addEventListener("click", () => deviceView && deviceView.spectrum.resetZoom());
+$("#reference-clear").addEventListener("click", () => deviceView && deviceView.showReference(null));
 $("#pause-button").addEventListener("click", () => deviceView && deviceView.togglePause());
 for (const b of document.querySelectorAll("#history-ranges button")) {
   b.addEventListener("click", () => deviceView && deviceView.setRange(b.dataset.range));
