@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client import Histogram as _Histogram
 
 from api.console import mount_console
-from api.routes import alarms, control, devices, health, history, readings, stream
+from api.routes import alarms, control, devices, health, history, instrument, readings, stream
 from api.routes.summary_stream import router as summary_stream_router
 from odpm import __version__
 from odpm.metrics import ServiceMetrics
@@ -136,7 +136,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     app.state.metrics = metrics
 
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (health, devices, readings, history, alarms, stream, control):
+    for module in (health, devices, readings, instrument, history, alarms, stream, control):
         v1.include_router(module.router)
     v1.include_router(summary_stream_router)  # GET /stream: all devices, for the console
     app.include_router(v1)
