@@ -23,6 +23,9 @@ router = APIRouter(tags=["stream"], dependencies=[ReadAccess])
 
 #: What the all-devices stream carries (``gap`` comes from the subscription itself).
 SUMMARY_EVENTS = frozenset({"summary", "alarm"})
+#: Queue length per device: a few seconds of summaries at 1 scan/s, so that a
+#: browser busy for a moment does not lose any (300 devices: 1,200 x ~300 bytes).
+QUEUE_EVENTS_PER_DEVICE = 4
 
 
 @router.get(
@@ -40,7 +43,8 @@ SUMMARY_EVENTS = frozenset({"summary", "alarm"})
 async def summary_stream(service: ServiceDep) -> AsyncIterator[ServerSentEvent]:
     """Every device at once: ``summary`` (each device's latest first, then one per
     scan: scan-level values and the scan's alarm events, no channels), ``alarm``, ``gap``."""
-    sub = service.broadcaster.subscribe(None, events=SUMMARY_EVENTS)
+    queue = max(service.broadcaster.queue_size, QUEUE_EVENTS_PER_DEVICE * len(service.devices))
+    sub = service.broadcaster.subscribe(None, maxsize=queue, events=SUMMARY_EVENTS)
     try:
         for dev in list(service.devices.values()):
             cached = dev.latest

@@ -109,6 +109,7 @@ export class DeviceView {
   onEvent(event, data) {
     if (event === "reading") this.onReading(data);
     else if (event === "alarm") this.alarms.add(data);
+    else if (event === "gap") this.alarms.load(this.id).catch(() => {}); // lost events: re-read
   }
 
   onReading(reading) {

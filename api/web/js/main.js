@@ -51,6 +51,7 @@ function openOverview() {
   overviewStream = new LiveStream("/stream", (event, data) => {
     if (event === "summary") overview.summary(data);
     else if (event === "alarm") overview.alarm(data);
+    else if (event === "gap") pollOverview(); // events were lost: re-read the alarms
   }, showConnection);
   overviewTimers = [setInterval(pollOverview, 5000), setInterval(() => overview.tick(), 1000)];
 }

@@ -9,6 +9,9 @@
 import { alarmKey } from "./alarms.js";
 import { age, el, fmt, SEVERITIES, severity } from "./format.js";
 
+// Redraws of the table per second at most: 4 (values arrive at about 1 Hz per device).
+const RENDER_EVERY_MS = 250;
+
 export class Overview {
   constructor(table, { onOpen } = {}) {
     this.table = table;
@@ -71,9 +74,14 @@ export class Overview {
     this.touch(e.device);
   }
 
+  /** Mark a row for the next redraw: at most every RENDER_EVERY_MS, in an animation
+   *  frame.  Each redraw lays the table out once, however many rows changed (300
+   *  devices at 1 scan/s would otherwise cost a layout per frame). */
   touch(id) {
     this.dirty.add(id);
-    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+    if (!this.frame) {
+      this.frame = setTimeout(() => requestAnimationFrame(() => this.flush()), RENDER_EVERY_MS);
+    }
   }
 
   /** Once a second: ages and staleness only (the rest changes with data). */
