@@ -6,23 +6,33 @@ import time
 
 from fastapi import APIRouter, Response, status
 
-from api.deps import ServiceDep
-from api.schemas import HealthOut, StorageOut
+from api.deps import ProbeDetails, ServiceDep
+from api.schemas import HealthOut, HealthStatusOut, StorageOut
 
 router = APIRouter(tags=["health"])
 
 
 @router.get(
     "/health",
-    response_model=HealthOut,
-    responses={503: {"model": HealthOut, "description": "Not ready (see reasons)."}},
+    response_model=HealthOut | HealthStatusOut,
+    responses={
+        503: {"model": HealthOut | HealthStatusOut, "description": "Not ready (see reasons)."}
+    },
 )
-async def health(service: ServiceDep, response: Response) -> HealthOut:
-    """Device states, storage backlog and InfluxDB reachability; never waits on a device."""
+async def health(
+    service: ServiceDep, response: Response, details: ProbeDetails
+) -> HealthOut | HealthStatusOut:
+    """Device states, storage backlog and InfluxDB reachability; never waits on a device.
+
+    With ``api.read_requires_key``, a request without the key gets the status
+    alone (enough for an orchestrator's probe); the details need the key.
+    """
     ready, reasons = service.readiness()
-    st = service.storage_status()
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    if not details:
+        return HealthStatusOut(status="ok" if ready else "not_ready")
+    st = service.storage_status()
     started = service.started_at
     return HealthOut(
         status="ok" if ready else "not_ready",

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api.deps import ReadAccess, ServiceDep
 from api.routes import json_error_responses
+from api.routes.stream import live_subscription
 from api.schemas import SummaryOut
 from odpm.summary import reading_summary
 
@@ -40,12 +41,13 @@ QUEUE_EVENTS_PER_DEVICE = 4
         **json_error_responses(401, 403),
     },
 )
-async def summary_stream(service: ServiceDep) -> AsyncIterator[ServerSentEvent]:
+async def summary_stream(service: ServiceDep, request: Request) -> AsyncIterator[ServerSentEvent]:
     """Every device at once: ``summary`` (each device's latest first, then one per
     scan: scan-level values and the scan's alarm events, no channels), ``alarm``, ``gap``."""
     queue = max(service.broadcaster.queue_size, QUEUE_EVENTS_PER_DEVICE * len(service.devices))
-    sub = service.broadcaster.subscribe(None, maxsize=queue, events=SUMMARY_EVENTS)
-    try:
+    async with live_subscription(
+        request, service.broadcaster, None, maxsize=queue, events=SUMMARY_EVENTS
+    ) as sub:
         for dev in list(service.devices.values()):
             cached = dev.latest
             if cached is not None:
@@ -53,5 +55,3 @@ async def summary_stream(service: ServiceDep) -> AsyncIterator[ServerSentEvent]:
                 yield ServerSentEvent(raw_data=data, event="summary")
         async for event in sub:
             yield ServerSentEvent(raw_data=event.data, event=event.event)
-    finally:
-        service.broadcaster.unsubscribe(sub)
