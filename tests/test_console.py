@@ -12,6 +12,7 @@ import os
 import time
 import urllib.parse
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,17 @@ def test_history_chart_shows_the_points_the_history_api_returns(
     api = server.http.get(url.path + "?" + url.query).json()["points"]
     assert len(page_points) > 0
     assert shown == len(api) == len(page_points)
+    # Keyboard: "]" selects the next channel, "d" the last day.
+    p.keyboard.press("]")
+    p.wait_for_function("document.querySelector('#history-chart').dataset.channel === '6'")
+    assert "selected" in (p.locator('tr.chan-row[data-channel="6"]').get_attribute("class") or "")
+    with p.expect_response(lambda r: "/channels/6/history" in r.url) as day:
+        p.keyboard.press("d")
+    q = urllib.parse.parse_qs(urllib.parse.urlsplit(day.value.url).query)
+    span_s = (
+        datetime.fromisoformat(q["end"][0]) - datetime.fromisoformat(q["start"][0])
+    ).total_seconds()
+    assert span_s == pytest.approx(86400, abs=1)
     assert page.errors == []
 
 
