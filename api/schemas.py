@@ -256,3 +256,23 @@ class ThresholdsIO(StrictIn):
     def from_config(cls, alarms: AlarmConfig) -> ThresholdsIO:
         fields = cls.model_fields
         return cls.model_validate({k: v for k, v in alarms.model_dump().items() if k in fields})
+
+
+class SummaryOut(_Out):
+    """One scan of one device, without its channels: the ``summary`` event of
+    ``GET /api/v1/stream`` (see :func:`odpm.summary.reading_summary`)."""
+
+    device: str
+    time: datetime
+    mode: ModeName
+    temperature_c: float | None
+    channels: int = Field(description="Channels in the reading.")
+    total_power_dbm: float | None
+    lit_channels: int
+    tilt_db: float | None
+    flatness_db: float | None
+    min_osnr_db: float | None
+    flagged_channels: int = Field(
+        description="Present channels whose quality is not ok (OSNR not resolved, power only)."
+    )
+    alarms: list[AlarmEventOut] = Field(description="Raise/clear events of this scan.")

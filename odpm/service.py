@@ -43,6 +43,7 @@ from odpm.instrument_analysis import STORE_FILE as INSTRUMENT_STORE_FILE
 from odpm.instrument_analysis import InstrumentAnalysisStore
 from odpm.live import Broadcaster
 from odpm.models import AlarmEvent, InstrumentAnalysis, Mode, RawScan, Reading, TraceScan
+from odpm.summary import reading_summary
 
 if TYPE_CHECKING:
     # Imported where used at run time: the CLI imports this module for every
@@ -607,6 +608,8 @@ class Service:
     def _publish(self, device_id: str, reading: Reading) -> None:
         try:
             self.broadcaster.publish(device_id, "reading", reading.to_dict)
+            # The all-devices stream carries summaries (see odpm.summary).
+            self.broadcaster.publish(device_id, "summary", lambda: reading_summary(reading))
             for event in reading.alarms:
                 self.broadcaster.publish(device_id, "alarm", event.to_dict)
         except Exception:
