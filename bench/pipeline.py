@@ -4,7 +4,8 @@ Prints, for a 16,900-point trace (0.002 nm steps over 191.95-196.20 THz) and a
 96-port reading: single-trace latency (median; target <= 1 ms), batch throughput
 for 64 traces (target >= 4,000 traces/s on one core) and port-reading latency
 (target <= 50 us), each with the same figure for a per-channel loop written here,
-measured in the same run, and the ratio.
+measured in the same run, and the ratio; and the in-band model fit (issue 15) on every
+channel of that trace, beside interpolation alone on the same trace (target <= 5 ms).
 
 The machine is shared, so the whole measurement is repeated (``--rounds``, default
 3) and the table shows the median of the rounds (ratios are taken within a round,
