@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,9 +46,6 @@ from odpm.pipeline.shapes import ShapeTable, shape_table, stacked_tables
 _DB_PER_NEPER = 10.0 / math.log(10.0)
 #: Ridge added to the normal matrix, relative to its diagonal.
 _RIDGE = 1e-9
-#: The last _Fixed's reduced system (the entry holds its owner, so a stale id never
-#: matches another instance).
-_REDUCED: dict[int, tuple[Any, tuple[FloatArray, FloatArray, FloatArray]]] = {}
 #: Points farther from the centre than this fraction of the window are the
 #: "outer" region whose mean residual is tested (see fit_raised_cosine).
 _INNER_FRACTION = 0.45
@@ -127,38 +123,32 @@ class _Fixed:
 
     columns: FloatArray  # (N, C, W, 4) weighted [left, right, 1, slope]
     data: FloatArray  # (N, C, W) weighted y
-    gram: FloatArray  # (N, C, 4, 4)
-    rhs: FloatArray  # (N, C, 4)
-    data_sq: FloatArray  # (N, C)
+    #: The fixed block solved once: ``G_ff^-1`` (with the ridge) ``(N, C, 4, 4)``,
+    #: ``z = G_ff^-1 h_f`` ``(N, C, 4)`` and the RSS of the fixed columns alone ``(N, C)``.
+    inv: FloatArray
+    z: FloatArray
+    rss_fixed: FloatArray
 
     @classmethod
     def build(cls, y: FloatArray, w: FloatArray, columns: FloatArray) -> _Fixed:
         a = columns * w[..., None]
         b = y * w
-        return cls(
-            columns=a,
-            data=b,
-            gram=np.einsum("ncwp,ncwq->ncpq", a, a),
-            rhs=np.einsum("ncwp,ncw->ncp", a, b),
-            data_sq=np.einsum("ncw,ncw->nc", b, b),
-        )
-
-    def _reduced(self) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """``G_ff^-1`` (with the ridge), ``G_ff^-1 h_f`` and the RSS of the fixed
-        columns alone, computed once per instance."""
-        cached = _REDUCED.get(id(self))
-        if cached is not None and cached[0] is self:
-            return cached[1]
-        gram = self.gram.copy()
+        gram = np.einsum("ncwp,ncwq->ncpq", a, a)
+        rhs = np.einsum("ncwp,ncw->ncp", a, b)
         diag = np.einsum("ncpp->ncp", gram)
         diag += np.where(diag > 0, _RIDGE * diag, 1.0)
         inv = np.asarray(np.linalg.inv(gram), dtype=np.float64)
-        z = np.einsum("ncpq,ncq->ncp", inv, self.rhs)
-        rss = self.data_sq - np.einsum("ncp,ncp->nc", z, self.rhs)
-        out = (inv, np.asarray(z), np.asarray(rss))
-        _REDUCED.clear()
-        _REDUCED[id(self)] = (self, out)
-        return out
+        z = np.einsum("ncpq,ncq->ncp", inv, rhs)
+        return cls(
+            columns=a,
+            data=b,
+            inv=inv,
+            z=np.asarray(z),
+            rss_fixed=np.asarray(np.einsum("ncw,ncw->nc", b, b) - np.einsum("ncp,ncp->nc", z, rhs)),
+        )
+
+    def _reduced(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        return self.inv, self.z, self.rss_fixed
 
     def rss(self, own: FloatArray, w: FloatArray) -> FloatArray:
         """The weighted RSS with ``own`` added, by the Schur complement of the fixed
