@@ -109,17 +109,23 @@ def test_reference_trace_for_wide_channels() -> None:
     assert np.mean(r.osnr_method[lit] == OsnrMethod.REFERENCE) >= 0.9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect (issue 15): wide channels behind ROADM filters, no second trace: "
-    "the model fit reads the carved floor and reports ~4 dB errors with a small uncertainty",
+@pytest.mark.parametrize(
+    ("rate_gbd", "rbw_ghz", "carve_db"), [(32.0, 6.25, 15.0), (28.0, 6.25, 10.0)]
 )
-def test_wide_channels_behind_roadm_filters_without_a_second_trace_are_not_wrong() -> None:
-    live, _, _ = _traces(32.0, 6.25, carve_db=15.0)
+def test_wide_channels_behind_roadm_filters_without_a_second_trace_are_not_wrong(
+    rate_gbd: float, rbw_ghz: float, carve_db: float
+) -> None:
+    # Before the dark-slot carving test (odpm.pipeline.carving) the model fit read the
+    # carved floor here: about a third of the channels came out ~4 dB too high at a
+    # claimed 0.2-0.4 dB.  Now they are flagged (no number) rather than wrong.
+    live, _, _ = _traces(rate_gbd, rbw_ghz, carve_db=carve_db)
     r = _analyse(live)
-    reported = live.truth.present & (r.quality == Quality.OK)
+    lit = live.truth.present
+    assert np.array_equal(r.present, lit)
+    reported = lit & (r.quality == Quality.OK)
     err = np.abs(r.osnr_db[reported] - live.truth.osnr_db[reported])
-    assert err.size == 0 or err.max() <= 1.0
+    assert err.size == 0 or err.max() <= 1.0, f"confident error {err.max():.2f} dB"
+    assert np.all(r.quality[lit & ~reported] == Quality.NOISE_UNRESOLVED)
 
 
 def _write(path: Path, tr: SyntheticTrace) -> Path:

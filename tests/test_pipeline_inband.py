@@ -107,15 +107,29 @@ CASES = [
     (32.0, 0.3, 12.5, "flat"),
     (40.0, 0.1, 6.25, "flat"),
 ]
+#: Wide channels behind ROADM filters that carve the ASE by this many dB, no second
+#: trace: (rate GBd, roll-off, RBW GHz, carve dB).
+CARVED = [
+    (28.0, 0.1, 6.25, 3.0),
+    (32.0, 0.1, 6.25, 5.0),
+    (32.0, 0.2, 6.25, 5.0),
+    (32.0, 0.1, 6.25, 15.0),
+    (32.0, 0.1, 12.5, 10.0),
+    (40.0, 0.1, 6.25, 5.0),
+    (40.0, 0.1, 6.25, 10.0),
+]
 
 
-@pytest.mark.parametrize(("rate_gbd", "roll_off", "rbw_ghz", "scenario"), CASES)
+@pytest.mark.parametrize(
+    ("rate_gbd", "roll_off", "rbw_ghz", "scenario", "carve_db"),
+    [(*c, 0.0) for c in CASES] + [(r, b, w, "flat", d) for r, b, w, d in CARVED],
+)
 def test_no_confident_error_above_1db(
-    rate_gbd: float, roll_off: float, rbw_ghz: float, scenario: str
+    rate_gbd: float, roll_off: float, rbw_ghz: float, scenario: str, carve_db: float
 ) -> None:
     # A confidently wrong number is the one outcome that must never happen: every OSNR
     # reported (quality ok) is within 1 dB of the truth; otherwise there is none.
-    seed = int(rate_gbd * 10 + rbw_ghz * 100 + roll_off * 1000)
+    seed = int(rate_gbd * 10 + rbw_ghz * 100 + roll_off * 1000 + carve_db)
     pick = random_scenario if scenario == "random" else flat_scenario
     osnr, lit, offset = pick(GRID, seed)
     tr = make_trace(
@@ -128,6 +142,7 @@ def test_no_confident_error_above_1db(
         step_nm=0.01,
         symbol_rate_gbd=rate_gbd,
         roll_off=roll_off,
+        wss_carve_db=carve_db,
     )
     r = _analyse(tr)
     reported = r.quality == Quality.OK

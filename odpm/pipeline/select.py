@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from odpm.models import FloatArray, OsnrMethod, Quality
 from odpm.pipeline.axis import TraceAxis
+from odpm.pipeline.carving import carved_by_roadm, dark_floor
 from odpm.pipeline.fit import fit_raised_cosine
 from odpm.pipeline.formulas import BoolArray
 from odpm.units import mw_to_dbm
@@ -63,6 +64,12 @@ def choose_inband(
     above = mw_to_dbm(slot_mw) >= cfg.detection_threshold_dbm
     now_present = present | (above & lit_by_fit)
     credible = np.isfinite(fit.osnr_db) & (fit.uncertainty_db <= cfg.fit_max_uncertainty_db)
+    # ROADM-carved noise fools the fit without showing in its residual: a dark slot
+    # whose floor lies well below a fitted neighbour's pedestal is the evidence, and
+    # then no fitted OSNR of that trace is credible (see odpm.pipeline.carving).
+    fitted = np.isfinite(fit.osnr_db) & (fit.uncertainty_db <= 3 * cfg.fit_max_uncertainty_db)
+    carved = carved_by_roadm(dark_floor(axis, p, rbw_ghz), now_present, noise_level, fitted)
+    credible &= ~carved[:, None]
     use_fit = now_present & np.isnan(osnr) & credible
     new_osnr = np.where(use_fit, fit.osnr_db, osnr)
     new_quality = np.where(
