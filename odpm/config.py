@@ -133,6 +133,11 @@ class InfluxConfig(_Strict):
     password: str = ""
     batch_lines: int = Field(5000, ge=1, le=100_000)
     timeout_s: float = Field(10.0, gt=0, le=300)
+    #: v1: ``CREATE DATABASE`` at start and when a write answers "database not
+    #: found" (as Telegraf does); false for users without the admin privilege.
+    create_database: bool = True
+    #: Health turns ``degraded`` when the oldest unforwarded reading is older than this.
+    max_lag_s: float = Field(60.0, gt=0, le=86400 * 365)
 
     @field_validator("url")
     @classmethod
