@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from odpm.config import InfluxConfig
-from odpm.storage import Forwarder, Journal
+from odpm.storage import Forwarder, ForwarderStats, Journal
 from tests.support.influxd import InfluxServer
 from tests.support.storage_writer import make_reading
 from tests.support.waiting import wait_for
@@ -26,7 +26,28 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.influx
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
-FAST = {"backoff_initial_s": 0.05, "backoff_max_s": 0.3, "poll_interval_s": 0.02}
+
+
+def forwarder(journal: Journal, cfg: InfluxConfig) -> Forwarder:
+    """Test timings: quick backoff, and a paused forwarder retries every 0.2 s."""
+    return Forwarder(
+        journal,
+        cfg,
+        backoff_initial_s=0.05,
+        backoff_max_s=0.3,
+        poll_interval_s=0.02,
+        auth_retry_s=0.2,
+    )
+
+
+def wait_paused(fwd: Forwarder) -> ForwarderStats:
+    def paused() -> ForwarderStats | None:
+        st = fwd.stats
+        return st if st.state == "paused" else None
+
+    st = wait_for(paused, 20, "forwarding paused")
+    assert st is not None
+    return st
 
 
 @pytest.fixture
@@ -66,7 +87,7 @@ def test_fresh_influxd_database_is_created_and_old_rows_arrive(
     fill(journal, 5)  # rows journaled before InfluxDB was ever configured
     assert new_db not in databases(influxd)
     cfg = InfluxConfig(url=influxd.url, database=new_db, batch_lines=200)
-    with Forwarder(journal, cfg, **FAST) as fwd:  # type: ignore[arg-type]
+    with forwarder(journal, cfg) as fwd:
         assert fwd.wait_drained(30)
         st = fwd.stats
     assert new_db in databases(influxd)
@@ -78,7 +99,7 @@ def test_database_dropped_while_running_is_recreated_on_404(
     influxd: InfluxServer, new_db: str, journal: Journal
 ) -> None:
     cfg = InfluxConfig(url=influxd.url, database=new_db, batch_lines=200)
-    with Forwarder(journal, cfg, **FAST) as fwd:  # type: ignore[arg-type]
+    with forwarder(journal, cfg) as fwd:
         fill(journal, 2)
         assert fwd.wait_drained(30)
         influxd.drop_database(new_db)  # the 404 path, not the start-up creation
@@ -94,8 +115,8 @@ def test_create_database_false_pauses_until_it_exists(
 ) -> None:
     fill(journal, 4)
     cfg = InfluxConfig(url=influxd.url, database=new_db, create_database=False)
-    with Forwarder(journal, cfg, auth_retry_s=0.2, **FAST) as fwd:  # type: ignore[arg-type]
-        st = wait_for(lambda: fwd.stats if fwd.stats.state == "paused" else None, 20, "paused")
+    with forwarder(journal, cfg) as fwd:
+        st = wait_paused(fwd)
         assert new_db in (st.last_error or "") and "create_database is false" in (
             st.last_error or ""
         )
@@ -116,8 +137,8 @@ def test_user_who_may_not_create_it_pauses_then_resumes(
     srv.query("CREATE USER writer WITH PASSWORD 'writerpw'", auth=admin)
     fill(journal, 6)
     cfg = InfluxConfig(url=srv.url, database="lab", username="writer", password="writerpw")
-    with Forwarder(journal, cfg, auth_retry_s=0.2, **FAST) as fwd:  # type: ignore[arg-type]
-        st = wait_for(lambda: fwd.stats if fwd.stats.state == "paused" else None, 20, "paused")
+    with forwarder(journal, cfg) as fwd:
+        st = wait_paused(fwd)
         msg = st.last_error or ""
         assert "'lab'" in msg and 'CREATE DATABASE "lab"' in msg and "admin" in msg
         time.sleep(0.5)
@@ -137,8 +158,8 @@ def test_v2_missing_bucket_pauses_and_is_never_quarantined(
     """InfluxDB 1.6 has no /api/v2/write at all: 404 like a missing bucket, so a pause."""
     fill(journal, 3)
     cfg = InfluxConfig(url=influxd.url, dialect="v2", org="lab", bucket="nope", token="t")
-    with Forwarder(journal, cfg, auth_retry_s=0.2, **FAST) as fwd:  # type: ignore[arg-type]
-        st = wait_for(lambda: fwd.stats if fwd.stats.state == "paused" else None, 20, "paused")
+    with forwarder(journal, cfg) as fwd:
+        st = wait_paused(fwd)
         assert "bucket 'nope'" in (st.last_error or "")
         time.sleep(0.6)
         assert fwd.stats.retries >= 2
