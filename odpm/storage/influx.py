@@ -45,6 +45,7 @@ import functools
 import logging
 import queue
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -579,7 +580,15 @@ class Forwarder:
         """Log an unexpected failure once per distinct message, keep it in the stats."""
         text = f"{where}: {type(exc).__name__}: {exc}"
         if text != self._last_unexpected:
-            log.error("InfluxDB forwarder %s failed (%s); retrying", where, exc, exc_info=exc)
+            # A journal on a full disk is expected to recover: one line.  Anything
+            # else is a bug worth its traceback (once).
+            expected = isinstance(exc, sqlite3.Error | OSError)
+            log.error(
+                "InfluxDB forwarder %s failed (%s); retrying",
+                where,
+                exc,
+                exc_info=None if expected else exc,
+            )
             self._last_unexpected = text
         self._last_error = text
 
