@@ -385,6 +385,8 @@ class Journal:
             ) from None
         #: Used only by the current leader (see :meth:`_run`), never concurrently.
         self._writer_conn = conn
+        #: For WAL checkpoints after maintenance (see :meth:`_checkpoint`).
+        self._ckpt_conn: sqlite3.Connection | None = None
 
     @classmethod
     def from_config(cls, config: StorageConfig, **kwargs: Any) -> Journal:
@@ -502,6 +504,7 @@ class Journal:
         while not self._stop_maintenance.wait(self._maintenance_interval_s):
             try:
                 self._submit(self._maintain)
+                self._checkpoint()
             except JournalClosedError:
                 return
             except Exception:  # already logged by _maintain; try again next period
@@ -593,6 +596,8 @@ class Journal:
             self._thread.join(timeout=60)
         with contextlib.suppress(sqlite3.Error):
             self._writer_conn.close()
+            if self._ckpt_conn is not None:
+                self._ckpt_conn.close()
         with self._readers_lock:
             for c in self._readers:
                 with contextlib.suppress(sqlite3.Error):
@@ -1008,6 +1013,23 @@ class Journal:
         minute (for tests and a clean shutdown).
         """
         self._submit(lambda conn: self._maintain(conn, close_open_minutes=close_open_minutes))
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Give the WAL back to the disk after maintenance (its deletes went through it).
+
+        ``wal_checkpoint(TRUNCATE)`` cannot run inside the group transaction
+        maintenance runs in, so it runs here, on a connection of its own, after
+        that commit; then ``used_bytes`` is what the disk holds now.
+        """
+        try:
+            conn = self._ckpt_conn
+            if conn is None:
+                conn = self._ckpt_conn = self._connect()
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._used_bytes = self._used_bytes_now(conn)
+        except sqlite3.Error as exc:
+            log.debug("journal checkpoint did not complete: %s", exc)
 
     def _maintain(self, conn: sqlite3.Connection, *, close_open_minutes: bool = False) -> None:
         in_txn = conn.in_transaction
@@ -1029,10 +1051,6 @@ class Journal:
             if in_txn:
                 raise
             return
-        if not in_txn:
-            # Give the WAL back to the disk (TRUNCATE); PASSIVE work if readers hold it.
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _roll_up(self, conn: sqlite3.Connection, close_open_minutes: bool) -> None:
         now = time.monotonic()
