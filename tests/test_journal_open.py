@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from odpm.storage.datadir import LOCK_FILE
-from odpm.storage.journal import JOURNAL_FILE, WAL_LIMIT_BYTES, Journal
+from odpm.storage.journal import (
+    JOURNAL_FILE,
+    WAL_LIMIT_BYTES,
+    WAL_LIMIT_MIN_BYTES,
+    Journal,
+    wal_limit_bytes,
+)
 from tests.support.serve_proc import ServeProcess, journal_scans
 from tests.support.storage_writer import make_reading
 from tests.support.waiting import wait_for
@@ -148,13 +154,15 @@ def test_wal_stays_bounded_and_max_bytes_counts_it(tmp_path: Path) -> None:
     wal = path.with_name(path.name + "-wal")
     biggest = 0
     with Journal(path, maintenance_interval_s=3600) as j:
+        limit = j.wal_limit_bytes
+        assert limit == WAL_LIMIT_BYTES  # a large disk: 4 MB, the throughput-friendly bound
         reader = j.read_scans(0, 1)  # a reader connection exists, as the forwarder's does
         assert reader == []
-        for i in range(3000):  # ~5 MB of rows
+        for i in range(4000):  # ~6.5 MB of rows, past the bound
             j.append(make_reading("w", T0 + timedelta(seconds=i), i))
             if i % 50 == 0 and wal.exists():
                 biggest = max(biggest, wal.stat().st_size)
-    assert 0 < biggest <= WAL_LIMIT_BYTES * 1.25, biggest
+    assert 0 < biggest <= limit * 1.1, biggest
 
     max_bytes = 1_500_000
     with Journal(path, max_bytes=max_bytes, maintenance_interval_s=3600) as j:
@@ -162,4 +170,12 @@ def test_wal_stays_bounded_and_max_bytes_counts_it(tmp_path: Path) -> None:
         st = j.stats()
         assert 0 < st.used_bytes <= max_bytes
         assert wal.stat().st_size <= j.wal_limit_bytes * 1.25
-        assert j.scan_count() < 3000
+        assert j.scan_count() < 4000
+
+
+def test_wal_bound_follows_the_disk_and_max_bytes() -> None:
+    mb = 1 << 20
+    assert wal_limit_bytes(2_000_000_000, 100_000 * mb) == WAL_LIMIT_BYTES
+    assert wal_limit_bytes(2_000_000_000, 3 * mb) == WAL_LIMIT_MIN_BYTES  # a 3 MB disk
+    assert wal_limit_bytes(2_000_000_000, 32 * mb) == 2 * mb
+    assert wal_limit_bytes(1_000_000, 100_000 * mb) == 125_000  # max_bytes / 8

@@ -73,10 +73,20 @@ ROLLUP_VALUE_COLUMNS = (
     "osnr_db_max",
 )
 
-#: Upper bound of the WAL (bytes) before SQLite checkpoints it and truncates it back:
-#: SQLite's default (1000 pages, ~4 MB) alone fills a small disk.  Capped at
-#: max_bytes/8 so that ``max_bytes`` holds for database + WAL together.
-WAL_LIMIT_BYTES = 1 << 20
+#: Bounds of the WAL (bytes) before SQLite checkpoints it and truncates it back.
+#: The bound is 1/16 of the free space at open within these limits, and at most
+#: max_bytes/8 (so that ``max_bytes`` holds for database + WAL together): SQLite's
+#: default (1000 pages, ~4 MB) alone fills a small disk, while on a large one a
+#: smaller WAL only costs throughput (more checkpoints, each with two fsyncs:
+#: 1 MB measured ~25% slower appends than 4 MB).
+WAL_LIMIT_BYTES = 4 << 20
+WAL_LIMIT_MIN_BYTES = 256 << 10
+
+
+def wal_limit_bytes(max_bytes: int, free_bytes: int) -> int:
+    """The WAL bound for a journal capped at ``max_bytes`` on a disk with ``free_bytes``."""
+    return min(max_bytes // 8, max(WAL_LIMIT_MIN_BYTES, min(WAL_LIMIT_BYTES, free_bytes // 16)))
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_GROUP = 2000
@@ -351,7 +361,12 @@ class Journal:
         self.retention_days = float(retention_days)
         self.max_bytes = int(max_bytes)
         #: The WAL's bound; the database itself is pruned to max_bytes minus this.
-        self.wal_limit_bytes = min(WAL_LIMIT_BYTES, self.max_bytes // 8)
+        try:
+            st = os.statvfs(self.path.parent)
+            free = st.f_bavail * st.f_frsize
+        except OSError:
+            free = WAL_LIMIT_BYTES * 16
+        self.wal_limit_bytes = wal_limit_bytes(self.max_bytes, free)
         self.forwarding = forwarding
         self._synchronous = synchronous
         #: Write faults (disk full ...): state for health, drop counters for metrics.
