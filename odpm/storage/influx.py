@@ -550,6 +550,8 @@ class Forwarder:
         while True:
             try:
                 fn()
+                if attempt:
+                    log.info("InfluxDB forwarder: journal update succeeds again")
                 return True
             except Exception as exc:
                 self._unexpected("journal update", exc)
