@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,6 +60,27 @@ def test_damaged_journal_is_moved_aside_and_a_new_one_started(
     assert len(lines) == 1 and "\n" not in lines[0].getMessage()
     with Journal(path) as j:  # the new journal is healthy: not moved again
         assert j.moved_aside is None and j.scan_count() == 1
+
+
+def test_damage_found_while_running_is_a_lasting_fault(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Damage after start: maintenance finds it; it is reported once and stays reported."""
+    path = tmp_path / JOURNAL_FILE
+    filled_journal(path, 300)  # closed: every row is in the main file
+    corrupt(path, path.stat().st_size // 2 // 4096 * 4096)
+    # check=False: as if the damage happened after the start-up check.
+    with Journal(path, maintenance_interval_s=0.2, check=False) as j:
+        wait_for(lambda: j.faults.current is not None, 30, "damage detected")
+        fault = j.faults.current
+        assert fault is not None and fault.reason == "corrupt"
+        assert "restart odpm serve to move it aside" in fault.describe()
+        for i in range(5):  # appends to undamaged pages still work, the fault stays
+            j.append(make_reading("c", T0 + timedelta(seconds=1000 + i), i))
+        time.sleep(1.0)  # several more maintenance passes fail
+        assert j.faults.current is not None and j.faults.current.reason == "corrupt"
+    reports = [r for r in caplog.records if "journal is damaged" in r.getMessage()]
+    assert len(reports) == 1
 
 
 def test_serve_on_a_damaged_journal_runs_and_health_says_so(tmp_path: Path) -> None:
