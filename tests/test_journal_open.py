@@ -201,3 +201,29 @@ def test_wal_bound_follows_the_disk_and_max_bytes() -> None:
     assert wal_limit_bytes(2_000_000_000, 3 * mb) == WAL_LIMIT_MIN_BYTES  # a 3 MB disk
     assert wal_limit_bytes(2_000_000_000, 32 * mb) == 2 * mb
     assert wal_limit_bytes(1_000_000, 100_000 * mb) == 125_000  # max_bytes / 8
+
+
+def test_history_from_a_damaged_journal_is_503_not_500(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from odpm.config import Settings, StorageConfig
+    from odpm.service import Service
+    from odpm.storage.history import JournalHistory
+
+    path = tmp_path / JOURNAL_FILE
+    filled_journal(path, 300)
+    corrupt(path, path.stat().st_size // 2 // 4096 * 4096)
+    journal = Journal(path, check=False, maintenance_interval_s=3600)
+    service = Service(
+        Settings(storage=StorageConfig(data_dir=tmp_path)),
+        journal=journal,
+        history=JournalHistory(journal),
+        acquisition=False,
+    )
+    with TestClient(create_app(service)) as c:
+        start = T0.isoformat().replace("+00:00", "Z")
+        end = (T0 + timedelta(seconds=300)).isoformat().replace("+00:00", "Z")
+        r = c.get(f"/api/v1/devices/c/channels/3/history?start={start}&end={end}&every=1s")
+        assert r.status_code == 503, r.text
+        assert "journal unreadable" in r.json()["detail"]
