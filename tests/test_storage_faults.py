@@ -13,6 +13,8 @@ health says so while they last.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from odpm.config import hash_api_key
 from odpm.storage.journal import JOURNAL_FILE
 from tests.support.influxd import InfluxServer
 from tests.support.serve_proc import ServeProcess, influx_scans, journal_scans
@@ -29,22 +32,58 @@ from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.influx, pytest.mark.slow]
 
+KEY = "faults-key"
+
+
+@dataclasses.dataclass
+class SmallDisk:
+    """A real tmpfs for the service's data dir.
+
+    As root it is mounted at ``where`` for everyone.  Otherwise the kernel usually
+    lets an unprivileged user mount a tmpfs in a user+mount namespace of its own
+    (``unshare -Urm``): the service is started inside it (:attr:`wrap`), and the
+    test reaches the mount through ``/proc/<pid>/root`` (:meth:`view`).
+    ``ODPM_TEST_USERNS=1`` takes that path as root too, to exercise it.
+    """
+
+    where: Path
+    size: str
+    wrap: list[str]
+    pid: int | None = None
+
+    def view(self, path: Path) -> Path:
+        """``path`` (inside the mount) as this test process can open it."""
+        if not self.wrap:
+            return path
+        assert self.pid is not None, "start the service first"
+        return Path(f"/proc/{self.pid}/root{path}")
+
 
 @contextlib.contextmanager
-def small_tmpfs(where: Path, size: str = "3m") -> Iterator[Path]:
-    """A real tmpfs of ``size`` mounted at ``where`` (needs root / CAP_SYS_ADMIN)."""
+def small_tmpfs(where: Path, size: str = "3m") -> Iterator[SmallDisk]:
     where.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}): needs root")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+    if os.geteuid() == 0 and not os.environ.get("ODPM_TEST_USERNS"):
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode != 0:
+            pytest.skip(f"the kernel refused a tmpfs mount as root: {r.stderr.strip()}")
+        try:
+            yield SmallDisk(where, size, [])
+        finally:
+            subprocess.run(["umount", "-l", str(where)], capture_output=True)
+        return
+    script = f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"'
+    wrap = ["unshare", "-Urm", "sh", "-c", script, str(where)]
+    probe = subprocess.run([*wrap, "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(
+            "no real small disk: not root, and the kernel refused a tmpfs in a user "
+            f"namespace ({probe.stderr.strip() or probe.returncode})"
+        )
+    yield SmallDisk(where, size, wrap)
 
 
 def fill_disk(mount: Path, leave_bytes: int) -> Path:
@@ -74,18 +113,23 @@ def stopped(server: InfluxServer) -> Iterator[None]:
 
 
 def test_full_disk_recovers_without_restart(tmp_path: Path, own_influxd: InfluxServer) -> None:
-    with small_tmpfs(tmp_path / "mnt") as mnt:
-        data = mnt / "data"
+    with small_tmpfs(tmp_path / "mnt") as disk:
+        data = disk.where / "data"
         args = [
             "--simulate", "1", "--simulate-mode", "power", "--simulate-interval-s", "0.05",
             "--influx-url", own_influxd.url, "--data-dir", str(data),
         ]  # fmt: skip
-        svc = ServeProcess(tmp_path, args, env={"ODPM_STORAGE__INFLUX__TIMEOUT_S": "3"})
+        env = {
+            "ODPM_STORAGE__INFLUX__TIMEOUT_S": "3",
+            "ODPM_API__API_KEY_SHA256": json.dumps([hash_api_key(KEY)]),
+        }
+        svc = ServeProcess(tmp_path, args, env=env, wrap=disk.wrap)
+        disk.pid = svc.proc.pid
         try:
             wait_for(lambda: svc.metric("odpm_forwarded_rows_total") > 20, 60, "forwarding")
             with stopped(own_influxd):
                 time.sleep(1.0)  # a write is in flight and hangs
-                filler = fill_disk(mnt, leave_bytes=32 * 1024)
+                filler = fill_disk(disk.view(disk.where), leave_bytes=32 * 1024)
                 wait_for(
                     lambda: svc.metric("odpm_readings_dropped_total", reason="disk_full") >= 20,
                     60,
@@ -104,14 +148,21 @@ def test_full_disk_recovers_without_restart(tmp_path: Path, own_influxd: InfluxS
                 "journal writes resumed",
             )
             dropped = svc.metric("odpm_readings_dropped_total", reason="disk_full")
-            wait_for(lambda: svc.get("/api/v1/storage")["backlog_rows"] < 10, 60, "caught up")
             wait_for(lambda: svc.health()["status"] == "ok", 60, "health ok again")
+            # Stop acquiring, then the journal and InfluxDB must agree, without a restart.
+            r = svc.http.put(
+                "/api/v1/devices/sim1/acquisition",
+                json={"running": False},
+                headers={"Authorization": f"Bearer {KEY}"},
+            )
+            assert r.status_code == 200, r.text
+            wait_for(lambda: svc.get("/api/v1/storage")["backlog_rows"] == 0, 60, "caught up")
+            stored = journal_scans(disk.view(data / JOURNAL_FILE))
+            assert stored > 0 and dropped >= 20
+            assert influx_scans(own_influxd, "odpm") == stored
             assert svc.terminate() == 0
         finally:
             svc.close()
-        stored = journal_scans(data / JOURNAL_FILE)
-        assert stored > 0 and dropped >= 20
-        assert influx_scans(own_influxd, "odpm") == stored
         log = svc.log
         assert "Traceback" not in log, log[-5000:]
         # Once when it began (and once when it ended), not once per dropped scan.

@@ -8,10 +8,12 @@ of what it stored: the journal (plain sqlite3) and InfluxDB (plain InfluxQL).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,27 @@ from tests.support.influxd import InfluxServer, free_port
 class ServeProcess:
     """One ``odpm serve`` with the API on a free port; its output goes to ``log_path``."""
 
-    def __init__(self, workdir: Path, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        wrap: list[str] | None = None,
+    ) -> None:
+        """``wrap``: a command prefix the serve command is appended to (``unshare ...``)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"serve-{self.port}.log"
-        cmd = [sys.executable, "-m", "odpm", "serve", "--port", str(self.port), *args]
+        cmd = [
+            *(wrap or []),
+            sys.executable,
+            "-m",
+            "odpm",
+            "serve",
+            "--port",
+            str(self.port),
+            *args,
+        ]
         full_env = {**os.environ, "ODPM_CONFIG": "", **(env or {})}
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
@@ -73,6 +91,15 @@ class ServeProcess:
 
 
 def journal_scans(journal: Path) -> int:
+    """Scans in a journal.  One reached through ``/proc/<pid>/root`` (another mount
+    namespace) is copied first: SQLite resolves that magic link to ``/`` here."""
+    if str(journal).startswith("/proc/"):
+        with tempfile.TemporaryDirectory() as tmp:
+            for suffix in ("", "-wal"):
+                src = Path(str(journal) + suffix)
+                if src.exists():
+                    shutil.copyfile(src, Path(tmp) / (journal.name + suffix))
+            return journal_scans(Path(tmp) / journal.name)
     with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as conn:
         return int(conn.execute("SELECT count(*) FROM scans").fetchone()[0])
 
