@@ -520,7 +520,7 @@ class Forwarder:
             return  # stopped before it was written: resent next start
         if isinstance(outcome, RejectedBatchError):
             rejected = outcome.message
-            self._persist(
+            if not self._persist(
                 lambda: self._journal.quarantine(
                     first_scan_id=batch.first_scan_id,
                     last_scan_id=batch.last_scan_id,
@@ -528,7 +528,8 @@ class Forwarder:
                     message=rejected,
                     lines=batch.body,
                 )
-            )
+            ):
+                return  # stopping before it was kept: not acknowledged, sent again next start
             self._quarantined += 1
             self._last_quarantined = datetime.now(UTC)
             self._last_error = f"batch quarantined: {rejected}"
