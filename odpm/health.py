@@ -13,7 +13,8 @@ of it, tests) tells the same story.
   damaged journal was moved aside at start; forwarding is paused (credentials,
   a database that is missing and cannot be created) or quarantining batches;
   the oldest unforwarded reading is older than ``storage.influx.max_lag_s``; an
-  enabled device has delivered no scan for 3 of its intervals (at least
+  enabled device has delivered no scan for 3 of its intervals (the configured
+  one, or the observed time between its scans if longer; at least
   :data:`MIN_STALE_S`).  Still 200: restarting or unrouting the service would
   not fix any of these, and acquisition into the journal goes on.
 * ``ok``: none of the above.
@@ -50,8 +51,13 @@ class Health:
 
 
 def stale_after_s(dev: DeviceRuntime) -> float:
-    """Seconds without a scan after which an enabled device counts as silent."""
+    """Seconds without a scan after which an enabled device counts as silent.
+
+    The interval is the configured one, or the time the device's scans really
+    take when longer (a bench OSA sweep at high sensitivity can take minutes).
+    """
     period = 1.0 / dev.config.stream_rate_hz if dev.mode == "stream" else dev.interval_s
+    period = max(period, dev.scan_gap_s or 0.0)
     return max(MIN_STALE_S, STALE_INTERVALS * period)
 
 

@@ -185,6 +185,8 @@ class DeviceRuntime:
         self.stored_time: datetime | None = None
         #: Unix time acquisition was last resumed (health: silence counts from here).
         self.resumed_at: float | None = None
+        #: Seconds between the last two stored readings (a long OSA sweep is not silence).
+        self.scan_gap_s: float | None = None
         #: A bench OSA's own analysis of its latest sweep, with odpm's reading of it.
         self.instrument: tuple[datetime, InstrumentAnalysis, Reading | None] | None = None
 
@@ -495,6 +497,8 @@ class Service:
                     # else: the journal counted it and logs once per fault state
                     return None
             dev.readings_stored += 1
+            if dev.latest is not None:  # health: how long this device's scans really take
+                dev.scan_gap_s = (reading.time - dev.latest.value.time).total_seconds()
             dev.latest = _Encoded(reading, encode_reading)
             dev.recent.append((scan, dev.latest))
             if isinstance(scan, TraceScan):

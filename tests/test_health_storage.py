@@ -209,3 +209,19 @@ def test_cli_status_and_requeue_after_the_cause_is_fixed(
         journal.close()
     missing = odpm_cli("storage", "status", "--data-dir", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "no journal at" in missing.stderr
+
+
+def test_silence_threshold_follows_interval_and_observed_scan_time() -> None:
+    from odpm.service import DeviceRuntime
+
+    dev = DeviceRuntime(DeviceConfig(id="d", address="socket://127.0.0.1:1", interval_s=1), None)
+    assert health.stale_after_s(dev) == health.MIN_STALE_S  # 3 x 1 s: the 30 s floor
+    dev.interval_s = 20.0
+    assert health.stale_after_s(dev) == 60.0
+    dev.scan_gap_s = 50.0  # e.g. a slow OSA sweep: its real cycle counts
+    assert health.stale_after_s(dev) == 150.0
+    cfg = DeviceConfig(
+        id="s", address="socket://127.0.0.1:1", mode="stream", stream_rate_hz=0.1, interval_s=100
+    )
+    stream = DeviceRuntime(cfg, None)
+    assert health.stale_after_s(stream) == 30.0  # the frame period counts, not interval_s
