@@ -85,7 +85,9 @@ def _age(seconds: float | None) -> str:
         return f"{seconds:.0f} s"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _jsonable(value: Any) -> Any:
@@ -113,6 +115,7 @@ def run_status(args: argparse.Namespace) -> int:
     print(
         f"backlog: {rep.backlog_rows} scan(s), {rep.backlog_rollups} rollup(s) not yet in "
         f"InfluxDB; oldest unforwarded: {_age(rep.oldest_unforwarded_age_s)}"
+        + ("" if journal.forwarding else " (storage.influx.url is not set: journal only)")
     )
     print(f"quarantined batches: {rep.quarantined_count}")
     for q in rep.quarantined:
