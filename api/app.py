@@ -18,10 +18,15 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client import Histogram as _Histogram
 
+from api.deps import MetricsAccess
+from api.guard import RequestGuard
+from api.openapi import install_openapi
 from api.routes import (
     alarms,
     control,
@@ -29,6 +34,7 @@ from api.routes import (
     health,
     history,
     instrument,
+    named_errors,
     readings,
     storage,
     stream,
@@ -51,8 +57,22 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+#: Methods recorded under their own name in the latency metric; any other is ``other``
+#: (a client choosing the method must not choose the number of series).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "other"
+
+
 class RequestLatency:
-    """Pure ASGI middleware recording latency per route *template* (bounded labels)."""
+    """Pure ASGI middleware recording latency per route *template* (bounded labels).
+
+    Labels come from a closed set: the known methods (others are ``other``),
+    the templates of the app's routes (no match is ``unmatched``, never the raw
+    path) and the status codes the app answers with.
+    """
 
     def __init__(self, app: ASGIApp, histogram: _Histogram) -> None:
         self.app = app
@@ -83,7 +103,7 @@ class RequestLatency:
                 and not template.startswith(API_PREFIX)
             ):
                 template = API_PREFIX + template
-            self.histogram.labels(scope["method"], template, str(code)).observe(
+            self.histogram.labels(method_label(scope["method"]), template, str(code)).observe(
                 time.perf_counter() - started
             )
 
@@ -156,9 +176,14 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
         v1.include_router(module.router)
     app.include_router(v1)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[MetricsAccess])
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = jsonable_encoder(named_errors(exc.errors()))
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(UnknownDeviceError)
     async def unknown_device(request: Request, exc: UnknownDeviceError) -> JSONResponse:
@@ -195,5 +220,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
             status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
 
+    app.add_middleware(RequestGuard, routes=app.router.routes, api=lambda: service.settings.api)
     app.add_middleware(RequestLatency, histogram=metrics.request_latency)
+    install_openapi(app, lambda: service.settings.api)
     return app

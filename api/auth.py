@@ -42,16 +42,38 @@ def key_matches(key: str, digests: Sequence[str]) -> bool:
     return found
 
 
-def require_key(credentials: HTTPAuthorizationCredentials | None, digests: Sequence[str]) -> None:
-    """Raise the HTTP error for a request whose credentials do not pass."""
+def key_refusal(key: str | None, digests: Sequence[str]) -> HTTPException | None:
+    """The HTTP error for a request presenting ``key`` (None: no key), or None if it passes.
+
+    One function for the route dependencies and for :mod:`api.guard`, which checks
+    the key before a request body is read.
+    """
     if not digests:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=NO_KEY_CONFIGURED)
+        return HTTPException(status.HTTP_403_FORBIDDEN, detail=NO_KEY_CONFIGURED)
     challenge = {"WWW-Authenticate": "Bearer"}
-    if credentials is None or not credentials.credentials:
-        raise HTTPException(
+    if not key:
+        return HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail="missing API key: send `Authorization: Bearer <key>`",
             headers=challenge,
         )
-    if not key_matches(credentials.credentials, digests):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="wrong API key", headers=challenge)
+    if not key_matches(key, digests):
+        return HTTPException(
+            status.HTTP_401_UNAUTHORIZED, detail="wrong API key", headers=challenge
+        )
+    return None
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header value (None for anything else)."""
+    if not authorization:
+        return None
+    scheme, _, key = authorization.strip().partition(" ")
+    return key.strip() or None if scheme.lower() == "bearer" else None
+
+
+def require_key(credentials: HTTPAuthorizationCredentials | None, digests: Sequence[str]) -> None:
+    """Raise the HTTP error for a request whose credentials do not pass."""
+    refusal = key_refusal(credentials.credentials if credentials else None, digests)
+    if refusal is not None:
+        raise refusal

@@ -8,10 +8,11 @@ document them in OpenAPI, where a schemathesis run checks they agree.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from odpm.config import AlarmConfig
 from odpm.grid import ODPM96_PORT_COUNT
@@ -31,7 +32,46 @@ AlarmKindValue = Literal[
 assert set(get_args(QualityLabel)) == {q.label for q in Quality}
 assert set(get_args(AlarmKindValue)) == {k.value for k in AlarmKind}
 ModeName = Literal["power", "trace", "stream"]
-ChannelNumber = Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT)]
+
+
+def _whole_number(value: object) -> object:
+    """A float without a fraction as the int it is: JSON Schema counts ``80.0`` as an
+    integer, so a strict model must too; ``80.5``, ``true`` and ``"80"`` stay errors."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _channel_key(value: object) -> object:
+    """A JSON object key is a string: ``"12"`` names channel 12 (plain digits, no sign,
+    no leading zero, as :data:`CHANNEL_KEY_PATTERN` says)."""
+    if isinstance(value, str) and _CANONICAL_INT.fullmatch(value):
+        return int(value)
+    return value
+
+
+_CANONICAL_INT = re.compile(r"[1-9][0-9]{0,3}")
+
+
+# The bounds come before the validator so that the JSON schema states them
+# (``minimum``/``maximum``); after it pydantic cannot, and writes ``ge``/``le``.
+#: A channel number in a request body (strict, but ``80.0`` is 80).
+ChannelNumber = Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT), BeforeValidator(_whole_number)]
+#: A channel number as the key of a JSON object.
+ChannelKey = Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT), BeforeValidator(_channel_key)]
+#: What :data:`ChannelKey` accepts, for the schema (``propertyNames``): 1..96 in digits.
+CHANNEL_KEY_PATTERN = "^(?:[1-9]|[1-8][0-9]|9[0-6])$"
+
+
+class StrictIn(BaseModel):
+    """Base of every request body: unknown fields and loose types are 422.
+
+    Strict, because lax validation turns ``{"interval_s": false}`` into 0 (back-to-back
+    scanning) and ``"5"`` into 5; only an int where a float is expected is taken as
+    is (JSON has one number type), and a whole float where an int is (``80.0``).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class _Out(BaseModel):
@@ -149,6 +189,12 @@ class StorageOut(_Out):
     influx_reachable: bool | None
 
 
+class HealthStatusOut(_Out):
+    """The health probe without a key when reads need one: the status alone."""
+
+    status: Literal["ok", "degraded", "down"]
+
+
 class HealthOut(_Out):
     status: Literal["ok", "degraded", "down"] = Field(
         description="ok; degraded (works, but something needs a person: see reasons); "
@@ -166,44 +212,36 @@ class LiveOut(_Out):
     status: Literal["alive"]
 
 
-class AcquisitionIn(BaseModel):
+class AcquisitionIn(StrictIn):
     """Fields left out keep their current value."""
-
-    model_config = ConfigDict(extra="forbid")
 
     running: bool | None = None
     mode: ModeName | None = None
     interval_s: float | None = Field(None, ge=0.0, le=86400)
-    averaging: int | None = Field(None, ge=1, le=64)
+    averaging: Annotated[int, Field(ge=1, le=64), BeforeValidator(_whole_number)] | None = None
 
 
-class ScanIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ScanIn(StrictIn):
     mode: Literal["power", "trace"] | None = Field(
         None, description="Scan mode for this one scan (default: the device's mode)."
     )
 
 
-class ChannelThresholdsIO(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChannelThresholdsIO(StrictIn):
     power_low_dbm: float | None = None
     power_high_dbm: float | None = None
     osnr_low_db: float | None = None
     offset_high_ghz: float | None = None
 
 
-class ThresholdsIO(BaseModel):
+class ThresholdsIO(StrictIn):
     """Alarm thresholds (null: not checked); the same keys as ``[alarms]`` in the config.
 
     A PUT replaces the fields it names and keeps the others.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    hysteresis_db: float | None = Field(None, ge=0, le=10)
-    offset_hysteresis_ghz: float | None = Field(None, ge=0, le=50)
+    hysteresis_db: float = Field(0.5, ge=0, le=10)
+    offset_hysteresis_ghz: float = Field(0.5, ge=0, le=50)
     power_low_dbm: float | None = Field(None, ge=-100, le=40)
     power_high_dbm: float | None = Field(None, ge=-100, le=40)
     osnr_low_db: float | None = Field(None, ge=-10, le=80)
@@ -211,7 +249,11 @@ class ThresholdsIO(BaseModel):
     total_power_low_dbm: float | None = Field(None, ge=-100, le=40)
     total_power_high_dbm: float | None = Field(None, ge=-100, le=40)
     expected_channels: list[ChannelNumber] | None = None
-    channels: dict[ChannelNumber, ChannelThresholdsIO] | None = None
+    channels: dict[ChannelKey, ChannelThresholdsIO] | None = Field(
+        None,
+        description="Per-channel overrides, keyed by channel number.",
+        json_schema_extra={"propertyNames": {"pattern": CHANNEL_KEY_PATTERN}},
+    )
 
     @classmethod
     def from_config(cls, alarms: AlarmConfig) -> ThresholdsIO:

@@ -217,8 +217,20 @@ class ApiConfig(_Strict):
     #: SHA-256 hex digests of accepted API keys (``odpm config hash-key`` makes one).
     api_key_sha256: list[str] = Field(default_factory=list)
     read_requires_key: bool = False
+    #: Keys for ``/metrics`` only (a Prometheus scraper's), as SHA-256 digests.  When
+    #: any is set, or reads require a key, ``/metrics`` needs one of these or an API key.
+    metrics_key_sha256: list[str] = Field(default_factory=list)
+    #: Largest request body accepted (413 beyond); the API's bodies are a few hundred bytes.
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
+    #: Seconds a client has to send a whole request (headers and body) once it connected
+    #: or started one; a half-sent request is dropped after that (slowloris).
+    read_timeout_s: float = Field(10.0, gt=0, le=3600)
+    #: Seconds an idle keep-alive connection is kept between requests.
+    keep_alive_s: float = Field(5.0, gt=0, le=3600)
+    #: Connections (and requests in progress) served at once; beyond, new requests get 503.
+    max_connections: int = Field(512, ge=1, le=100_000)
 
-    @field_validator("api_key_sha256")
+    @field_validator("api_key_sha256", "metrics_key_sha256")
     @classmethod
     def _hex_digests(cls, v: list[str]) -> list[str]:
         out = [h.strip().lower() for h in v]

@@ -781,6 +781,32 @@ class Service:
                     return encoded
         return None
 
+    def request_reading(
+        self, device_id: str, mode: Mode | None
+    ) -> concurrent.futures.Future[_Encoded[Reading] | None]:
+        """:meth:`request_scan`, resolved with the stored reading of that scan (None if it
+        could not be analysed or stored).
+
+        The reading is looked up when the worker completes the request, on the
+        worker's thread (it has ingested the scan and takes no other until the
+        callback returns); looking it up later, after an event loop delay, could find
+        it already pushed out of ``recent`` by back-to-back scans.
+        """
+        scanned = self.request_scan(device_id, mode)
+        out: concurrent.futures.Future[_Encoded[Reading] | None] = concurrent.futures.Future()
+
+        def done(f: concurrent.futures.Future[RawScan]) -> None:
+            if f.cancelled():
+                out.cancel()
+            elif (exc := f.exception()) is not None:
+                out.set_exception(exc)
+            elif out.set_running_or_notify_cancel():
+                out.set_result(self.reading_of(device_id, f.result()))
+
+        scanned.add_done_callback(done)
+        out.add_done_callback(lambda f: scanned.cancel() if f.cancelled() else None)
+        return out
+
     # -- health ---------------------------------------------------------------------------
 
     def storage_status(self) -> StorageStatus:

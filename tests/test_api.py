@@ -198,10 +198,15 @@ def test_history_errors_are_422_naming_the_parameter(
     assert err["msg"].startswith(f"{param}:")
 
 
-def test_channel_81_is_422_naming_the_channel(client: TestClient) -> None:
+def test_channel_81_of_an_80_channel_plan_is_404_naming_the_channel(client: TestClient) -> None:
+    # 1..96 (the monitor's ports) is what the schema allows; 81 is valid input naming a
+    # channel this device's plan does not have: no such resource.
     r = client.get(f"{V1}/devices/sim1/channels/81/history")
+    assert r.status_code == 404
+    assert "1..80" in r.json()["detail"]
+    r = client.get(f"{V1}/devices/sim1/channels/97/history")
     assert r.status_code == 422
-    assert "1..80" in r.json()["detail"][0]["msg"]
+    assert r.json()["detail"][0]["msg"].startswith("ch:")
 
 
 # --- control and alarms ----------------------------------------------------------------

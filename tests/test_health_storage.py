@@ -225,3 +225,17 @@ def test_silence_threshold_follows_interval_and_observed_scan_time() -> None:
     )
     stream = DeviceRuntime(cfg, None)
     assert health.stale_after_s(stream) == 30.0  # the frame period counts, not interval_s
+
+
+def test_probes_stay_open_when_reads_need_a_key(tmp_path: Path) -> None:
+    s = Settings(
+        storage=StorageConfig(data_dir=tmp_path / "data"),
+        api=ApiConfig(api_key_sha256=[hash_api_key(KEY)], read_requires_key=True),
+    )
+    with TestClient(create_app(Service.from_settings(s))) as c:
+        assert c.get(f"{V1}/health/live").status_code == 200
+        r = c.get(f"{V1}/health")
+        assert r.status_code == 200 and r.json() == {"status": "ok"}  # status only
+        assert c.get(f"{V1}/health", headers=AUTH).json()["reasons"] == []
+        assert c.get(f"{V1}/storage").status_code == 401
+        assert c.get(f"{V1}/storage", headers=AUTH).status_code == 200

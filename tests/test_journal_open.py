@@ -22,7 +22,7 @@ from odpm.storage.journal import (
     Journal,
     wal_limit_bytes,
 )
-from tests.support.serve_proc import ServeProcess, journal_scans
+from tests.support.serve_process import ServeProcess, journal_scans
 from tests.support.storage_writer import make_reading
 from tests.support.waiting import wait_for
 

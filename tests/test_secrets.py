@@ -11,7 +11,7 @@ import pytest
 
 from odpm.config import redact_url
 from tests.support.influxd import InfluxServer
-from tests.support.serve_proc import ServeProcess, influx_scans
+from tests.support.serve_process import ServeProcess, influx_scans
 from tests.support.waiting import wait_for
 
 SECRET = "s3cretPassw0rd"

@@ -27,7 +27,7 @@ import pytest
 from odpm.config import hash_api_key
 from odpm.storage.journal import JOURNAL_FILE
 from tests.support.influxd import InfluxServer
-from tests.support.serve_proc import ServeProcess, influx_scans, journal_scans
+from tests.support.serve_process import ServeProcess, influx_scans, journal_scans
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.influx, pytest.mark.slow]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import Response
@@ -49,3 +50,22 @@ def invalid(where: str, name: str, message: str) -> RequestValidationError:
     return RequestValidationError(
         [{"loc": (where, name), "msg": f"{name}: {message}", "type": "value_error"}]
     )
+
+
+def named_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Validation errors with each ``msg`` starting with the parameter it is about.
+
+    FastAPI's own checks (bounds, types, patterns) say "Input should be greater
+    than or equal to 1" without saying of what; this makes them read like the
+    errors of :func:`invalid` ("ch: Input should be ...").
+    """
+    out = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc") or ()]
+        # ("body", "expected_channels", 0) -> "expected_channels.0"
+        name = ".".join(loc[1:]) or (loc[0] if loc else "body")
+        msg = str(err.get("msg", ""))
+        if not msg.startswith(f"{name}:"):
+            err = {**err, "msg": f"{name}: {msg}"}
+        out.append(err)
+    return out

@@ -36,14 +36,14 @@ async def scan_now(
     thread (between its scheduled scans); the reading is stored and published like
     any other.  The event loop only awaits the worker's future."""
     try:
-        future = service.request_scan(dev.id, body.mode if body else None)
+        future = service.request_reading(dev.id, body.mode if body else None)
     except NotAvailableError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     except ValueError as exc:  # a mode the driver lacks (a bench OSA has no power mode)
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     timeout_s = dev.config.timeout_s * 2 + SCAN_GRACE_S
     try:
-        scan = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+        reading = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
     except TimeoutError:
         future.cancel()
         raise HTTPException(
@@ -56,7 +56,6 @@ async def scan_now(
         ) from None
     # The worker hands the scan to the service (pipeline, journal, streams)
     # before it resolves the future, so the reading is already stored.
-    reading = service.reading_of(dev.id, scan)
     if reading is None:
         raise HTTPException(
             status.HTTP_504_GATEWAY_TIMEOUT,

@@ -13,24 +13,32 @@ import time
 
 from fastapi import APIRouter, Response, status
 
-from api.deps import ServiceDep
-from api.schemas import HealthOut, LiveOut, StorageOut
+from api.deps import ProbeDetails, ServiceDep
+from api.schemas import HealthOut, HealthStatusOut, LiveOut, StorageOut
 
 router = APIRouter(tags=["health"])
 
 
 @router.get(
     "/health",
-    response_model=HealthOut,
-    responses={503: {"model": HealthOut, "description": "Not ready (see reasons)."}},
+    response_model=HealthOut | HealthStatusOut,
+    responses={503: {"model": HealthOut | HealthStatusOut, "description": "Down (see reasons)."}},
 )
-async def health(service: ServiceDep, response: Response) -> HealthOut:
+async def health(
+    service: ServiceDep, response: Response, details: ProbeDetails
+) -> HealthOut | HealthStatusOut:
     """ok / degraded / down with reasons, device states, storage backlog and InfluxDB
-    reachability; 503 only when down.  Never waits on a device or on InfluxDB."""
+    reachability; 503 only when down.  Never waits on a device or on InfluxDB.
+
+    With ``api.read_requires_key``, a request without the key gets the status
+    alone (enough for an orchestrator's probe); the details need the key.
+    """
     h = service.health()
-    st = service.storage_status()
     if not h.ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    if not details:
+        return HealthStatusOut(status=h.status)
+    st = service.storage_status()
     started = service.started_at
     return HealthOut(
         status=h.status,
@@ -53,6 +61,9 @@ async def health(service: ServiceDep, response: Response) -> HealthOut:
 
 
 @router.get("/health/live", response_model=LiveOut)
-async def live() -> LiveOut:
-    """Liveness: 200 as long as the server answers at all (use /health for readiness)."""
+async def live(details: ProbeDetails) -> LiveOut:
+    """Liveness: 200 as long as the server answers at all (use /health for readiness).
+
+    A probe like /health (``details`` only marks it so): open even when reads need a key.
+    """
     return LiveOut(status="alive")

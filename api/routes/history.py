@@ -16,11 +16,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import DeviceDep, ReadAccess, ServiceDep
 from api.routes import error_responses, invalid
 from api.schemas import HistoryOut, HistoryPointOut
+from odpm.grid import ODPM96_PORT_COUNT
 from odpm.storage.history import (
     MIN_RAW_EVERY_S,
     MIN_ROLLUP_EVERY_S,
@@ -40,6 +42,14 @@ DEFAULT_BUCKETS = 500
 #: No single request may span more than this (the journal keeps days, InfluxDB maybe years).
 MAX_RANGE = timedelta(days=400)
 
+#: Times accepted for ``start`` and ``end``: InfluxDB stores int64 nanoseconds since
+#: 1970 (to 2262), the journal int64 microseconds; a time outside is a client error (422),
+#: not a failed query shown as an outage (503) or an overflow (500).
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+#: What ``every`` looks like (also declared in the schema): a number and a unit.  ASCII
+#: classes, not ``\d``/``\s``: Python's match other scripts' digits, JSON Schema's do not.
+EVERY_PATTERN = r"^ *[0-9]{1,9}(\.[0-9]{1,6})? *(us|ms|s|m|h|d)? *$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)?\s*$")
 _UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -52,7 +62,34 @@ def parse_every_s(text: str) -> float:
     value = float(m.group(1)) * _UNIT_S[m.group(2) or "s"]
     if not math.isfinite(value) or value <= 0:
         raise invalid("query", "every", f"must be a positive duration, got {text!r}")
+    if value > MAX_RANGE.total_seconds():
+        raise invalid("query", "every", f"must be at most {MAX_RANGE.days} days, got {text!r}")
     return value
+
+
+def _iso_8601_only(value: object) -> object:
+    """Refuse what pydantic would read as a Unix time (``end=0.5``): the parameter is
+    documented as an ISO 8601 string, and a number is more likely a mistake."""
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError(f"not an ISO 8601 time like 2024-05-01T08:00:00Z: {value!r}")
+    return value
+
+
+_ISO_DATE = re.compile(r"^ *[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: A ``start``/``end`` query value: ISO 8601 only.
+IsoTime = Annotated[datetime, BeforeValidator(_iso_8601_only)]
+
+
+def check_time(name: str, t: datetime) -> datetime:
+    """``t`` if it lies in EARLIEST_TIME..LATEST_TIME, else the 422 naming ``name``."""
+    if not EARLIEST_TIME <= t <= LATEST_TIME:
+        raise invalid(
+            "query",
+            name,
+            f"must be between {EARLIEST_TIME:%Y-%m-%d} and {LATEST_TIME:%Y-%m-%d}, "
+            f"got {t.isoformat()}",
+        )
+    return t
 
 
 def _utc(t: datetime) -> datetime:
@@ -98,23 +135,43 @@ def _points(h: ChannelHistory) -> list[dict[str, object]]:
 async def channel_history(
     dev: DeviceDep,
     service: ServiceDep,
-    ch: Annotated[int, Path(description="Channel number in the device's plan (1..N).")],
+    ch: Annotated[
+        int,
+        Path(
+            ge=1,
+            le=ODPM96_PORT_COUNT,
+            description="Channel number in the device's plan (1..N); 404 beyond N.",
+        ),
+    ],
     start: Annotated[
-        datetime | None, Query(description="ISO 8601; naive means UTC (default: end - 1 h).")
+        IsoTime | None,
+        Query(
+            description="ISO 8601, 1970..2200; naive means UTC (default: end - 1 h).",
+        ),
     ] = None,
-    end: Annotated[datetime | None, Query(description="ISO 8601 (default: now).")] = None,
+    end: Annotated[
+        IsoTime | None, Query(description="ISO 8601, 1970..2200 (default: now).")
+    ] = None,
     every: Annotated[
         str | None,
-        Query(description="Bucket width: 10s, 1m, 1h... (default: about 500 buckets)."),
+        Query(
+            pattern=EVERY_PATTERN,
+            max_length=24,
+            description="Bucket width: 10s, 1m, 1h... up to 400 days (default: about 500 buckets).",
+        ),
     ] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> HistoryOut | Response:
     """power_dbm and osnr_db mean/min/max per bucket (raw points up to 3 h, else 1-min rollups)."""
     if not 1 <= ch <= dev.plan.count:
-        raise invalid("path", "ch", f"channel must be 1..{dev.plan.count}, got {ch}")
+        # Within the schema's bounds but not in this device's plan: no such resource.
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"ch: device {dev.id!r} has channels 1..{dev.plan.count}, not {ch}",
+        )
     try:
-        end_t = _utc(end) if end is not None else datetime.now(UTC)
-        start_t = _utc(start) if start is not None else end_t - DEFAULT_RANGE
+        end_t = check_time("end", _utc(end)) if end is not None else datetime.now(UTC)
+        start_t = check_time("start", _utc(start) if start is not None else end_t - DEFAULT_RANGE)
     except (OverflowError, ValueError) as exc:
         raise invalid("query", "start", f"not a usable time: {exc}") from None
     if end_t <= start_t:

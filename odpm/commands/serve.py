@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, note_signal)
     if args.no_api:
         return _run_agent(service, stop)
-    return _run_api(service, settings.api.host, settings.api.port)
+    return _run_api(service, settings.api)
 
 
 def _run_agent(service: Service, stop: threading.Event) -> int:
@@ -204,13 +204,14 @@ class _Server(uvicorn.Server):
         self._service.broadcaster.close_threadsafe()
 
 
-def _run_api(service: Service, host: str, port: int) -> int:
+def _run_api(service: Service, api: ApiConfig) -> int:
     from api.app import create_app
+    from api.server import uvicorn_config
 
-    config = uvicorn.Config(
+    # Timeouts, connection cap and header limit from api.* (see api/server.py).
+    config = uvicorn_config(
         create_app(service),
-        host=host,
-        port=port,
+        api,
         lifespan="on",
         log_config=None,  # keep the CLI's logging setup
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

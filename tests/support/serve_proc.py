@@ -1,110 +1,95 @@
-"""``python -m odpm serve`` as a real process (real uvicorn) for storage-fault tests.
+"""``python -m odpm serve --simulate N`` as a real process (real uvicorn), for API tests.
 
-Fault tests need a process they can stop with SIGTERM and whose log they can
-read (to check a fault is logged once, not once per scan), plus a few readers
-of what it stored: the journal (plain sqlite3) and InfluxDB (plain InfluxQL).
+The server is configured only through ``ODPM_`` environment variables (no config file), on a
+free loopback port, with its journal in a temporary directory; :func:`served` yields once the
+first reading of ``sim1`` is available and stops the process afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
-import shutil
-import signal
-import sqlite3
 import subprocess
 import sys
-import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.influxd import InfluxServer, free_port
+from odpm.config import hash_api_key
+from tests.support.influxd import free_port
 
 
-class ServeProcess:
-    """One ``odpm serve`` with the API on a free port; its output goes to ``log_path``."""
+@dataclass(frozen=True)
+class Served:
+    """A running server: where it listens, its process and its log."""
 
-    def __init__(
-        self,
-        workdir: Path,
-        args: list[str],
-        env: dict[str, str] | None = None,
-        wrap: list[str] | None = None,
-    ) -> None:
-        """``wrap``: a command prefix the serve command is appended to (``unshare ...``)."""
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"serve-{self.port}.log"
-        cmd = [
-            *(wrap or []),
-            sys.executable,
-            "-m",
-            "odpm",
-            "serve",
-            "--port",
-            str(self.port),
-            *args,
-        ]
-        full_env = {**os.environ, "ODPM_CONFIG": "", **(env or {})}
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=workdir
-            )
-        self.http = httpx.Client(base_url=self.base, timeout=10.0)
-
-    def get(self, path: str) -> Any:
-        return self.http.get(path).json()
-
-    def health(self) -> dict[str, Any]:
-        r = self.http.get("/api/v1/health")
-        body: dict[str, Any] = r.json()
-        body["http"] = r.status_code
-        return body
-
-    def metric(self, name: str, **labels: str) -> float:
-        """The value of one sample of ``/metrics`` (0 if absent)."""
-        for fam in text_string_to_metric_families(self.http.get("/metrics").text):
-            for s in fam.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                    return float(s.value)
-        return 0.0
+    url: str
+    host: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    key: str
 
     @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def auth(self) -> dict[str, str]:
+        """Headers that carry the server's API key."""
+        return {"Authorization": f"Bearer {self.key}"}
 
-    def terminate(self, timeout_s: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+    def rss_bytes(self, field: str = "VmRSS") -> int:
+        """Resident memory of the server process (``VmRSS``, or ``VmHWM`` for the peak)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(f"{field} not in /proc/{self.proc.pid}/status")
+
+
+@contextlib.contextmanager
+def served(
+    tmp: Path,
+    *,
+    key: str = "test-key",
+    env: Mapping[str, str] = {},
+    args: tuple[str, ...] = (),
+    ready_s: float = 30.0,
+) -> Iterator[Served]:
+    """Run ``odpm serve --simulate 1`` with ``key`` accepted and ``env`` added."""
+    port = free_port()
+    environ = {
+        **os.environ,
+        "ODPM_CONFIG": "",
+        "ODPM_API__API_KEY_SHA256": json.dumps([hash_api_key(key)]),
+        "ODPM_STORAGE__INFLUX__URL": "",
+        **env,
+    }
+    cmd = [sys.executable, "-m", "odpm", "--log-level", "WARNING", "serve", "--simulate", "1",
+           "--port", str(port), "--data-dir", str(tmp / "data"), *args]  # fmt: skip
+    log_path = tmp / "serve.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environ, cwd=tmp)
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        deadline = time.monotonic() + ready_s
+        while True:
+            try:
+                r = httpx.get(f"{url}/api/v1/devices/sim1/latest", headers=headers, timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "server did not come up: " + log_path.read_text()
+            time.sleep(0.2)
+        yield Served(url, "127.0.0.1", port, proc, log_path, key)
+    finally:
+        proc.terminate()
         try:
-            return self.proc.wait(timeout_s)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        self.http.close()
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def journal_scans(journal: Path) -> int:
-    """Scans in a journal.  One reached through ``/proc/<pid>/root`` (another mount
-    namespace) is copied first: SQLite resolves that magic link to ``/`` here."""
-    if str(journal).startswith("/proc/"):
-        with tempfile.TemporaryDirectory() as tmp:
-            for suffix in ("", "-wal"):
-                src = Path(str(journal) + suffix)
-                if src.exists():
-                    shutil.copyfile(src, Path(tmp) / (journal.name + suffix))
-            return journal_scans(Path(tmp) / journal.name)
-    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as conn:
-        return int(conn.execute("SELECT count(*) FROM scans").fetchone()[0])
-
-
-def influx_scans(server: InfluxServer, db: str) -> int:
-    res = server.query('SELECT count("lit_channels") FROM "scan"', db=db)["results"][0]
-    series = res.get("series", [])
-    return int(series[0]["values"][0][1]) if series else 0
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
