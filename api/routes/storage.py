@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from api.deps import ReadAccess, ServiceDep, WriteAccess
 from api.routes import error_responses
+from api.schemas import StrictIn, _whole_number
 from odpm.service import NotAvailableError, Service
 from odpm.storage.journal import Journal
 from odpm.storage.report import StorageReport, storage_report
@@ -58,19 +59,20 @@ class StorageStatusOut(BaseModel):
     quarantined: list[QuarantinedOut] = Field(description="Newest first, at most 100.")
 
 
-class RequeueIn(BaseModel):
-    """Either ``{"all": true}`` or ``{"ids": [...]}``."""
+#: A quarantined batch id (a whole number: ``3.0`` is taken, as JSON allows).
+BatchId = Annotated[int, Field(ge=1, le=2**53 - 1), BeforeValidator(_whole_number)]
 
-    model_config = ConfigDict(extra="forbid")
 
-    all: bool = False
-    ids: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list, max_length=10_000)
+class RequeueAll(StrictIn):
+    """``{"all": true}``: every quarantined batch."""
 
-    @model_validator(mode="after")
-    def _one_of(self) -> RequeueIn:
-        if self.all == bool(self.ids):
-            raise ValueError('give either "all": true or a non-empty "ids" list')
-        return self
+    all: Literal[True]
+
+
+class RequeueIds(StrictIn):
+    """``{"ids": [3, 4]}``: these batches."""
+
+    ids: list[BatchId] = Field(min_length=1, max_length=10_000)
 
 
 class RequeueOut(BaseModel):
@@ -123,9 +125,12 @@ async def storage_status(service: ServiceDep) -> StorageStatusOut:
     dependencies=[WriteAccess],
     responses=error_responses(400, 401, 403, 409),
 )
-async def requeue(service: ServiceDep, body: Annotated[RequeueIn, Body()]) -> RequeueOut:
+async def requeue(
+    service: ServiceDep, body: Annotated[RequeueAll | RequeueIds, Body()]
+) -> RequeueOut:
     """Send quarantined batches again (once their cause is fixed); the forwarder takes
     them within a second, and one refused again returns to quarantine."""
     journal = _journal(service)
-    done = await asyncio.to_thread(journal.requeue, None if body.all else list(body.ids))
-    return RequeueOut(requeued=done, unknown=sorted(set(body.ids) - set(done)))
+    ids = list(body.ids) if isinstance(body, RequeueIds) else None
+    done = await asyncio.to_thread(journal.requeue, ids)
+    return RequeueOut(requeued=done, unknown=sorted(set(ids or ()) - set(done)))
