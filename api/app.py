@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client import Histogram as _Histogram
 
+from api.console import mount_console
 from api.deps import MetricsAccess
 from api.guard import RequestGuard
 from api.openapi import install_openapi
@@ -36,9 +37,12 @@ from api.routes import (
     instrument,
     named_errors,
     readings,
+    references,
     storage,
     stream,
+    traces,
 )
+from api.routes.summary_stream import router as summary_stream_router
 from odpm import __version__
 from odpm.metrics import ServiceMetrics
 from odpm.service import Service, ServiceError, UnknownDeviceError
@@ -156,6 +160,9 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
         description="Acquisition service for ODPM-96 optical channel performance monitors: "
         "devices, latest readings and traces, history, alarms, live streams, control.",
         lifespan=lifespan,
+        # Served from local files by api.console (FastAPI's own pages use a CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = service
     metrics = ServiceMetrics(service)
@@ -174,7 +181,13 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
         storage,
     ):
         v1.include_router(module.router)
+    v1.include_router(traces.router)
+    v1.include_router(traces.write_router)
+    v1.include_router(references.router)
+    v1.include_router(references.write_router)
+    v1.include_router(summary_stream_router)  # GET /stream: all devices, for the console
     app.include_router(v1)
+    mount_console(app)
 
     @app.get("/metrics", include_in_schema=False, dependencies=[MetricsAccess])
     def prometheus_metrics() -> Response:

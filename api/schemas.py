@@ -28,6 +28,7 @@ AlarmKindValue = Literal[
     "offset_high",
     "total_power_low",
     "total_power_high",
+    "deviation",
 ]
 assert set(get_args(QualityLabel)) == {q.label for q in Quality}
 assert set(get_args(AlarmKindValue)) == {k.value for k in AlarmKind}
@@ -254,8 +255,31 @@ class ThresholdsIO(StrictIn):
         description="Per-channel overrides, keyed by channel number.",
         json_schema_extra={"propertyNames": {"pattern": CHANNEL_KEY_PATTERN}},
     )
+    deviation_db: float | None = Field(
+        None, gt=0, le=60, description="power change from the default reference trace (dB)"
+    )
 
     @classmethod
     def from_config(cls, alarms: AlarmConfig) -> ThresholdsIO:
         fields = cls.model_fields
         return cls.model_validate({k: v for k, v in alarms.model_dump().items() if k in fields})
+
+
+class SummaryOut(_Out):
+    """One scan of one device, without its channels: the ``summary`` event of
+    ``GET /api/v1/stream`` (see :func:`odpm.summary.reading_summary`)."""
+
+    device: str
+    time: datetime
+    mode: ModeName
+    temperature_c: float | None
+    channels: int = Field(description="Channels in the reading.")
+    total_power_dbm: float | None
+    lit_channels: int
+    tilt_db: float | None
+    flatness_db: float | None
+    min_osnr_db: float | None
+    flagged_channels: int = Field(
+        description="Present channels whose quality is not ok (OSNR not resolved, power only)."
+    )
+    alarms: list[AlarmEventOut] = Field(description="Raise/clear events of this scan.")

@@ -38,7 +38,7 @@ from odpm.config import AlarmConfig
 from odpm.grid import ChannelPlan
 from odpm.models import AlarmEvent, AlarmKind, FloatArray
 
-__all__ = ["CHANNEL_KINDS", "AlarmEngine"]
+__all__ = ["CHANNEL_KINDS", "AlarmEngine", "DeviationAlarm"]
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -269,3 +269,61 @@ class AlarmEngine:
 def _value(v: float | np.floating[npt.NBitBase]) -> float | None:
     f = float(v)
     return None if f != f else f
+
+
+class DeviationAlarm:
+    """``deviation``: a channel whose power differs from the device's default reference
+    trace by more than ``deviation_db`` (either way), with the hysteresis of the others.
+
+    The reference powers are the reference trace analysed by the same pipeline
+    (:meth:`set_reference`).  Raises when ``|power - reference| > deviation_db``,
+    clears once it is ``<= deviation_db - hysteresis_db``; NaN (no value, or no
+    reference value for that channel) keeps the state; no threshold or no
+    reference clears every raised one.  The event's value is the signed
+    difference (dB).  Thread-safe like :class:`AlarmEngine`.
+    """
+
+    def __init__(self, plan: ChannelPlan) -> None:
+        self._plan = plan
+        self._lock = threading.Lock()
+        self._active = np.zeros(plan.count, dtype=bool)
+        self._reference: FloatArray | None = None
+
+    def set_reference(self, power_dbm: FloatArray | None) -> None:
+        if power_dbm is not None and np.shape(power_dbm) != (self._plan.count,):
+            raise ValueError(
+                f"reference has {np.size(power_dbm)} channels, plan {self._plan.count}"
+            )
+        with self._lock:
+            self._reference = None if power_dbm is None else np.asarray(power_dbm, np.float64)
+
+    def evaluate(
+        self, device_id: str, time: datetime, power_dbm: FloatArray, config: AlarmConfig
+    ) -> tuple[AlarmEvent, ...]:
+        with self._lock:
+            ref, old = self._reference, self._active
+            if ref is None or config.deviation_db is None:
+                new = np.zeros_like(old)
+                delta = np.full(old.shape, np.nan)
+            else:
+                delta = np.asarray(power_dbm, dtype=np.float64) - ref
+                size = np.abs(delta)
+                limit = config.deviation_db
+                held = old & ~(size <= limit - config.hysteresis_db)
+                new = held | (size > limit)
+            self._active = new
+        if not (new != old).any():
+            return ()
+        channels = self._plan.channel_numbers
+        return tuple(
+            AlarmEvent(
+                device_id,
+                time,
+                AlarmKind.DEVIATION,
+                int(channels[i]),
+                bool(new[i]),
+                _value(delta[i]),
+                config.deviation_db,
+            )
+            for i in np.flatnonzero(new != old)
+        )

@@ -17,11 +17,11 @@ import sys
 from collections.abc import Sequence
 
 from odpm import __version__
-from odpm.commands import analyze, config_cmd, scan, serve, sim, storage_cmd
+from odpm.commands import analyze, config_cmd, report, scan, serve, sim, storage_cmd, traces
 from odpm.config import ConfigError
 from odpm.errors import UserError
 
-_COMMANDS = (serve, sim, scan, analyze, config_cmd, storage_cmd)
+_COMMANDS = (serve, sim, scan, analyze, traces, report, config_cmd, storage_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,7 +60,9 @@ class PlanConfig(_Strict):
     """The line system's channel plan (ITU-T G.694.1 grid, or explicit centres)."""
 
     first_channel_thz: float = Field(DEFAULT_FIRST_CHANNEL_THZ, gt=180, lt=200)
-    spacing_ghz: float = Field(DEFAULT_SPACING_GHZ, gt=0, le=1000)
+    #: ITU-T G.694.1: no grid is finer than 6.25 GHz (a finer value is a typo, and
+    #: overflows the grid index).
+    spacing_ghz: float = Field(DEFAULT_SPACING_GHZ, ge=6.25, le=1000)
     channels: int = Field(DEFAULT_CHANNEL_COUNT, ge=1, le=ODPM96_PORT_COUNT)
     custom_frequencies_thz: list[float] | None = None
 
@@ -105,6 +107,50 @@ class CalibrationConfig(_Strict):
         return v
 
 
+class ArchivePolicy(_Strict):
+    """Which spectra a device keeps (``odpm.archive``); every field may be overridden
+    per device (``[devices.archive]``) and through the API."""
+
+    #: One trace every this many seconds (wall-clock buckets); 0 = none periodically.
+    every_s: float = Field(60.0, ge=0, le=86400)
+    #: When an alarm is raised, keep the traces of the last ``pre_s`` and next ``post_s``.
+    on_alarm: bool = True
+    pre_s: float = Field(10.0, ge=0, le=600)
+    post_s: float = Field(10.0, ge=0, le=3600)
+    #: Keep the trace of every ``POST .../scan``.
+    on_demand: bool = True
+    #: The reference trace compared against by default (``deviation`` alarm, compare, report).
+    reference: str | None = None
+
+
+class ArchivePolicyOverride(_Strict):
+    """Per-device changes to :class:`ArchivePolicy`; a field left out inherits."""
+
+    every_s: float | None = Field(None, ge=0, le=86400)
+    on_alarm: bool | None = None
+    pre_s: float | None = Field(None, ge=0, le=600)
+    post_s: float | None = Field(None, ge=0, le=3600)
+    on_demand: bool | None = None
+    reference: str | None = None
+
+
+class ArchiveConfig(ArchivePolicy):
+    """The trace archive: the global policy plus retention (``[archive]``)."""
+
+    #: Cap of the stored traces (they also count against ``storage.max_bytes``).
+    max_bytes: int = Field(1 << 30, ge=1_000_000)
+    #: Traces older than this are pruned (oldest first; never those of an active alarm).
+    retention_days: float = Field(30.0, gt=0)
+
+    def policy_for(self, override: ArchivePolicyOverride | None) -> ArchivePolicy:
+        """The policy in force for a device: these defaults with its override's fields."""
+        base = ArchivePolicy(**{k: getattr(self, k) for k in ArchivePolicy.model_fields})
+        if override is None:
+            return base
+        changes = {k: getattr(override, k) for k in override.model_fields_set}
+        return base.model_copy(update=changes)
+
+
 class DeviceConfig(_Strict):
     """One monitor: how to reach it and how to acquire from it."""
 
@@ -125,6 +171,11 @@ class DeviceConfig(_Strict):
     enabled: bool = True
     plan: PlanConfig = Field(default_factory=PlanConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    #: Changes to the global ``[archive]`` policy for this device.
+    archive: ArchivePolicyOverride = Field(default_factory=ArchivePolicyOverride)
+    #: The API of the agent that acquires this device (replicas name it when asked for
+    #: a stored trace, which stays on that agent).
+    agent_url: str = ""
     #: Bench OSAs (README "Bench OSAs"): AQ6370 Ethernet login user and password.  The
     #: password may instead come from the environment variable named by ``password_env``.
     username: str = Field("anonymous", pattern=r'^[^"\r\n]{1,64}$')
@@ -268,6 +319,9 @@ class AlarmConfig(_Strict):
     #: signal.  Empty means "every channel seen lit since start".
     expected_channels: list[int] = Field(default_factory=list)
     channels: dict[int, ThresholdValues] = Field(default_factory=dict)
+    #: ``deviation``: a channel's power this far from the device's default reference
+    #: trace (``archive.reference``); None = off.
+    deviation_db: float | None = Field(None, gt=0, le=60)
 
 
 class PipelineConfig(_Strict):
@@ -294,6 +348,7 @@ class Settings(BaseSettings):
     api: ApiConfig = Field(default_factory=ApiConfig)
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
 
     @classmethod
     def settings_customise_sources(

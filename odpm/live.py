@@ -25,6 +25,9 @@ from typing import Any
 #: Per-client queue length by default: a few seconds of readings at 1 Hz for
 #: several devices, small enough that a stalled client costs little memory.
 DEFAULT_QUEUE_SIZE = 64
+#: Event types a subscription receives only when it names them: per-scan summaries
+#: are for the all-devices stream, not for a device's own stream of full readings.
+OPT_IN_EVENTS = frozenset({"summary"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +42,14 @@ class LiveEvent:
 class Subscription:
     """One client's bounded queue; consumed on the event loop only."""
 
-    def __init__(self, device_id: str | None, maxsize: int) -> None:
+    def __init__(
+        self, device_id: str | None, maxsize: int, events: frozenset[str] | None = None
+    ) -> None:
         if maxsize < 1:
             raise ValueError(f"queue size must be at least 1, got {maxsize}")
         self.device_id = device_id
+        #: Event types this client receives (None: all but :data:`OPT_IN_EVENTS`).
+        self.events = events
         self._queue: collections.deque[LiveEvent] = collections.deque(maxlen=maxsize)
         self._ready = asyncio.Event()
         self._closed = False
@@ -82,6 +89,12 @@ class Subscription:
             self._ready.clear()
             await self._ready.wait()
 
+    def wants(self, device_id: str, event: str) -> bool:
+        """Whether an ``event`` of ``device_id`` belongs in this client's queue."""
+        if self.device_id is not None and self.device_id != device_id:
+            return False
+        return event not in OPT_IN_EVENTS if self.events is None else event in self.events
+
     async def __aiter__(self) -> AsyncIterator[LiveEvent]:
         while (event := await self.get()) is not None:
             yield event
@@ -106,12 +119,19 @@ class Broadcaster:
         self._loop = loop
         self._closed = False
 
-    def subscribe(self, device_id: str | None = None, maxsize: int | None = None) -> Subscription:
-        """A new client queue for one device (or all when ``device_id`` is None).
+    def subscribe(
+        self,
+        device_id: str | None = None,
+        maxsize: int | None = None,
+        events: frozenset[str] | None = None,
+    ) -> Subscription:
+        """A new client queue for one device (or all when ``device_id`` is None),
+        receiving only the event types in ``events`` (when None: every type but
+        :data:`OPT_IN_EVENTS`).
 
         Must be called on the bound event loop.
         """
-        sub = Subscription(device_id, maxsize or self.queue_size)
+        sub = Subscription(device_id, maxsize or self.queue_size, events)
         if self._closed:
             sub.close()
             return sub
@@ -130,10 +150,13 @@ class Broadcaster:
         with self._lock:
             return len(self._subs)
 
-    def has_listeners(self, device_id: str) -> bool:
-        """Whether an event for ``device_id`` would reach anyone (cheap; any thread)."""
+    def has_listeners(self, device_id: str, event: str | None = None) -> bool:
+        """Whether an event (of type ``event``, or any) for ``device_id`` would reach
+        anyone (cheap; any thread)."""
         with self._lock:
-            return any(s.device_id is None or s.device_id == device_id for s in self._subs)
+            if event is None:
+                return any(s.device_id in (None, device_id) for s in self._subs)
+            return any(s.wants(device_id, event) for s in self._subs)
 
     def publish(self, device_id: str, event: str, payload: Callable[[], Any]) -> None:
         """Queue ``payload()`` (JSON-encoded once) for every listener of ``device_id``.
@@ -142,7 +165,7 @@ class Broadcaster:
         listens.  Safe from any thread; never blocks on a client.
         """
         loop = self._loop
-        if loop is None or self._closed or not self.has_listeners(device_id):
+        if loop is None or self._closed or not self.has_listeners(device_id, event):
             return
         item = LiveEvent(device_id, event, json.dumps(payload(), allow_nan=False))
         try:
@@ -153,7 +176,7 @@ class Broadcaster:
 
     def _deliver(self, item: LiveEvent) -> None:
         with self._lock:
-            subs = [s for s in self._subs if s.device_id is None or s.device_id == item.device_id]
+            subs = [s for s in self._subs if s.wants(item.device_id or "", item.event)]
         for s in subs:
             s._offer(item)
 

@@ -144,6 +144,15 @@ class _ServiceCollector(Collector):
         )
         dropped.add_metric([], b.dropped)
         yield dropped
+        if svc.traces is not None:
+            archive = svc.traces.archive
+            for name, help_, value in (
+                ("odpm_traces_stored", "Traces kept in the archive.", archive.stored),
+                ("odpm_traces_pruned", "Traces removed by archive retention.", archive.pruned),
+            ):
+                fam = CounterMetricFamily(name, help_)
+                fam.add_metric([], value)
+                yield fam
 
 
 class ServiceMetrics:

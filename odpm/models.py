@@ -107,6 +107,8 @@ class AlarmKind(StrEnum):
     OFFSET_HIGH = "offset_high"
     TOTAL_POWER_LOW = "total_power_low"
     TOTAL_POWER_HIGH = "total_power_high"
+    #: A channel's power this far from the device's default reference trace.
+    DEVIATION = "deviation"
 
 
 @dataclass(frozen=True, slots=True)

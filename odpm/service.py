@@ -51,12 +51,14 @@ from odpm.instrument_analysis import STORE_FILE as INSTRUMENT_STORE_FILE
 from odpm.instrument_analysis import InstrumentAnalysisStore
 from odpm.live import Broadcaster
 from odpm.models import AlarmEvent, InstrumentAnalysis, Mode, RawScan, Reading, TraceScan
+from odpm.summary import reading_summary
 
 if TYPE_CHECKING:
     # Imported where used at run time: the CLI imports this module for every
     # subcommand, and drivers, pipeline and storage are not cheap to import.
     from drivers.simulator.server import SimulatorServer
     from odpm.acquisition import AcquisitionWorker, WorkerCounters
+    from odpm.archive import TraceKeeper
     from odpm.health import Health
     from odpm.pipeline import Pipeline
     from odpm.storage.history import ChannelHistory, InfluxHistory, JournalHistory
@@ -301,8 +303,13 @@ class Service:
         acquisition: bool = True,
         broadcaster: Broadcaster | None = None,
         on_close: Iterable[Callable[[], None]] = (),
+        traces: TraceKeeper | None = None,
     ) -> None:
         self.settings = settings
+        #: The trace archive and its keeping policy (None without a journal).
+        self.traces = traces
+        #: ``deviation`` alarm state per device, with its reference loaded (lazily).
+        self._deviation: dict[str, Any] = {}
         self.alarm_config: AlarmConfig = settings.alarms
         self.journal = journal
         self.forwarder = forwarder
@@ -366,6 +373,11 @@ class Service:
             devices.extend(sim_devices)
         try:
             journal, forwarder, history = open_storage(settings.storage, forward=acquisition)
+            from odpm.archive import TraceKeeper
+
+            traces = (
+                TraceKeeper.for_journal(journal, settings.archive) if journal is not None else None
+            )
             return cls(
                 settings,
                 devices=devices,
@@ -375,6 +387,7 @@ class Service:
                 acquisition=acquisition,
                 broadcaster=broadcaster,
                 on_close=closers,
+                traces=traces,
             )
         except BaseException:
             for close in closers:
@@ -487,9 +500,14 @@ class Service:
                 dev.processing_errors += 1
                 log.exception("%s: analysing a %s scan failed", dev.id, scan.mode)
                 return None
+            if self.traces is not None and (
+                self.alarm_config.deviation_db is not None or dev.id in self._deviation
+            ):
+                reading = self._check_deviation(dev, reading)
+            scan_id = None
             if self.journal is not None:
                 try:
-                    self.journal.append(reading)
+                    scan_id = self.journal.append(reading)
                 except Exception as exc:
                     dev.processing_errors += 1
                     if not isinstance(exc, sqlite3.Error):
@@ -507,8 +525,62 @@ class Service:
                     self._keep_instrument_analysis(dev, scan, reading)
         if reading.alarms:
             self._note_alarms(reading.alarms)
+        if self.traces is not None and isinstance(scan, TraceScan):
+            self._keep_traces(dev, scan, scan_id, reading)
         self._publish(dev.id, reading)
         return reading
+
+    def _check_deviation(self, dev: DeviceRuntime, reading: Reading) -> Reading:
+        """The ``deviation`` alarm against the device's default reference (odpm.alarms)."""
+        from odpm.alarms import DeviationAlarm
+
+        try:
+            check = self._deviation.get(dev.id)
+            if check is None:
+                check = DeviationAlarm(dev.plan)
+                check.set_reference(self._reference_power(dev))
+                self._deviation[dev.id] = check
+            events = check.evaluate(dev.id, reading.time, reading.power_dbm, self.alarm_config)
+        except Exception:
+            log.exception("%s: checking the deviation from the reference failed", dev.id)
+            return reading
+        return dataclasses.replace(reading, alarms=reading.alarms + events) if events else reading
+
+    def _reference_power(self, dev: DeviceRuntime) -> Any:
+        """Channel powers of the device's default reference trace (None if it has none)."""
+        assert self.traces is not None
+        name = self.traces.policy(dev.config).policy.reference
+        ref = self.traces.archive.reference(dev.id, name) if name else None
+        if ref is None:
+            return None
+        from odpm.compare import analyse_spectrum
+
+        return analyse_spectrum(
+            dev.plan,
+            self.settings.pipeline,
+            ref.frequency_thz,
+            ref.power_dbm,
+            ref.rbw_ghz,
+            calibration=dev.config.calibration,
+        ).power_dbm
+
+    def reference_changed(self, device_id: str) -> None:
+        """A reference or the default name changed: reload it for the ``deviation`` alarm."""
+        dev = self.device(device_id)
+        check = self._deviation.get(device_id)
+        if check is not None and self.traces is not None:
+            check.set_reference(self._reference_power(dev))
+
+    def _keep_traces(
+        self, dev: DeviceRuntime, scan: TraceScan, scan_id: int | None, reading: Reading
+    ) -> None:
+        """The archive policy (``odpm.archive``) on this trace; never fails the scan path."""
+        assert self.traces is not None
+        try:
+            identity = dev.worker.identity if dev.worker is not None else dev.identity
+            self.traces.on_scan(dev.config, scan, scan_id, reading.alarms, identity)
+        except Exception:
+            log.exception("%s: keeping a trace in the archive failed", dev.id)
 
     def _keep_instrument_analysis(
         self, dev: DeviceRuntime, scan: TraceScan, reading: Reading
@@ -555,6 +627,8 @@ class Service:
     def _publish(self, device_id: str, reading: Reading) -> None:
         try:
             self.broadcaster.publish(device_id, "reading", reading.to_dict)
+            # The all-devices stream carries summaries (see odpm.summary).
+            self.broadcaster.publish(device_id, "summary", lambda: reading_summary(reading))
             for event in reading.alarms:
                 self.broadcaster.publish(device_id, "alarm", event.to_dict)
         except Exception:
@@ -772,6 +846,18 @@ class Service:
             raise NotAvailableError("this service runs without acquisition (--no-acquisition)")
         return dev.worker.request_scan(mode)
 
+    def keep_manual_trace(self, device_id: str, scan: RawScan) -> int | None:
+        """Keep the trace of a requested scan in the archive (``manual``); blocking."""
+        dev = self.device(device_id)
+        if self.traces is None or not isinstance(scan, TraceScan):
+            return None
+        identity = dev.worker.identity if dev.worker is not None else dev.identity
+        try:
+            return self.traces.keep_manual(dev.config, scan, identity)
+        except Exception:
+            log.exception("%s: keeping a requested trace in the archive failed", dev.id)
+            return None
+
     def reading_of(self, device_id: str, scan: RawScan) -> _Encoded[Reading] | None:
         """The stored reading made from ``scan`` (None if it could not be analysed/stored)."""
         dev = self.device(device_id)
@@ -783,8 +869,8 @@ class Service:
 
     def request_reading(
         self, device_id: str, mode: Mode | None
-    ) -> concurrent.futures.Future[_Encoded[Reading] | None]:
-        """:meth:`request_scan`, resolved with the stored reading of that scan (None if it
+    ) -> concurrent.futures.Future[tuple[RawScan, _Encoded[Reading] | None]]:
+        """:meth:`request_scan`, resolved with the scan and its stored reading (None if it
         could not be analysed or stored).
 
         The reading is looked up when the worker completes the request, on the
@@ -793,7 +879,9 @@ class Service:
         it already pushed out of ``recent`` by back-to-back scans.
         """
         scanned = self.request_scan(device_id, mode)
-        out: concurrent.futures.Future[_Encoded[Reading] | None] = concurrent.futures.Future()
+        out: concurrent.futures.Future[tuple[RawScan, _Encoded[Reading] | None]] = (
+            concurrent.futures.Future()
+        )
 
         def done(f: concurrent.futures.Future[RawScan]) -> None:
             if f.cancelled():
@@ -801,7 +889,8 @@ class Service:
             elif (exc := f.exception()) is not None:
                 out.set_exception(exc)
             elif out.set_running_or_notify_cancel():
-                out.set_result(self.reading_of(device_id, f.result()))
+                scan = f.result()
+                out.set_result((scan, self.reading_of(device_id, scan)))
 
         scanned.add_done_callback(done)
         out.add_done_callback(lambda f: scanned.cancel() if f.cancelled() else None)

@@ -9,6 +9,7 @@ hold it, and reads left open with ``read_requires_key``.
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import threading
 import time
@@ -245,7 +246,8 @@ def _read_paths(s: Served) -> list[str]:
     out = []
     for path, ops in spec["paths"].items():
         if "get" in ops and not path.endswith("/stream"):
-            out.append(path.replace("{device_id}", "sim1").replace("{ch}", "1"))
+            path = path.replace("{device_id}", "sim1")
+            out.append(re.sub(r"\{[a-z_]+\}", "1", path))  # {ch}, {trace_id}, {name}...
     assert len(out) >= 7, out
     return out
 

@@ -114,3 +114,61 @@ def test_queue_size_must_be_positive() -> None:
             Broadcaster().subscribe("d", maxsize=-1)
 
     asyncio.run(main())
+
+
+def test_subscriptions_receive_only_their_event_types() -> None:
+    async def main() -> tuple[list[str], list[str], list[str]]:
+        b = Broadcaster()
+        b.bind(asyncio.get_running_loop())
+        summaries = b.subscribe(None, events=frozenset({"summary"}))
+        readings = b.subscribe("d1", events=frozenset({"reading"}))
+        default = b.subscribe("d1")  # everything but the opt-in summaries
+        encoded: list[str] = []
+
+        def payload(kind: str) -> Callable[[], dict[str, str]]:
+            def make() -> dict[str, str]:
+                encoded.append(kind)
+                return {"kind": kind}
+
+            return make
+
+        assert b.has_listeners("d1", "summary") and b.has_listeners("d1", "alarm")
+        for kind in ("reading", "summary", "alarm"):
+            b.publish("d1", kind, payload(kind))
+        await asyncio.sleep(0.05)
+        got_s = [e.event for e in await _drain(summaries.get, 1)]
+        got_r = [e.event for e in await _drain(readings.get, 1)]
+        assert not summaries._queue and not readings._queue
+        got_d = [e.event for e in await _drain(default.get, 2)]
+        assert got_d == ["reading", "alarm"] and not default._queue
+        return got_s, got_r, encoded
+
+    got_s, got_r, encoded = asyncio.run(main())
+    assert got_s == ["summary"]
+    assert got_r == ["reading"]
+    assert encoded == ["reading", "summary", "alarm"]
+
+
+def test_summaries_are_not_encoded_when_only_device_streams_listen() -> None:
+    async def main() -> list[str]:
+        b = Broadcaster()
+        b.bind(asyncio.get_running_loop())
+        sub = b.subscribe("d1")  # a device stream: summaries are opt-in
+        encoded: list[str] = []
+
+        def payload(kind: str) -> Callable[[], dict[str, str]]:
+            def make() -> dict[str, str]:
+                encoded.append(kind)
+                return {}
+
+            return make
+
+        b.publish("d1", "summary", payload("summary"))
+        b.publish("d1", "reading", payload("reading"))
+        await asyncio.sleep(0.05)
+        got = [e.event for e in await _drain(sub.get, 1)]
+        assert not sub._queue
+        assert got == ["reading"]
+        return encoded
+
+    assert asyncio.run(main()) == ["reading"]

@@ -30,7 +30,7 @@ def busy_service(tmp_path: Path) -> Iterator[Service]:
 
 def test_requested_reading_survives_many_later_scans(busy_service: Service) -> None:
     future = busy_service.request_reading("sim1", None)
-    scan_reading = future.result(timeout=30)
+    _scan, scan_reading = future.result(timeout=30)
     assert scan_reading is not None
     scans_then = busy_service.devices["sim1"].snapshot().counters["scans"]
     deadline = time.monotonic() + 30

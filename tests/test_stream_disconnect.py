@@ -15,12 +15,16 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from api.app import create_app
 from odpm.config import DeviceConfig, Settings, StorageConfig
 from odpm.service import Service
 
 
-def test_a_stream_ends_when_its_client_disconnects(tmp_path: Path) -> None:
+# Every SSE route: a device's stream, and the all-devices summary stream.
+@pytest.mark.parametrize("path", ["/api/v1/devices/dev1/stream", "/api/v1/stream"])
+def test_a_stream_ends_when_its_client_disconnects(tmp_path: Path, path: str) -> None:
     settings = Settings(
         storage=StorageConfig(data_dir=tmp_path),
         devices=[DeviceConfig(id="dev1", address="socket://127.0.0.1:9")],
@@ -42,8 +46,8 @@ def test_a_stream_ends_when_its_client_disconnects(tmp_path: Path) -> None:
 
     scope = {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-        "method": "GET", "scheme": "http", "path": "/api/v1/devices/dev1/stream",
-        "raw_path": b"/api/v1/devices/dev1/stream", "root_path": "", "query_string": b"",
+        "method": "GET", "scheme": "http", "path": path,
+        "raw_path": path.encode(), "root_path": "", "query_string": b"",
         "headers": [(b"host", b"x")], "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8000), "state": {},
     }  # fmt: skip

@@ -43,7 +43,7 @@ async def scan_now(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     timeout_s = dev.config.timeout_s * 2 + SCAN_GRACE_S
     try:
-        reading = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+        scan, reading = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
     except TimeoutError:
         future.cancel()
         raise HTTPException(
@@ -61,6 +61,8 @@ async def scan_now(
             status.HTTP_504_GATEWAY_TIMEOUT,
             detail=f"device {dev.id!r}: the scan could not be analysed or stored (see the log)",
         )
+    # archive.on_demand: the trace of a requested scan is kept (``manual``).
+    await asyncio.to_thread(service.keep_manual_trace, dev.id, scan)
     return JSONBytes(reading.json)
 
 

@@ -6,13 +6,23 @@ polling 200 devices costs a dictionary look-up per request.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from datetime import UTC, datetime
+from typing import Annotated
 
-from api.deps import DeviceDep, ReadAccess
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import DeviceDep, ReadAccess, ServiceDep
 from api.routes import JSONBytes, error_responses
+from api.routes.history import IsoTime, check_time
+from api.routes.traces import trace_at
 from api.schemas import ReadingOut, TraceOut
 
 router = APIRouter(tags=["readings"], dependencies=[ReadAccess])
+
+#: ``trace?at=``: a stored trace further than this from the time asked is not "that time"
+#: (the service may have been down): 404 naming the nearest ones instead.
+AT_WITHIN_S = 300.0
 
 
 @router.get(
@@ -40,8 +50,26 @@ async def latest(dev: DeviceDep) -> JSONBytes:
         **error_responses(401, 403, 404),
     },
 )
-async def trace(dev: DeviceDep) -> JSONBytes:
+async def trace(
+    dev: DeviceDep,
+    service: ServiceDep,
+    at: Annotated[
+        IsoTime | None,
+        Query(description="ISO 8601: the stored trace nearest this time (the trace archive)"),
+    ] = None,
+    within_s: Annotated[
+        float,
+        Query(gt=0, le=10 * 365 * 86400, description="with at: how far the nearest may be"),
+    ] = AT_WITHIN_S,
+) -> Response:
+    if at is not None:
+        at = check_time("at", at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+        return await run_in_threadpool(trace_at, service, dev, at, within_s)
     cached = dev.trace
+    if cached is None and not service.acquisition:
+        # A replica: the newest stored trace if it reads a journal, else a 404 naming
+        # the agent that keeps the traces.
+        return await run_in_threadpool(trace_at, service, dev, datetime.now(UTC))
     if cached is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,

@@ -37,10 +37,15 @@ async def _close_on_disconnect(request: Request, sub: Subscription) -> None:
 
 @contextlib.asynccontextmanager
 async def live_subscription(
-    request: Request, broadcaster: Broadcaster, device_id: str | None
+    request: Request,
+    broadcaster: Broadcaster,
+    device_id: str | None,
+    *,
+    maxsize: int | None = None,
+    events: frozenset[str] | None = None,
 ) -> AsyncIterator[Subscription]:
     """A subscription that ends when the client disconnects, and is always released."""
-    sub = broadcaster.subscribe(device_id)
+    sub = broadcaster.subscribe(device_id, maxsize=maxsize, events=events)
     watcher = asyncio.create_task(_close_on_disconnect(request, sub))
     try:
         yield sub

@@ -348,6 +348,9 @@ class Journal:
                 self._dir_lock.release()
             raise
         self._maintenance_interval_s = maintenance_interval_s
+        #: Retention of stores sharing this file (the trace archive), run in the
+        #: maintenance transaction before the journal's own size cap.
+        self._maintenance_hooks: list[Callable[[sqlite3.Connection], object]] = []
         self._rollup_idle_s = rollup_idle_s
         self._stop_maintenance = threading.Event()
         self._thread = threading.Thread(
@@ -453,6 +456,20 @@ class Journal:
             yield conn
         finally:
             conn.execute("COMMIT")
+
+    # -- hooks for stores sharing this file (odpm.storage.traces) ------------------------
+
+    def write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` in the next group commit (the journal's one write path)."""
+        return self._submit(fn)
+
+    def read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A read transaction on this thread's read connection."""
+        return self._snapshot()
+
+    def add_maintenance(self, hook: Callable[[sqlite3.Connection], object]) -> None:
+        """Run ``hook(conn)`` in every maintenance transaction, before the size cap."""
+        self._maintenance_hooks.append(hook)
 
     # -- writing ----------------------------------------------------------------------
 
@@ -1052,6 +1069,8 @@ class Journal:
             if not in_txn:
                 conn.execute("BEGIN IMMEDIATE")
             self._roll_up(conn, close_open_minutes)
+            for hook in self._maintenance_hooks:
+                hook(conn)
             self._prune(conn)
             if not in_txn:
                 conn.execute("COMMIT")
