@@ -36,6 +36,7 @@ from api.routes import (
     history,
     instrument,
     named_errors,
+    openconfig,
     readings,
     references,
     storage,
@@ -169,17 +170,19 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     app.state.metrics = metrics
 
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (
+    routers = (
         health,
         devices,
         readings,
+        openconfig,
         instrument,
         history,
         alarms,
         stream,
         control,
         storage,
-    ):
+    )
+    for module in routers:
         v1.include_router(module.router)
     v1.include_router(traces.router)
     v1.include_router(traces.write_router)
