@@ -455,7 +455,9 @@ class Service:
         # complete; what it cannot ship stays in the journal for the next start.
         if self.forwarder is not None:
             try:
-                if self.influx_reachable is not False:
+                # The forwarder's own state says whether InfluxDB takes writes now; the
+                # /health ping (2 s timeout) can miss a slow but working server.
+                if self.forwarder.stats.state not in ("backoff", "auth_failed", "paused"):
                     self.forwarder.wait_drained(FORWARDER_DRAIN_S)
                 self.forwarder.stop()
             except Exception:

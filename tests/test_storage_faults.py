@@ -190,7 +190,7 @@ def test_e2e_influxd_stall_health_degraded_then_ok(
                 statuses.append(svc.health()["status"])
                 time.sleep(0.5)
             body = svc.health()
-        assert "degraded" in statuses, statuses
+        assert "degraded" in statuses, (statuses, svc.log[-3000:])
         assert body["http"] == 200
         assert any("not yet in InfluxDB" in r for r in body["reasons"]), body["reasons"]
         wait_for(lambda: svc.health()["status"] == "ok", 60, "health ok after the stall")
@@ -199,5 +199,5 @@ def test_e2e_influxd_stall_health_degraded_then_ok(
         svc.close()
     stored = journal_scans(data / JOURNAL_FILE)
     assert stored > 10
-    assert influx_scans(own_influxd, "odpm") == stored
+    assert influx_scans(own_influxd, "odpm") == stored, svc.log[-3000:]
     assert "Traceback" not in svc.log
