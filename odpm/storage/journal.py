@@ -188,6 +188,10 @@ class StoredScan:
     min_osnr_db: float
     temperature_c: float | None
     alarms: tuple[AlarmEvent, ...]
+    #: Per channel :class:`~odpm.models.OsnrMethod` and one-sigma OSNR uncertainty
+    #: (dB); None for scans stored before these columns existed, and for port scans.
+    osnr_method: npt.NDArray[np.uint8] | None = None
+    osnr_uncertainty_db: npt.NDArray[np.float64] | None = None
 
     def to_reading(self) -> Reading:
         return Reading(
@@ -209,6 +213,8 @@ class StoredScan:
             min_osnr_db=self.min_osnr_db,
             temperature_c=self.temperature_c,
             alarms=self.alarms,
+            osnr_method=self.osnr_method,
+            osnr_uncertainty_db=self.osnr_uncertainty_db,
         )
 
 
@@ -289,7 +295,8 @@ class _Write:
 _INSERT_SCAN = (
     "INSERT INTO scans(device, time_us, mode, temperature_c, total_power_dbm, lit_channels, "
     "tilt_db, flatness_db, min_osnr_db, present, quality, power_dbm, signal_power_dbm, "
-    "osnr_db, offset_ghz, plan_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "osnr_db, offset_ghz, osnr_method, osnr_uncertainty_db, plan_id) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _INSERT_ALARM = (
     "INSERT INTO alarms(scan_id, device, time_us, kind, channel, active, value, threshold) "
@@ -1023,6 +1030,8 @@ class Journal:
             quality=arrays[1],
             values=arrays[2],
             alarms=alarms,
+            osnr_method=None if r[17] is None else np.frombuffer(r[17], dtype=np.uint8).copy(),
+            osnr_uncertainty_db=None if r[18] is None else dequantise(r[18]),
         )
 
     def _decode_rollup(self, conn: sqlite3.Connection, r: Any) -> StoredRollup:
@@ -1207,8 +1216,30 @@ class Journal:
         self._used_bytes = used
 
 
+def _osnr_provenance(reading: Reading, n: int) -> tuple[bytes | None, bytes | None]:
+    """The ``osnr_method`` and ``osnr_uncertainty_db`` blobs of a reading (None when the
+    reading has none, e.g. a port scan)."""
+    method, unc = reading.osnr_method, reading.osnr_uncertainty_db
+    for name, value in (("osnr_method", method), ("osnr_uncertainty_db", unc)):
+        size = None if value is None else np.asarray(value).size
+        if size is not None and size != n:
+            raise ValueError(f"reading.{name} has {size} values for {n} channels")
+    return (
+        None if method is None else np.asarray(method, dtype=np.uint8).tobytes(),
+        None if unc is None else quantise(unc).tobytes(),
+    )
+
+
+#: Columns added to ``scans`` after its first release: (name, declaration).
+_ADDED_SCAN_COLUMNS = (("osnr_method", "BLOB"), ("osnr_uncertainty_db", "BLOB"))
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a journal made by an older version up to this schema (checked ALTERs)."""
+    scan_cols = {r[1] for r in conn.execute("PRAGMA table_info(scans)").fetchall()}
+    for name, decl in _ADDED_SCAN_COLUMNS:
+        if name not in scan_cols:
+            conn.execute(f"ALTER TABLE scans ADD COLUMN {name} {decl}")
     cols = {r[1] for r in conn.execute("PRAGMA table_info(quarantine)").fetchall()}
     if "requeued" not in cols:
         conn.execute("ALTER TABLE quarantine ADD COLUMN requeued INTEGER NOT NULL DEFAULT 0")
@@ -1223,7 +1254,7 @@ def _outcome(w: _Write) -> Any:
 _SELECT_SCAN = (
     "SELECT id, device, time_us, mode, plan_id, temperature_c, total_power_dbm, lit_channels, "
     "tilt_db, flatness_db, min_osnr_db, present, quality, power_dbm, signal_power_dbm, "
-    "osnr_db, offset_ghz FROM scans"
+    "osnr_db, offset_ghz, osnr_method, osnr_uncertainty_db FROM scans"
 )
 _SELECT_ROLLUP = (
     "SELECT id, device, minute_us, plan_id, samples, power_dbm_mean, power_dbm_min, "
@@ -1277,6 +1308,7 @@ def _encode(
         np.asarray(reading.present, dtype=np.uint8).tobytes(),
         np.asarray(reading.quality, dtype=np.uint8).tobytes(),
         *(v.tobytes() for v in values),
+        *_osnr_provenance(reading, n),
     )
     alarms = [
         (

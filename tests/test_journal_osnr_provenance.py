@@ -1,0 +1,87 @@
+"""The journal keeps each channel's OSNR method and uncertainty (issue 15), and a journal
+file written before those columns existed is migrated in place without losing a row."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from odpm.models import OsnrMethod, Reading
+from odpm.storage import Journal
+from odpm.storage.journal import VALUE_DECIMALS
+from tests.support.storage_writer import make_reading
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _with_provenance(r: Reading, seed: int) -> Reading:
+    rng = np.random.default_rng(seed)
+    n = r.channel.size
+    method = rng.choice(
+        [OsnrMethod.INTERPOLATION, OsnrMethod.FIT, OsnrMethod.SIGNAL_OFF], size=n
+    ).astype(np.uint8)
+    method[~r.present] = OsnrMethod.NONE
+    unc = np.where(r.present, rng.uniform(0.01, 0.4, n), np.nan)
+    return dataclasses.replace(r, osnr_method=method, osnr_uncertainty_db=unc)
+
+
+def _check(got: Reading | None, want: Reading) -> None:
+    assert got is not None and want.osnr_method is not None
+    assert got.osnr_method is not None and got.osnr_uncertainty_db is not None
+    np.testing.assert_array_equal(got.osnr_method, want.osnr_method)
+    np.testing.assert_array_equal(
+        got.osnr_uncertainty_db, np.round(want.osnr_uncertainty_db, VALUE_DECIMALS)
+    )
+
+
+def test_method_and_uncertainty_round_trip(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite3", retention_days=7, max_bytes=10**9)
+    try:
+        r = _with_provenance(make_reading("a", T0, 1), 1)
+        ports = make_reading("b", T0, 2, mode="power")  # no OSNR, no provenance
+        j.append(r)
+        j.append(ports)
+        _check(j.latest("a"), r)
+        (stored,) = j.scans_between("a", 0, 2**62)
+        _check(stored.to_reading(), r)
+        got_ports = j.latest("b")
+        assert got_ports is not None
+        assert got_ports.osnr_method is None and got_ports.osnr_uncertainty_db is None
+        bad = dataclasses.replace(r, osnr_uncertainty_db=np.zeros(3))
+        with pytest.raises(ValueError, match="osnr_uncertainty_db has 3 values"):
+            j.append(bad)
+    finally:
+        j.close()
+
+
+def test_an_older_journal_gains_the_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = make_reading("a", T0, 3)
+    j = Journal(path, retention_days=7, max_bytes=10**9)
+    j.append(old)
+    j.close()
+    # Make it a journal of the previous schema: the scans table without the columns.
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE scans DROP COLUMN osnr_method")
+        conn.execute("ALTER TABLE scans DROP COLUMN osnr_uncertainty_db")
+    conn.close()
+    j = Journal(path, retention_days=7, max_bytes=10**9)
+    try:
+        got_old = j.latest("a")
+        assert got_old is not None and got_old.osnr_method is None
+        np.testing.assert_array_equal(got_old.present, old.present)
+        new = _with_provenance(make_reading("a", T0 + timedelta(seconds=1), 4), 4)
+        j.append(new)
+        _check(j.latest("a"), new)
+        assert j.scan_count("a") == 2
+    finally:
+        j.close()
+    with sqlite3.connect(path) as conn:
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(scans)")]
+    conn.close()
+    assert cols.count("osnr_method") == 1 and cols.count("osnr_uncertainty_db") == 1
