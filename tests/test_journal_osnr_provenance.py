@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from odpm.config import InfluxConfig
 from odpm.models import OsnrMethod, Reading
-from odpm.storage import Journal
-from odpm.storage.journal import VALUE_DECIMALS
+from odpm.storage import Forwarder, Journal
+from odpm.storage.journal import VALUE_DECIMALS, time_to_us
+from tests.support.influxd import InfluxServer
 from tests.support.storage_writer import make_reading
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -85,3 +87,46 @@ def test_an_older_journal_gains_the_columns_and_keeps_its_rows(tmp_path: Path) -
         cols = [r[1] for r in conn.execute("PRAGMA table_info(scans)")]
     conn.close()
     assert cols.count("osnr_method") == 1 and cols.count("osnr_uncertainty_db") == 1
+
+
+@pytest.mark.influx
+def test_method_and_uncertainty_reach_influxdb(
+    influxd: InfluxServer, influx_db: str, tmp_path: Path
+) -> None:
+    r = _with_provenance(make_reading("pv", T0, 5), 5)
+    ports = make_reading("pv", T0 + timedelta(seconds=1), 6, mode="power")
+    j = Journal(tmp_path / "j.sqlite3")
+    try:
+        j.append(r)
+        j.append(ports)
+        cfg = InfluxConfig(url=influxd.url, database=influx_db, batch_lines=500)
+        with Forwarder(
+            j, cfg, backoff_initial_s=0.05, backoff_max_s=0.3, poll_interval_s=0.02
+        ) as f:
+            assert f.wait_drained(30)
+    finally:
+        j.close()
+    series = influxd.query(
+        'SELECT osnr_method, osnr_uncertainty_db, present FROM "channel" '
+        'WHERE "device"=\'pv\' GROUP BY "channel"',
+        db=influx_db,
+    )["results"][0]["series"]
+    t_scan = time_to_us(T0)  # the fixture reads times back in microseconds
+    assert r.osnr_method is not None and r.osnr_uncertainty_db is not None
+    seen = 0
+    for s in series:
+        i = int(s["tags"]["channel"]) - 1
+        for time_, method, unc, present in s["values"]:
+            if time_ != t_scan:  # the port scan: no OSNR, so neither field
+                assert method is None and unc is None
+                continue
+            seen += 1
+            label = OsnrMethod(int(r.osnr_method[i])).label
+            assert method == label
+            want = r.osnr_uncertainty_db[i]
+            if np.isnan(want):
+                assert unc is None
+            else:
+                assert unc == pytest.approx(round(float(want), VALUE_DECIMALS), abs=1e-9)
+            assert present == bool(r.present[i])
+    assert seen == r.channel.size

@@ -52,6 +52,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
+
 from odpm.config import InfluxConfig
 from odpm.storage.influx_writers import (
     AuthWriteError,
@@ -65,7 +68,7 @@ from odpm.storage.influx_writers import (
 )
 from odpm.storage.journal import Journal, StoredRollup, StoredScan, time_to_us
 from odpm.storage.lineprotocol import (
-    CHANNEL_FLOAT_FIELDS,
+    CHANNEL_LINE_FIELDS,
     MEASUREMENT_CHANNEL,
     ChannelBlock,
     ChannelLineEncoder,
@@ -81,6 +84,13 @@ ForwarderState = Literal["idle", "sending", "backoff", "auth_failed", "paused", 
 DEFAULT_BACKOFF_MAX_S = 30.0
 #: How often the sender looks for quarantined batches a person has requeued.
 REQUEUE_POLL_S = 1.0
+
+
+def _line_values(s: StoredScan) -> npt.NDArray[np.float64]:
+    """The scan's values with its OSNR uncertainty as the last row (NaN: not written)."""
+    unc = s.osnr_uncertainty_db
+    row = np.full((1, s.channel.size), np.nan) if unc is None else unc[None, :]
+    return np.concatenate((s.values, row))
 
 
 def _scan_tail(s: StoredScan) -> str:
@@ -278,13 +288,13 @@ class Forwarder:
                 s.device,
                 s.time_us,
                 s.channel,
-                s.values,
-                enc.present_suffix(s.present),
+                _line_values(s),
+                enc.channel_suffix(s.present, s.osnr_method),
                 _scan_tail(s),
             )
             for s in scans
         ]
-        return enc.render(MEASUREMENT_CHANNEL, CHANNEL_FLOAT_FIELDS, blocks)
+        return enc.render(MEASUREMENT_CHANNEL, CHANNEL_LINE_FIELDS, blocks)
 
     def encode_rollup(self, r: StoredRollup) -> str:
         return self._encoder.rollup_lines(r.device, r.minute_us, r.channel, r.values, r.samples)

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from odpm.models import OsnrMethod
 from odpm.storage.journal import CHANNEL_VALUE_COLUMNS, ROLLUP_VALUE_COLUMNS, VALUE_DECIMALS
 
 MEASUREMENT_CHANNEL = "channel"
@@ -40,6 +41,9 @@ MEASUREMENT_CHANNEL_1M = "channel_1m"
 
 #: Per-channel float fields of ``channel``, in line order.
 CHANNEL_FLOAT_FIELDS = CHANNEL_VALUE_COLUMNS
+#: Float fields of ``channel`` lines as written: the journal's values and the OSNR's
+#: one-sigma uncertainty (issue 15; absent where a channel has no OSNR).
+CHANNEL_LINE_FIELDS = (*CHANNEL_FLOAT_FIELDS, "osnr_uncertainty_db")
 #: Float fields of ``channel_1m``, in line order (``samples`` follows as an integer).
 ROLLUP_FLOAT_FIELDS = ROLLUP_VALUE_COLUMNS
 
@@ -119,9 +123,18 @@ class ChannelLineEncoder:
         self._names: dict[str, npt.NDArray[np.object_]] = {}
         # Integer parts: [0, r) positive, [r, 2r) negative (so -0.5 -> "-0"), 2r absent.
         ints = [str(i) for i in range(r)] + [f"-{i}" for i in range(r)]
-        for name in (*CHANNEL_FLOAT_FIELDS, *ROLLUP_FLOAT_FIELDS):
+        for name in (*CHANNEL_LINE_FIELDS, *ROLLUP_FLOAT_FIELDS):
             self._names[name] = _object_array([f"{name}={i}" for i in ints] + [""])
         self._present = _object_array(["present=false ", "present=true "])
+        # Index method x 2 + present: `osnr_method="fit",present=true ` (no method
+        # field for OsnrMethod.NONE), looked up per channel like the values.
+        self._method = _object_array(
+            [
+                ("" if m.label is None else f'osnr_method="{m.label}",') + p
+                for m in OsnrMethod
+                for p in ("present=false ", "present=true ")
+            ]
+        )
 
     def _prefix(
         self, measurement: str, device: str, channel: npt.NDArray[np.integer]
@@ -204,6 +217,15 @@ class ChannelLineEncoder:
     def present_suffix(self, present: npt.NDArray[np.bool_]) -> npt.NDArray[np.object_]:
         """The ``present=...`` field (last on every ``channel`` line) per channel."""
         return self._present[np.asarray(present, dtype=np.intp)]
+
+    def channel_suffix(
+        self, present: npt.NDArray[np.bool_], method: npt.NDArray[np.uint8] | None
+    ) -> npt.NDArray[np.object_]:
+        """The ``osnr_method`` (when the scan has one) and ``present`` fields per channel."""
+        if method is None:
+            return self.present_suffix(present)
+        m = np.clip(np.asarray(method, dtype=np.intp), 0, len(OsnrMethod) - 1)
+        return self._method[m * 2 + np.asarray(present, dtype=np.intp)]
 
     def channel_lines(
         self,
