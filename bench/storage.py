@@ -134,14 +134,15 @@ def bench_naive_bare(path: Path, n: int) -> float:
     conn.execute(
         "CREATE TABLE scans(id INTEGER PRIMARY KEY, device, time_us, mode, plan, "
         "temperature_c, total_power_dbm, lit_channels, tilt_db, flatness_db, min_osnr_db, "
-        "present, quality, power_dbm, signal_power_dbm, osnr_db, offset_ghz)"
+        "present, quality, power_dbm, signal_power_dbm, osnr_db, offset_ghz, osnr_method, "
+        "osnr_uncertainty_db)"
     )
     template = make_reading("n", T0, 1)
     t0 = time.perf_counter()
     for i in range(n):
         row, _, _ = _encode(dataclasses.replace(template, time=T0 + timedelta(milliseconds=i)))
         conn.execute("BEGIN")
-        conn.execute("INSERT INTO scans VALUES (NULL,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+        conn.execute("INSERT INTO scans VALUES (NULL,?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
         conn.execute("COMMIT")
     dt = time.perf_counter() - t0
     conn.close()

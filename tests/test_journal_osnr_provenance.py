@@ -36,6 +36,7 @@ def _check(got: Reading | None, want: Reading) -> None:
     assert got is not None and want.osnr_method is not None
     assert got.osnr_method is not None and got.osnr_uncertainty_db is not None
     np.testing.assert_array_equal(got.osnr_method, want.osnr_method)
+    assert want.osnr_uncertainty_db is not None
     np.testing.assert_array_equal(
         got.osnr_uncertainty_db, np.round(want.osnr_uncertainty_db, VALUE_DECIMALS)
     )
