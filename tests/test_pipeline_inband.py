@@ -152,3 +152,28 @@ def test_no_confident_error_above_1db(
     assert err.size == 0 or err.max() <= 1.0, f"confident error {err.max():.2f} dB"
     assert r.osnr_uncertainty_db is not None
     assert np.all(np.isfinite(r.osnr_uncertainty_db[reported]))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect (issue 15): a shallow (3 dB) WSS carving at 6.25 GHz RBW is not "
+    "flagged by interpolation; narrow channels then read ~1.5-2 dB too high",
+)
+def test_shallow_carving_under_interpolation_is_not_a_confident_error() -> None:
+    osnr, lit, offset = random_scenario(GRID, 7)
+    tr = make_trace(
+        grid_thz=GRID,
+        spacing_ghz=50.0,
+        osnr_db=osnr,
+        lit=lit,
+        offset_ghz=offset,
+        rbw_ghz=6.25,
+        step_nm=0.01,
+        symbol_rate_gbd=10.0,
+        roll_off=0.1,
+        wss_carve_db=3.0,
+    )
+    r = _analyse(tr)
+    reported = r.quality == Quality.OK
+    err = np.abs(r.osnr_db[reported] - tr.truth.osnr_db[reported])
+    assert err.size == 0 or err.max() <= 1.0, f"confident error {err.max():.2f} dB"

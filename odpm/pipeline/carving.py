@@ -22,7 +22,7 @@ Limits: a trace with every slot lit, or whose dark slots have no fitted lit
 neighbour, carries no such evidence; nor does a channel that fills its whole WSS
 passband (40 GBd on 50 GHz behind a 44 GHz passband: its fitted pedestal *is* the
 carved floor, like the dark slot's), so those still need a signal-off or reference
-trace.  Interpolated OSNRs are outside this test (their flatness test misses a
+trace.  Interpolated OSNRs are outside this test (interpolation does not flag a
 shallow, 3 dB, carving at 6.25 GHz RBW: ~1.5-2 dB errors, a known defect).
 """
 
