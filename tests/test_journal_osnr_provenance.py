@@ -15,6 +15,13 @@ from odpm.config import InfluxConfig
 from odpm.models import OsnrMethod, Reading
 from odpm.storage import Forwarder, Journal
 from odpm.storage.journal import VALUE_DECIMALS, time_to_us
+from odpm.storage.lineprotocol import (
+    CHANNEL_FLOAT_FIELDS,
+    CHANNEL_LINE_FIELDS,
+    MEASUREMENT_CHANNEL,
+    ChannelBlock,
+    ChannelLineEncoder,
+)
 from tests.support.influxd import InfluxServer
 from tests.support.storage_writer import make_reading
 
@@ -131,3 +138,35 @@ def test_method_and_uncertainty_reach_influxdb(
                 assert unc == pytest.approx(round(float(want), VALUE_DECIMALS), abs=1e-9)
             assert present == bool(r.present[i])
     assert seen == r.channel.size
+
+
+def test_channel_lines_without_provenance_are_unchanged() -> None:
+    # Scans without an OSNR method (port scans, rows journalled before issue 15) render
+    # exactly the lines they did before; with one, both fields are written.
+    enc = ChannelLineEncoder()
+    ch = np.arange(1, 6)
+    values = np.round(np.random.default_rng(0).uniform(-30, 30, (4, 5)), VALUE_DECIMALS)
+    present = np.array([True, True, False, True, True])
+    before = enc.render(
+        MEASUREMENT_CHANNEL,
+        CHANNEL_FLOAT_FIELDS,
+        [ChannelBlock("d", 7, ch, values, enc.present_suffix(present))],
+    )
+    no_unc = np.concatenate((values, np.full((1, 5), np.nan)))
+    after = enc.render(
+        MEASUREMENT_CHANNEL,
+        CHANNEL_LINE_FIELDS,
+        [ChannelBlock("d", 7, ch, no_unc, enc.channel_suffix(present, None))],
+    )
+    assert after == before
+    method = np.array([1, 3, 0, 5, 4], dtype=np.uint8)
+    unc = no_unc.copy()
+    unc[4] = [0.03, 0.25, np.nan, 0.1, 0.2]
+    lines = enc.render(
+        MEASUREMENT_CHANNEL,
+        CHANNEL_LINE_FIELDS,
+        [ChannelBlock("d", 7, ch, unc, enc.channel_suffix(present, method))],
+    ).splitlines()
+    assert 'osnr_uncertainty_db=0.2500,osnr_method="fit",present=true 7' in lines[1]
+    assert "osnr_method" not in lines[2] and "osnr_uncertainty_db" not in lines[2]
+    assert 'osnr_method="signal_off"' in lines[3]

@@ -173,6 +173,13 @@ class ChannelLineEncoder:
             else (blocks[0].values)
         )
         finite = np.isfinite(values)
+        written = finite.any(axis=1)
+        if not written.all():
+            # A field absent from every line of the batch (e.g. osnr_uncertainty_db
+            # of port scans and of scans journalled before it existed) costs no pieces.
+            names = [n for n, w in zip(names, written, strict=True) if w]
+            values, finite = values[written], finite[written]
+            nf = len(names)
         r = self.INTEGER_RANGE
         scale = 10**VALUE_DECIMALS
         with np.errstate(invalid="ignore"):
