@@ -194,6 +194,9 @@ class AlarmConfig(_Strict):
     offset_high_ghz: float | None = 5.0
     total_power_low_dbm: float | None = -25.0
     total_power_high_dbm: float | None = 20.0
+    #: A device that delivers no scan for this long (unreachable, or connected and
+    #: silent) raises the device-wide ``device_lost`` alarm; null switches it off.
+    device_lost_s: float | None = Field(30.0, gt=0, le=86400)
     #: Expected-lit channels: a channel listed here that goes dark raises loss of
     #: signal.  Empty means "every channel seen lit since start".
     expected_channels: list[int] = Field(default_factory=list)
