@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from odpm.config import AlarmConfig
 from odpm.grid import ODPM96_PORT_COUNT
-from odpm.models import AlarmKind, Quality
+from odpm.models import AlarmKind, ClearReason, Quality
 
 # Written out for the type checker; the assertion below keeps them in step with the enums.
 QualityLabel = Literal["ok", "dark", "noise_unresolved", "power_only"]
@@ -27,9 +27,12 @@ AlarmKindValue = Literal[
     "offset_high",
     "total_power_low",
     "total_power_high",
+    "device_lost",
 ]
+ClearReasonValue = Literal["not_measured", "threshold_off"]
 assert set(get_args(QualityLabel)) == {q.label for q in Quality}
 assert set(get_args(AlarmKindValue)) == {k.value for k in AlarmKind}
+assert set(get_args(ClearReasonValue)) == {r.value for r in ClearReason}
 ModeName = Literal["power", "trace", "stream"]
 ChannelNumber = Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT)]
 
@@ -83,10 +86,21 @@ class AlarmEventOut(_Out):
     device: str
     time: datetime
     kind: AlarmKindValue
-    channel: int | None = Field(description="null for device-wide alarms (total power).")
+    channel: int | None = Field(
+        description="null for device-wide alarms (total power, device_lost)."
+    )
     active: bool = Field(description="true when raised, false when cleared.")
-    value: float | None
+    value: float | None = Field(
+        description="The value that decided (device_lost: seconds without a scan); null on a "
+        "not_measured clear."
+    )
     threshold: float | None
+    reason: ClearReasonValue | None = Field(
+        None,
+        description="On a clear that is not the value returning inside its limit: "
+        "not_measured (the quantity is no longer measured: null OSNR/offset, a mode that "
+        "cannot measure it, a dark channel) or threshold_off (its threshold was switched off).",
+    )
 
 
 class ReadingOut(_Out):

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import ValidationError
 
 from odpm.config import AlarmConfig, DeviceConfig, InfluxConfig, Settings, StorageConfig
+from odpm.device_watch import DeviceWatch
 from odpm.grid import ChannelPlan
 from odpm.live import Broadcaster
 from odpm.models import AlarmEvent, Mode, RawScan, Reading, TraceScan
@@ -172,6 +173,8 @@ class DeviceRuntime:
         self.readings_stored = 0
         self.processing_errors = 0
         self.stored_time: datetime | None = None
+        #: time.monotonic() of the last scan (or of start/resume): the device watchdog's clock.
+        self.last_scan_mono = time.monotonic()
 
     @property
     def id(self) -> str:
@@ -305,6 +308,7 @@ class Service:
         self.influx_reachable: bool | None = None
         self._replica_stop = threading.Event()
         self._replica_thread: threading.Thread | None = None
+        self._device_watch: DeviceWatch | None = None
 
     def _pipeline_for(self, cfg: DeviceConfig) -> Pipeline | None:
         """A device's pipeline; a replica analyses nothing and has none."""
@@ -375,8 +379,15 @@ class Service:
 
             for dev in self.devices.values():
                 dev.worker = AcquisitionWorker(dev.config, self._make_on_scan(dev))
+                dev.last_scan_mono = time.monotonic()
                 if dev.config.enabled:
                     dev.worker.start()
+            self._device_watch = DeviceWatch(
+                lambda: list(self.devices.values()),
+                lambda: self.alarm_config.device_lost_s,
+                self._raise_scanless_alarm,
+            )
+            self._device_watch.start()
         else:
             self._replica_thread = threading.Thread(
                 target=self._replica_loop, name="odpm-replica-refresh", daemon=True
@@ -398,6 +409,8 @@ class Service:
         Workers stop in parallel so shutdown takes one worker's stop time, not N.
         """
         self.stopping = True
+        if self._device_watch is not None:
+            self._device_watch.stop()
         workers = [d.worker for d in self.devices.values() if d.worker is not None]
         if workers:
             with concurrent.futures.ThreadPoolExecutor(
@@ -456,6 +469,7 @@ class Service:
         """
         if dev.pipeline is None:
             return None
+        dev.last_scan_mono = time.monotonic()
         with dev.lock:
             try:
                 reading = dev.pipeline.process(scan)
@@ -487,6 +501,23 @@ class Service:
                 self.broadcaster.publish(device_id, "alarm", event.to_dict)
         except Exception:
             log.exception("%s: publishing a reading to live streams failed", device_id)
+
+    def _raise_scanless_alarm(self, dev: DeviceRuntime, event: AlarmEvent) -> None:
+        """Store (committed), note and publish an event no scan carries (``device_lost``).
+
+        Under the device's lock, so it is ordered with the readings in the journal.
+        """
+        with dev.lock:
+            if self.journal is not None:
+                try:
+                    self.journal.append_alarms([event])
+                except Exception:
+                    log.exception("%s: storing a %s alarm failed", dev.id, event.kind.value)
+        self._note_alarms([event])
+        try:
+            self.broadcaster.publish(dev.id, "alarm", event.to_dict)
+        except Exception:
+            log.exception("%s: publishing an alarm to live streams failed", dev.id)
 
     def _note_alarms(self, events: Iterable[AlarmEvent]) -> None:
         with self._lock:

@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from odpm.config import InfluxConfig
 from odpm.grid import ChannelPlan
-from odpm.models import AlarmEvent, AlarmKind, Mode, Quality, Reading
+from odpm.models import AlarmEvent, AlarmKind, ClearReason, Mode, Quality, Reading
 from odpm.storage.influx import v1_auth
 from odpm.storage.journal import (
     ROLLUP_PERIOD_US,
@@ -484,7 +484,8 @@ class InfluxHistory:
         if since is not None:
             where.append(f"time >= {time_to_us(since)}u")
         series = self.query(
-            'SELECT "active", "value", "threshold", "device"::tag, "channel"::tag, "kind"::tag '
+            'SELECT "active", "value", "threshold", "reason", "device"::tag, "channel"::tag, '
+            '"kind"::tag '
             f'FROM "{MEASUREMENT_ALARM}"'
             + (" WHERE " + " AND ".join(where) if where else "")
             + f" ORDER BY time DESC LIMIT {int(limit)}"
@@ -501,6 +502,7 @@ class InfluxHistory:
                     row[cols["active"]],
                     row[cols["value"]],
                     row[cols["threshold"]],
+                    row[cols["reason"]] if "reason" in cols else None,
                 )
                 if event is not None:
                     events.append(event)
@@ -546,6 +548,7 @@ def _alarm_event(
     active: Any,
     value: Any,
     threshold: Any,
+    reason: Any = None,
 ) -> AlarmEvent | None:
     """An :class:`AlarmEvent` from an ``alarm`` point (None, logged, if it is not one
     this version can read: a kind it does not know, a channel tag that is not a number).
@@ -559,6 +562,7 @@ def _alarm_event(
             active=bool(active),
             value=None if value is None else float(value),
             threshold=None if threshold is None else float(threshold),
+            reason=None if reason is None else ClearReason(reason),
         )
     except (TypeError, ValueError) as exc:
         log.warning(
