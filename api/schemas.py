@@ -65,7 +65,12 @@ class DeviceOut(_Out):
     enabled: bool = Field(description="Whether acquisition is meant to run.")
     channels: int = Field(description="Channels in the device's channel plan.")
     last_scan_time: datetime | None
-    last_error: str | None
+    last_error: str | None = Field(
+        description="The current connection problem; null once the device works again."
+    )
+    last_error_at: datetime | None = Field(
+        None, description="When the last error happened (kept after a reconnect)."
+    )
     counters: CountersOut
     readings_stored: int
     processing_errors: int

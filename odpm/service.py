@@ -117,6 +117,7 @@ class DeviceSnapshot:
     counters: dict[str, int]
     readings_stored: int
     processing_errors: int
+    last_error_at: datetime | None = None
 
 
 class _Encoded(Generic[_T]):
@@ -186,6 +187,7 @@ class DeviceRuntime:
             state: str = w.state
             counters = _counters_dict(w.counters)
             last_error = w.last_error
+            last_error_at = w.last_error_at
             last_scan = w.last_scan_time
             ident = w.identity
             if ident:
@@ -194,6 +196,7 @@ class DeviceRuntime:
             state = "replica"
             counters = _counters_dict(None)
             last_error = None
+            last_error_at = None
             last_scan = None
         if last_scan is None and self.latest is not None:
             last_scan = self.latest.value.time
@@ -213,6 +216,7 @@ class DeviceRuntime:
             counters=counters,
             readings_stored=self.readings_stored,
             processing_errors=self.processing_errors,
+            last_error_at=last_error_at,
         )
 
 
