@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client import Histogram as _Histogram
 
-from api.routes import alarms, control, devices, health, history, readings, stream
+from api.routes import alarms, control, devices, health, history, readings, stream, thresholds
 from odpm import __version__
 from odpm.metrics import ServiceMetrics
 from odpm.service import Service, ServiceError, UnknownDeviceError
@@ -131,7 +131,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     app.state.metrics = metrics
 
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (health, devices, readings, history, alarms, stream, control):
+    for module in (health, devices, readings, history, alarms, stream, control, thresholds):
         v1.include_router(module.router)
     app.include_router(v1)
 

@@ -9,11 +9,11 @@ document them in OpenAPI, where a schemathesis run checks they agree.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from odpm.config import AlarmConfig
+from odpm.config import AlarmConfig, Number
 from odpm.grid import ODPM96_PORT_COUNT
 from odpm.models import AlarmKind, ClearReason, Quality
 
@@ -197,35 +197,126 @@ class ScanIn(BaseModel):
     )
 
 
-class ChannelThresholdsIO(BaseModel):
+# --- alarm thresholds (GET / PUT / PATCH /thresholds) ----------------------------------
+
+
+def _channel_key_pattern(count: int) -> str:
+    """A regular expression matching the decimal channel numbers 1..count (count < 100)."""
+    tens, units = divmod(count, 10)
+    alts = ["[1-9]"]
+    if tens > 1:
+        alts.append(f"[1-{tens - 1}][0-9]")
+    if tens >= 1:
+        alts.append(f"{tens}[0-{units}]")
+    return "^(?:" + "|".join(alts) + ")$"
+
+
+#: OpenAPI for a map keyed by channel number: JSON keys are strings, these are integers
+#: 1..96 written in decimal.
+_CHANNEL_MAP_SCHEMA: dict[str, Any] = {
+    "propertyNames": {
+        "type": "string",
+        "pattern": _channel_key_pattern(ODPM96_PORT_COUNT),
+        "description": f"A channel number, an integer 1..{ODPM96_PORT_COUNT} (within the plan).",
+    }
+}
+assert _channel_key_pattern(96) == "^(?:[1-9]|[1-8][0-9]|9[0-6])$"
+
+
+def _default(name: str) -> Any:
+    """A threshold's built-in default, as ``AlarmConfig`` defines it (written once)."""
+    return AlarmConfig.model_fields[name].default
+
+
+class ChannelThresholdsIn(BaseModel):
+    """One channel's overrides: a field left out inherits the global threshold, ``null``
+    switches that check off for the channel."""
+
     model_config = ConfigDict(extra="forbid")
 
-    power_low_dbm: float | None = None
-    power_high_dbm: float | None = None
-    osnr_low_db: float | None = None
-    offset_high_ghz: float | None = None
+    power_low_dbm: Number | None = Field(None, ge=-100, le=40)
+    power_high_dbm: Number | None = Field(None, ge=-100, le=40)
+    osnr_low_db: Number | None = Field(None, ge=-10, le=80)
+    offset_high_ghz: Number | None = Field(None, ge=0, le=1000)
 
 
-class ThresholdsIO(BaseModel):
-    """Alarm thresholds (null: not checked); the same keys as ``[alarms]`` in the config.
+class ThresholdsIn(BaseModel):
+    """The alarm thresholds: the keys of ``[alarms]`` in the config.
 
-    A PUT replaces the fields it names and keeps the others.
+    PUT replaces the whole set: a field left out takes its built-in default (as in a
+    config file's ``[alarms]``); ``null`` switches a threshold off.  PATCH merges the
+    body into the current set (JSON Merge Patch, RFC 7396; see the route).
+    ``overrides`` is accepted for ``channels``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    hysteresis_db: float | None = Field(None, ge=0, le=10)
-    offset_hysteresis_ghz: float | None = Field(None, ge=0, le=50)
-    power_low_dbm: float | None = Field(None, ge=-100, le=40)
-    power_high_dbm: float | None = Field(None, ge=-100, le=40)
-    osnr_low_db: float | None = Field(None, ge=-10, le=80)
-    offset_high_ghz: float | None = Field(None, ge=0, le=1000)
-    total_power_low_dbm: float | None = Field(None, ge=-100, le=40)
-    total_power_high_dbm: float | None = Field(None, ge=-100, le=40)
-    expected_channels: list[ChannelNumber] | None = None
-    channels: dict[ChannelNumber, ChannelThresholdsIO] | None = None
+    hysteresis_db: Number = Field(_default("hysteresis_db"), ge=0, le=10)
+    offset_hysteresis_ghz: Number = Field(_default("offset_hysteresis_ghz"), ge=0, le=50)
+    power_low_dbm: Number | None = Field(_default("power_low_dbm"), ge=-100, le=40)
+    power_high_dbm: Number | None = Field(_default("power_high_dbm"), ge=-100, le=40)
+    osnr_low_db: Number | None = Field(_default("osnr_low_db"), ge=-10, le=80)
+    offset_high_ghz: Number | None = Field(_default("offset_high_ghz"), ge=0, le=1000)
+    total_power_low_dbm: Number | None = Field(_default("total_power_low_dbm"), ge=-100, le=40)
+    total_power_high_dbm: Number | None = Field(_default("total_power_high_dbm"), ge=-100, le=40)
+    device_lost_s: Number | None = Field(
+        _default("device_lost_s"),
+        gt=0,
+        le=86400,
+        description="No scan for this long raises device_lost; null: off.",
+    )
+    expected_channels: list[ChannelNumber] = Field(default_factory=list)
+    channels: dict[ChannelNumber, ChannelThresholdsIn] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("channels", "overrides"),
+        json_schema_extra=_CHANNEL_MAP_SCHEMA,
+        description="Per-channel overrides, keyed by channel number.",
+    )
+
+
+class ChannelThresholdsOut(_Out):
+    """The thresholds that apply to one channel (null: not checked)."""
+
+    power_low_dbm: float | None
+    power_high_dbm: float | None
+    osnr_low_db: float | None
+    offset_high_ghz: float | None
+
+
+class ThresholdsOut(_Out):
+    """The thresholds in force: global values, each channel's overrides as given, and what
+    those overrides make effective for the channel."""
+
+    hysteresis_db: float
+    offset_hysteresis_ghz: float
+    power_low_dbm: float | None
+    power_high_dbm: float | None
+    osnr_low_db: float | None
+    offset_high_ghz: float | None
+    total_power_low_dbm: float | None
+    total_power_high_dbm: float | None
+    device_lost_s: float | None
+    expected_channels: list[int]
+    overrides: dict[int, dict[str, float | None]] = Field(
+        json_schema_extra=_CHANNEL_MAP_SCHEMA,
+        description="Per channel, only the fields set for it: a value, or null (switched "
+        "off); a field absent here is inherited from the global one.",
+    )
+    effective: dict[int, ChannelThresholdsOut] = Field(
+        json_schema_extra=_CHANNEL_MAP_SCHEMA,
+        description="Per overridden channel, every threshold that applies to it (its "
+        "overrides over the global values). Channels not listed use the global values.",
+    )
 
     @classmethod
-    def from_config(cls, alarms: AlarmConfig) -> ThresholdsIO:
-        fields = cls.model_fields
-        return cls.model_validate({k: v for k, v in alarms.model_dump().items() if k in fields})
+    def from_config(cls, alarms: AlarmConfig) -> ThresholdsOut:
+        glob = alarms.model_dump(exclude={"channels"})
+        return cls(
+            **glob,
+            overrides={
+                ch: ov.model_dump(exclude_unset=True) for ch, ov in sorted(alarms.channels.items())
+            },
+            effective={
+                ch: ChannelThresholdsOut(**alarms.effective(ch)) for ch in sorted(alarms.channels)
+            },
+        )

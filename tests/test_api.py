@@ -230,7 +230,9 @@ def test_acquisition_stop_start_and_reconfigure(client: TestClient) -> None:
 
 def test_thresholds_raise_alarms_then_clear_them(client: TestClient) -> None:
     original = client.get(f"{V1}/thresholds").json()
-    r = client.put(f"{V1}/thresholds", json={"power_low_dbm": 30}, headers=AUTH)
+    r = client.patch(
+        f"{V1}/thresholds", json={"power_low_dbm": 30, "power_high_dbm": None}, headers=AUTH
+    )
     assert r.status_code == 200 and r.json()["power_low_dbm"] == 30
     assert r.json()["osnr_low_db"] == original["osnr_low_db"]  # untouched fields stay
 
@@ -245,9 +247,11 @@ def test_thresholds_raise_alarms_then_clear_them(client: TestClient) -> None:
     recent = client.get(f"{V1}/alarms?device=sim1").json()["recent"]
     assert any(e["kind"] == "power_low" and e["active"] for e in recent)
     r = client.put(
-        f"{V1}/thresholds", json={"power_low_dbm": original["power_low_dbm"]}, headers=AUTH
+        f"{V1}/thresholds",
+        json={k: v for k, v in original.items() if k not in ("overrides", "effective")},
+        headers=AUTH,
     )
-    assert r.status_code == 200
+    assert r.status_code == 200 and r.json() == original
     _wait(lambda: not any(a["kind"] == "power_low" for a in active()))
     bad = client.put(f"{V1}/thresholds", json={"channels": {"0": {}}}, headers=AUTH)
     assert bad.status_code == 422
