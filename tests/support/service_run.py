@@ -144,8 +144,11 @@ class LinePlan:
 class Simulator:
     """``python -m odpm sim --tcp 127.0.0.1:0`` as a subprocess, with a control connection."""
 
-    def __init__(self, seed: int) -> None:
-        cmd = [sys.executable, "-m", "odpm", "sim", "--tcp", "127.0.0.1:0", "--seed", str(seed)]
+    def __init__(self, seed: int, port: int = 0) -> None:
+        """``port`` 0 picks a free one; a given port restarts a "monitor" where it was."""
+        cmd = [
+            sys.executable, "-m", "odpm", "sim", "--tcp", f"127.0.0.1:{port}", "--seed", str(seed)
+        ]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
