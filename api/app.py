@@ -21,7 +21,17 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client import Histogram as _Histogram
 
-from api.routes import alarms, control, devices, health, history, readings, stream, thresholds
+from api.routes import (
+    alarms,
+    control,
+    devices,
+    health,
+    history,
+    readings,
+    storage,
+    stream,
+    thresholds,
+)
 from odpm import __version__
 from odpm.metrics import ServiceMetrics
 from odpm.service import Service, ServiceError, UnknownDeviceError
@@ -131,7 +141,17 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     app.state.metrics = metrics
 
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (health, devices, readings, history, alarms, stream, control, thresholds):
+    for module in (
+        health,
+        devices,
+        readings,
+        history,
+        alarms,
+        stream,
+        control,
+        storage,
+        thresholds,
+    ):
         v1.include_router(module.router)
     app.include_router(v1)
 

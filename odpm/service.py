@@ -29,6 +29,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -37,7 +38,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from odpm.config import AlarmConfig, DeviceConfig, InfluxConfig, Settings, StorageConfig
+from odpm.config import (
+    AlarmConfig,
+    DeviceConfig,
+    InfluxConfig,
+    Settings,
+    StorageConfig,
+    redact_url,
+)
 from odpm.device_watch import DeviceWatch
 from odpm.grid import ChannelPlan
 from odpm.live import Broadcaster
@@ -48,6 +56,7 @@ if TYPE_CHECKING:
     # subcommand, and drivers, pipeline and storage are not cheap to import.
     from drivers.simulator.server import SimulatorServer
     from odpm.acquisition import AcquisitionWorker, WorkerCounters
+    from odpm.health import Health
     from odpm.pipeline import Pipeline
     from odpm.storage.history import ChannelHistory, InfluxHistory, JournalHistory
     from odpm.storage.influx import Forwarder
@@ -176,6 +185,8 @@ class DeviceRuntime:
         self.stored_time: datetime | None = None
         #: time.monotonic() of the last scan (or of start/resume): the device watchdog's clock.
         self.last_scan_mono = time.monotonic()
+        #: Unix time acquisition was last resumed (health: silence counts from here).
+        self.resumed_at: float | None = None
 
     @property
     def id(self) -> str:
@@ -267,6 +278,8 @@ class StorageStatus:
     forwarder_error: str | None
     influx_configured: bool
     influx_reachable: bool | None
+    #: When the forwarder last quarantined a batch (health: "quarantining").
+    last_quarantined: datetime | None = None
 
 
 class Service:
@@ -404,7 +417,7 @@ class Service:
             len(self.devices),
             "on" if self.acquisition else "off",
             "on" if self.journal is not None else "off",
-            self.settings.storage.influx.url or "off",
+            redact_url(self.settings.storage.influx.url) or "off",
         )
 
     def stop(self) -> None:
@@ -484,9 +497,11 @@ class Service:
             if self.journal is not None:
                 try:
                     self.journal.append(reading)
-                except Exception:
+                except Exception as exc:
                     dev.processing_errors += 1
-                    log.exception("%s: storing a reading failed", dev.id)
+                    if not isinstance(exc, sqlite3.Error):
+                        log.exception("%s: storing a reading failed", dev.id)
+                    # else: the journal counted it and logs once per fault state
                     return None
             dev.readings_stored += 1
             dev.latest = _Encoded(reading, encode_reading)
@@ -629,7 +644,7 @@ class Service:
                 found, where = self.journal.devices(), f"journal:{self.journal.path}"
             elif influx is not None:
                 found = influx.devices()
-                where = f"influxdb:{self.settings.storage.influx.url}"
+                where = f"influxdb:{redact_url(self.settings.storage.influx.url)}"
             else:
                 return
         except Exception as exc:
@@ -724,6 +739,8 @@ class Service:
         if averaging is not None:
             dev.averaging = averaging
         if running is not None:
+            if running and not dev.running:
+                dev.resumed_at = time.time()
             dev.running = running
         return dev.snapshot()
 
@@ -774,30 +791,27 @@ class Service:
                     quarantined_batches=st.quarantined_batches,
                     forwarder_state=st.state,
                     forwarder_error=st.last_error,
+                    last_quarantined=st.last_quarantined,
                 )
         except Exception as exc:
             log.warning("could not read the storage status: %s", exc)
         return status
 
+    def health(self) -> Health:
+        """``ok`` / ``degraded`` / ``down`` with reasons (see :mod:`odpm.health`)."""
+        from odpm.health import assess
+
+        return assess(self)
+
     def readiness(self) -> tuple[bool, list[str]]:
-        """Whether the service can do its job, and why not.
+        """Whether the service can do its job (not ``down``), and every reason it is not ok.
 
         A monitor that is unplugged does not make the service unready (that
-        would get it restarted for nothing); missing storage does.
+        would get it restarted for nothing), it makes it degraded; missing
+        storage makes it unready.
         """
-        reasons: list[str] = []
-        if not self.started:
-            reasons.append("service not started")
-        if self.stopping:
-            reasons.append("service stopping")
-        if self.journal is None and self.history is None:
-            reasons.append("no storage")
-        if self.journal is None and self.influx_reachable is False:
-            reasons.append("InfluxDB (the only storage of this replica) is unreachable")
-        st = self.storage_status()
-        if st.forwarder_state == "auth_failed":
-            reasons.append(f"InfluxDB refuses the credentials: {st.forwarder_error}")
-        return (not reasons, reasons)
+        h = self.health()
+        return h.ready, h.reasons
 
 
 # --- assembling the real components ----------------------------------------------------
@@ -824,7 +838,8 @@ def open_storage(
         return None, None, InfluxHistory(influx)
     # from_config sets forwarding from whether InfluxDB is configured; a
     # journal-only replica never appends, so that flag does not matter to it.
-    journal = Journal.from_config(storage)
+    # The writing service holds the data dir (one per dir); a replica only reads.
+    journal = Journal.from_config(storage, lock=forward)
     forwarder: Forwarder | None = None
     history: HistorySource
     try:

@@ -4,9 +4,10 @@
 * a per-channel override set by PATCH keeps the channel's other alarms;
 * ~80 ``osnr_low`` raised by ``SIM:OSNR 12`` all clear within 3 scans of the OSNR's return
   (channels that come back ``noise_unresolved`` clear with ``reason: not_measured``);
-* the simulator killed: ``device_lost`` within ``device_lost_s``, and few log lines while
-  the service retries;
-* the simulator restarted on the same port: the alarm clears, ``last_error`` is cleared.
+* the simulator killed: ``device_lost`` within ``device_lost_s``, health ``degraded``, and
+  few log lines while the service retries;
+* the simulator restarted on the same port: the alarm clears, ``last_error`` is cleared,
+  health is ``ok``.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ device_lost_s = {DEVICE_LOST_S}
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Running]:
     sim = Simulator(seed=7)
-    sim_port = int(sim.address.rsplit(":", 1)[1])
+    sim_port = sim.port
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -180,6 +181,8 @@ def test_lab_alarms_end_to_end(running: Running) -> None:
     assert time.monotonic() - killed <= DEVICE_LOST_S + INTERVAL_S + DEVICE_LOST_S / 4 + 1.5
     assert lost[0]["channel"] is None and lost[0]["threshold"] == DEVICE_LOST_S
     assert lost[0]["value"] >= DEVICE_LOST_S
+    health = c.get("/health").json()
+    assert health["status"] == "degraded" and any(DEVICE in r for r in health["reasons"])
     time.sleep(max(0.0, killed + 25 - time.monotonic()))
     lines = running.log.read_text(errors="replace").splitlines()[log_before:]
     assert len(lines) < 40, "\n".join(lines)
@@ -202,3 +205,4 @@ def test_lab_alarms_end_to_end(running: Running) -> None:
     )
     assert device["last_error"] is None and device["last_error_at"] is not None
     assert device["counters"]["reconnects"] >= 1
+    wait_for(lambda: c.get("/health").json()["status"] == "ok", 10, "health ok again")

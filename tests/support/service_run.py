@@ -158,8 +158,9 @@ class Simulator:
         if not self.address.startswith("socket://"):
             self.stop()
             raise RuntimeError(f"odpm sim printed {self.address!r}, not a socket:// address")
-        host, _, port = self.address.removeprefix("socket://").rpartition(":")
-        self._sock = socket.create_connection((host, int(port)), timeout=10)
+        host, _, bound = self.address.removeprefix("socket://").rpartition(":")
+        self.port = int(bound)
+        self._sock = socket.create_connection((host, self.port), timeout=10)
         self._reader = self._sock.makefile("rb")
 
     def command(self, *commands: str) -> None:
