@@ -124,7 +124,8 @@ class ReadingOut(_Out):
 
 class TraceOut(_Out):
     device: str
-    time: datetime
+    time: datetime = Field(description="When the spectrum was scanned (host UTC).")
+    mode: Literal["trace"] = Field(description="The scan mode that produced it.")
     rbw_ghz: float = Field(description="Noise-equivalent bandwidth of each point.")
     temperature_c: float | None
     frequency_thz: list[float]

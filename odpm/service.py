@@ -247,6 +247,7 @@ def trace_dict(scan: TraceScan) -> dict[str, Any]:
     return {
         "device": scan.device_id,
         "time": scan.time.isoformat(),
+        "mode": scan.mode,
         "rbw_ghz": float(scan.rbw_ghz),
         "temperature_c": scan.temperature_c,
         "frequency_thz": np.round(np.asarray(scan.frequency_thz, dtype=np.float64), 6).tolist(),

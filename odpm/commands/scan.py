@@ -19,9 +19,16 @@ def add_parser(sub: Subparsers) -> None:
         "or a VISA resource string (TCPIP::host::5025::SOCKET).",
     )
     p.add_argument("address")
-    p.add_argument("--mode", choices=["power", "trace"], default="power")
-    p.add_argument("--format", choices=["json", "table"], default="table")
-    p.add_argument("--timeout-s", type=float, default=5.0)
+    p.add_argument(
+        "--mode",
+        choices=["power", "trace"],
+        default="power",
+        help="power: port powers (MEAS:POW?); trace: a scanned spectrum with OSNR (MEAS:TRAC?)",
+    )
+    p.add_argument("--format", choices=["json", "table"], default="table", help="output format")
+    p.add_argument(
+        "--timeout-s", type=float, default=5.0, help="how long to wait for each answer, seconds"
+    )
     p.add_argument(
         "--transport",
         choices=["auto", "serial", "visa"],
