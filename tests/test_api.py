@@ -149,24 +149,28 @@ def test_history_json_and_csv_from_the_journal(client: TestClient) -> None:
     newest = datetime.fromisoformat(client.get(f"{V1}/devices/sim2/latest").json()["time"])
     end = newest + timedelta(microseconds=1)
     start = end - timedelta(minutes=5)
-    q = f"start={_iso(start)}&end={_iso(end)}&every=1s"
+    q = f"start={_iso(start)}&end={_iso(end)}&every=2s"
     r = client.get(f"{V1}/devices/sim2/channels/7/history?{q}")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["channel"] == 7 and body["every_s"] == 1.0 and body["source"] == "raw"
-    # Buckets start at `start`, are 1 s wide and count every stored scan in them.
+    assert body["channel"] == 7 and body["every_s"] == 2.0 and body["source"] == "raw"
+    # Buckets are 2 s wide, aligned to whole multiples of 2 s (not to `start`: issue 11),
+    # and count every stored scan in them.
     journal = client.app.state.service.journal  # type: ignore[attr-defined]
     stored = journal.scans_between("sim2", time_to_us(start), time_to_us(end))
     assert len(stored) >= 3
     expected: collections.Counter[datetime] = collections.Counter(
-        start + (us_to_time(s.time_us) - start) // timedelta(seconds=1) * timedelta(seconds=1)
-        for s in stored
+        us_to_time(s.time_us // 2_000_000 * 2_000_000) for s in stored
     )
     got = {datetime.fromisoformat(p["time"]): p["samples"] for p in body["points"]}
     assert got == dict(expected)
     assert all(
         p["power_dbm_min"] <= p["power_dbm_mean"] <= p["power_dbm_max"] for p in body["points"]
     )
+    # Rounded to the stored resolution (issue 11: means came out as -20.129299999999997).
+    values = [p[k] for p in body["points"] for k in p if k.endswith(("_mean", "_min", "_max"))]
+    assert values and all(v is None or round(v, 4) == v for v in values)
+    assert any(v is not None and len(repr(v).split(".")[-1]) <= 4 for v in values)
     r = client.get(f"{V1}/devices/sim2/channels/7/history?{q}&format=csv")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     lines = r.text.strip().splitlines()

@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import re
 import select
 import subprocess
 import sys
 import termios
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 from fastapi.testclient import TestClient
@@ -148,3 +151,20 @@ def test_trace_after_switching_to_power_mode_is_a_404_with_the_reason(
     assert fresh.status_code in (200, 404)
     if fresh.status_code == 200:
         assert fresh.json()["time"] > body["time"]
+
+
+def test_readme_history_examples_work(client: TestClient) -> None:
+    """Issue 11: the README's history example asked for 2024 (422: over 400 days) with a
+    ``field`` parameter that does not exist.  Every history example must answer 200."""
+    two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = readme.replace("$(date -u -d '-2 hours' +%FT%TZ)", two_hours_ago)
+    urls = re.findall(r"localhost:8000(/api/v1/[^'\"\s]*/history\?[^'\"\s]*)", readme)
+    assert len(urls) >= 2
+    _wait(lambda: client.get("/api/v1/devices/sim1/latest").status_code == 200)
+    for url in urls:
+        query = dict(parse_qsl(url.split("?", 1)[1]))
+        known = {"start", "end", "every", "format"}
+        assert set(query) <= known, f"README names unknown parameters: {set(query) - known}"
+        r = client.get(url)
+        assert r.status_code == 200, (url, r.text)

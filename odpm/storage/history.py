@@ -1,8 +1,9 @@
 """History queries: one interface, two stores (the journal and InfluxDB), one semantics.
 
 A query names a device (and a channel, or all channels), a time range
-``[start, end)`` and a resolution ``every``.  Buckets start at ``start`` and are
-``every`` long; a bucket appears only if it holds data.  Per bucket:
+``[start, end)`` and a resolution ``every``.  Buckets are ``every`` long, aligned
+to multiples of ``every`` since the epoch (not to ``start``); a bucket appears only
+if it holds data, and holds only data inside the range.  Per bucket:
 
 * ``samples``: number of scans in the bucket (raw), or the sum of the rollups'
   ``samples`` (1-minute data);
@@ -153,11 +154,16 @@ class HistoryQuery:
 
     @property
     def offset_us(self) -> int:
-        """Buckets start at ``start``: InfluxQL's GROUP BY time offset."""
-        return self.start_us % self.every_us
+        """InfluxQL's GROUP BY time offset: 0, buckets are whole multiples of ``every``
+        since the epoch (see :meth:`bucket_of`)."""
+        return 0
 
     def bucket_of(self, t_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        return self.start_us + (t_us - self.start_us) // self.every_us * self.every_us
+        """Bucket starts aligned to the bucket width (10:00:00, 10:01:00 for ``1m``), not
+        to the request's ``start`` (10:00:17, 10:01:17): the same buckets whoever asks,
+        and what Grafana's ``GROUP BY time()`` draws.  The first bucket may therefore
+        start before ``start``; it holds only data from ``start`` on."""
+        return t_us // self.every_us * self.every_us
 
 
 def plan_query(
