@@ -183,6 +183,8 @@ def test_lab_alarms_end_to_end(running: Running) -> None:
     assert lost[0]["value"] >= DEVICE_LOST_S
     health = c.get("/health").json()
     assert health["status"] == "degraded" and any(DEVICE in r for r in health["reasons"])
+    metrics = httpx.get(f"{running.base}/metrics", timeout=10).text
+    assert f'odpm_alarms_active{{device="{DEVICE}",kind="device_lost"}} 1.0' in metrics
     time.sleep(max(0.0, killed + 25 - time.monotonic()))
     lines = running.log.read_text(errors="replace").splitlines()[log_before:]
     assert len(lines) < 40, "\n".join(lines)
