@@ -69,6 +69,12 @@ def put_thresholds(service: ServiceDep, body: ThresholdsIn) -> ThresholdsOut:
     responses={
         **error_responses(400, 401, 403, 409),
         415: {"description": "The body is not application/merge-patch+json or JSON."},
+        422: {
+            "description": "The merged thresholds are invalid (the message names the field).",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+            },
+        },
     },
     openapi_extra={
         "requestBody": {
