@@ -33,6 +33,7 @@ inherits it.  :meth:`AlarmEngine.configure` may be called from another thread wh
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
@@ -322,6 +323,33 @@ class AlarmEngine:
         return AlarmEvent(
             device_id, time, AlarmKind.DEVICE_LOST, None, True, round(silent_s, 3), float(limit_s)
         )
+
+    def restore(self, events: Iterable[AlarmEvent]) -> None:
+        """Take over alarms a previous run left active (their raising events, from
+        storage), so the first readings clear what is no longer true.  Without this a
+        restarted service would never clear them: its engine would not know they exist,
+        and storage would show them active for ever.  Unknown kinds and channels are
+        ignored."""
+        rows = {kind: r for r, kind in enumerate(_ROWS)}
+        totals = {kind: k for k, (kind, _, _) in enumerate(_TOTAL_KINDS)}
+        index = {int(ch): i for i, ch in enumerate(self._plan.channel_numbers)}
+        with self._lock:
+            active = self._active.copy()
+            total_active = list(self._total_active)
+            for e in events:
+                if not e.active:
+                    continue
+                if e.kind is AlarmKind.DEVICE_LOST:
+                    self._lost = True
+                    self._lost_limit_s = e.threshold
+                elif e.kind in totals:
+                    total_active[totals[e.kind]] = True
+                elif e.kind in rows and e.channel in index:
+                    active[rows[e.kind], index[e.channel]] = True
+                    if e.kind is AlarmKind.LOSS_OF_SIGNAL:
+                        self._seen_lit[index[e.channel]] = True
+            self._active = active
+            self._total_active = tuple(total_active)
 
     def active(self) -> list[tuple[AlarmKind, int | None]]:
         """The alarms active now, as (kind, channel) pairs."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -735,6 +736,10 @@ class Pipeline:
         """Raise the device-wide ``device_lost`` alarm (None if already active); the
         next :meth:`process` clears it.  See :meth:`AlarmEngine.device_lost`."""
         return self._alarms.device_lost(device_id, time, silent_s, limit_s)
+
+    def restore_alarms(self, events: Iterable[AlarmEvent]) -> None:
+        """Alarms a previous run left active; see :meth:`AlarmEngine.restore`."""
+        self._alarms.restore(events)
 
     @property
     def alarm_config(self) -> AlarmConfig:

@@ -396,6 +396,10 @@ class Service:
             from odpm.acquisition import AcquisitionWorker
 
             for dev in self.devices.values():
+                if dev.pipeline is not None:
+                    # What the last run left active, so its first readings can clear it.
+                    dev.pipeline.restore_alarms(self.active_alarms(dev.id))
+            for dev in self.devices.values():
                 dev.worker = AcquisitionWorker(dev.config, self._make_on_scan(dev))
                 dev.last_scan_mono = time.monotonic()
                 if dev.config.enabled:

@@ -132,3 +132,42 @@ def test_device_lost_and_reason_reach_influxdb(
             assert len(history.alarm_events("d")) == 2
         finally:
             history.close()
+
+
+def test_alarms_left_active_by_a_previous_run_clear_after_a_restart(tmp_path: Path) -> None:
+    """Before: a restarted service never cleared what the last run left active (its
+    pipeline did not know), so those alarms stayed in /alarms?active=true for good."""
+    from odpm.config import Settings, StorageConfig
+    from odpm.service import Service
+
+    old = datetime.now(UTC) - timedelta(minutes=5)
+    with Journal(tmp_path / "journal.sqlite3") as j:
+        j.append_alarms(
+            [
+                AlarmEvent("sim1", old, AlarmKind.POWER_HIGH, 5, True, 7.0, 5.0),
+                AlarmEvent("sim1", old, AlarmKind.DEVICE_LOST, None, True, 31.0, 30.0),
+            ]
+        )
+    service = Service.from_settings(
+        Settings(storage=StorageConfig(data_dir=tmp_path)),
+        simulate=1,
+        simulate_options={"interval_s": 0.2},
+    )
+    service.start()
+    try:
+        assert {e.kind for e in service.active_alarms("sim1")} >= {
+            AlarmKind.POWER_HIGH,
+            AlarmKind.DEVICE_LOST,
+        }
+        deadline = time.monotonic() + 30
+        stale = {AlarmKind.POWER_HIGH, AlarmKind.DEVICE_LOST}
+        while stale & {e.kind for e in service.active_alarms("sim1")}:
+            assert time.monotonic() < deadline, service.active_alarms("sim1")
+            time.sleep(0.1)
+        assert service.journal is not None
+        cleared = {
+            (e.kind, e.channel) for e in service.journal.alarm_events("sim1") if not e.active
+        }
+        assert {(AlarmKind.POWER_HIGH, 5), (AlarmKind.DEVICE_LOST, None)} <= cleared
+    finally:
+        service.stop()

@@ -213,3 +213,24 @@ def test_configure_while_evaluating_from_another_thread() -> None:
         stop.set()
         t.join(5)
     assert raised == 200 and cleared == 199
+
+
+def test_restored_alarms_clear_on_the_first_reading_that_says_so() -> None:
+    """Alarms a previous run left active (from storage) must not stick after a restart."""
+    eng = AlarmEngine(PLAN, AlarmConfig(**{**OFF, "osnr_low_db": 15.0, "total_power_low_dbm": -20}))
+    eng.restore(
+        [
+            AlarmEvent("dev", T0, AlarmKind.OSNR_LOW, 2, True, 12.0, 15.0),
+            AlarmEvent("dev", T0, AlarmKind.DEVICE_LOST, None, True, 40.0, 30.0),
+            AlarmEvent("dev", T0, AlarmKind.TOTAL_POWER_LOW, None, True, -25.0, -20.0),
+            AlarmEvent("dev", T0, AlarmKind.OSNR_LOW, 99, True, 12.0, 15.0),  # not in the plan
+        ]
+    )
+    assert len(eng.active()) == 3
+    ev = _feed(eng, osnr=[20, 20, 20, 20], total=0.0)
+    assert sorted((e.kind.value, e.channel, e.active) for e in ev) == [
+        ("device_lost", None, False),
+        ("osnr_low", 2, False),
+        ("total_power_low", None, False),
+    ]
+    assert eng.active() == []
