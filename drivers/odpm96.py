@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from drivers.errors import DeviceError, DeviceTimeout, DriverError, ProtocolError
+from drivers.ieee488 import read_definite_block
 from drivers.stream import StreamFrame, StreamParser
 from drivers.transport import Transport
 from odpm.grid import PortGrid
@@ -94,6 +95,9 @@ def parse_error_answer(text: str) -> tuple[int, str]:
 
 class Odpm96:
     """One ODPM-96 reached through ``transport`` (which the driver owns and closes)."""
+
+    #: Acquisition modes this driver offers (see :mod:`drivers.registry`).
+    modes: tuple[str, ...] = ("power", "trace", "stream")
 
     def __init__(self, transport: Transport, *, port_count: int = 96) -> None:
         self.transport = transport
@@ -233,22 +237,7 @@ class Odpm96:
 
     def read_block(self) -> bytes:
         """An IEEE 488.2 definite-length block ``#<d><len><payload>`` and its LF."""
-        t = self.transport
-        head = t.read_exact(2)
-        if head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
-            raise ProtocolError(f"expected a definite-length block '#<d>...', got {head!r}")
-        digits = int(head[1:2])
-        length_text = t.read_exact(digits)
-        if not length_text.isdigit():
-            raise ProtocolError(f"block length is not decimal: {length_text!r}")
-        length = int(length_text)
-        if length > MAX_BLOCK_BYTES:
-            raise ProtocolError(f"block of {length} bytes is larger than {MAX_BLOCK_BYTES}")
-        payload = t.read_exact(length)
-        end = t.read_exact(1)
-        if end != b"\n":
-            raise ProtocolError(f"block not followed by LF but {end!r}")
-        return payload
+        return read_definite_block(self.transport, max_bytes=MAX_BLOCK_BYTES)
 
     def read_trace(self) -> Trace:
         """One scanned trace: frequency axis (THz), float32 dBm, RBW (GHz)."""

@@ -31,11 +31,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from drivers.errors import DriverError
-from drivers.odpm96 import FrameStream, Odpm96
+from drivers.odpm96 import FrameStream
+from drivers.registry import MonitorDriver, check_mode, open_driver
 from drivers.stream import DEVICE_TIME_MODULUS
-from drivers.transport import open_transport
 from odpm.config import DeviceConfig
 from odpm.grid import PortGrid
+from odpm.instrument_analysis import read_instrument_analysis
 from odpm.models import Mode, PortScan, RawScan, TraceScan
 
 log = logging.getLogger(__name__)
@@ -100,15 +101,19 @@ class _RepeatedError:
         return None
 
 
-def default_connect(device: DeviceConfig) -> Odpm96:
-    """Open the configured transport and wrap it in the ODPM-96 driver."""
-    transport = open_transport(
+def default_connect(device: DeviceConfig) -> MonitorDriver:
+    """Open the configured transport and wrap it in the configured driver (``driver = ...``)."""
+    return open_driver(
+        device.driver,
         device.address,
         kind=device.transport,
         baudrate=device.baudrate,
         timeout_s=device.timeout_s,
+        username=device.username,
+        password=device.resolved_password(),
+        trace_format=device.trace_format,
+        medium=device.wavelength_medium,
     )
-    return Odpm96(transport)
 
 
 @dataclass
@@ -137,7 +142,7 @@ class AcquisitionWorker:
         device: DeviceConfig,
         on_scan: Callable[[RawScan], None],
         *,
-        connect: Callable[[DeviceConfig], Odpm96] | None = None,
+        connect: Callable[[DeviceConfig], MonitorDriver] | None = None,
         backoff: BackoffPolicy | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -159,7 +164,7 @@ class AcquisitionWorker:
         self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._requests: queue.SimpleQueue[_ScanRequest] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._driver: Odpm96 | None = None
+        self._driver: MonitorDriver | None = None
         self._grid: PortGrid | None = None
         self._connected_once = False
         self._state: WorkerState = "stopped"
@@ -253,6 +258,8 @@ class AcquisitionWorker:
         """Change settings; validated here, applied on the worker thread."""
         if mode is not None and mode not in _MODES:
             raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
+        if mode is not None:
+            check_mode(self.device.driver, mode)
         if interval_s is not None and not 0 <= interval_s <= 86400:
             raise ValueError(f"interval_s must be in 0..86400, got {interval_s}")
         if averaging is not None and not 1 <= averaging <= 64:
@@ -282,6 +289,8 @@ class AcquisitionWorker:
         """
         if mode is not None and mode not in ("power", "trace"):
             raise ValueError(f"an on-demand scan is power or trace, got {mode!r}")
+        if mode is not None:
+            check_mode(self.device.driver, mode)
         future: concurrent.futures.Future[RawScan] = concurrent.futures.Future()
         if self._stop.is_set():
             future.set_exception(RuntimeError(f"worker for {self.device.id} is stopped"))
@@ -353,7 +362,8 @@ class AcquisitionWorker:
         self._driver = driver
         self._scanned_since_open = False
         self._identity = driver.identify()
-        self._grid = driver.read_port_grid()
+        # Bench OSAs have no ports (drivers.registry): their grid stays None.
+        self._grid = driver.read_port_grid() if "power" in driver.modes else None
         driver.set_averaging(self._settings.averaging)
         if self._connected_once:
             self._count(reconnects=1)
@@ -436,12 +446,15 @@ class AcquisitionWorker:
 
     def _scan(self, mode: Mode) -> RawScan:
         driver = self._driver
-        assert driver is not None and self._grid is not None
+        assert driver is not None
         temperature_c = driver.read_temperature_c()
         self._temperature_c = temperature_c
         time_utc = datetime.now(UTC)
         if mode == "trace":
             trace = driver.read_trace()
+            instrument = (
+                read_instrument_analysis(driver) if self.device.instrument_analysis else None
+            )
             return TraceScan(
                 device_id=self.device.id,
                 time=time_utc,
@@ -449,7 +462,9 @@ class AcquisitionWorker:
                 power_dbm=trace.power_dbm,
                 rbw_ghz=trace.rbw_ghz,
                 temperature_c=temperature_c,
+                instrument=instrument,
             )
+        assert self._grid is not None
         return PortScan(
             device_id=self.device.id,
             time=time_utc,

@@ -27,6 +27,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -110,7 +111,8 @@ class DeviceConfig(_Strict):
     """One monitor: how to reach it and how to acquire from it."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    driver: Literal["odpm96"] = "odpm96"
+    #: ``odpm96``, or a bench OSA: ``aq6370`` (Yokogawa AQ6370 series), ``ms9740`` (Anritsu).
+    driver: Literal["odpm96", "aq6370", "ms9740"] = "odpm96"
     #: A device path (``/dev/ttyUSB0``), a pyserial URL (``socket://host:5025``,
     #: ``rfc2217://``, ``loop://``) or a VISA resource (``TCPIP::host::5025::SOCKET``).
     address: str = Field(min_length=1)
@@ -125,6 +127,50 @@ class DeviceConfig(_Strict):
     enabled: bool = True
     plan: PlanConfig = Field(default_factory=PlanConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    #: Bench OSAs (README "Bench OSAs"): AQ6370 Ethernet login user and password.  The
+    #: password may instead come from the environment variable named by ``password_env``.
+    username: str = Field("anonymous", pattern=r'^[^"\r\n]{1,64}$')
+    password: SecretStr = SecretStr("")
+    password_env: str = Field("", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$")
+    #: OSA trace transfer: ``binary`` (IEEE 488.2 REAL blocks) or ``ascii``.
+    trace_format: Literal["binary", "ascii"] = "binary"
+    #: OSA wavelengths: ``auto`` asks the instrument (AQ6370) or assumes vacuum (MS9740).
+    wavelength_medium: Literal["auto", "vacuum", "air"] = "auto"
+    #: AQ6370: also read the instrument's own WDM analysis of each sweep and keep the
+    #: latest beside odpm's (``GET /api/v1/devices/{id}/instrument-analysis``).
+    instrument_analysis: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _osa_defaults_to_trace(cls, data: Any) -> Any:
+        """A bench OSA only sweeps traces: that is its default mode."""
+        if isinstance(data, dict) and data.get("driver") in _OSA_DRIVERS and "mode" not in data:
+            return {**data, "mode": "trace"}
+        return data
+
+    @model_validator(mode="after")
+    def _mode_supported(self) -> DeviceConfig:
+        if self.driver in _OSA_DRIVERS and self.mode != "trace":
+            raise ValueError(
+                f"the {self.driver} driver is a bench OSA: it has no {self.mode} mode "
+                '(no photodiode ports, no stream); use mode = "trace"'
+            )
+        if self.instrument_analysis and self.driver != "aq6370":
+            raise ValueError(
+                f"instrument_analysis reads the AQ6370's WDM analysis; the {self.driver} "
+                "driver has none"
+            )
+        return self
+
+    def resolved_password(self) -> str:
+        """``password_env``'s value when set, else ``password`` (never logged)."""
+        if self.password_env:
+            return os.environ.get(self.password_env, "")
+        return self.password.get_secret_value()
+
+
+#: Drivers of bench OSAs (trace mode only).
+_OSA_DRIVERS = ("aq6370", "ms9740")
 
 
 class InfluxConfig(_Strict):

@@ -44,6 +44,20 @@ class PortScan:
 
 
 @dataclass(frozen=True, slots=True)
+class InstrumentAnalysis:
+    """An instrument's own per-channel analysis (a bench OSA's WDM table), kept beside odpm's.
+
+    One entry per peak the instrument found: vacuum frequency, level and OSNR as the
+    instrument computed them (its own noise algorithm and bandwidth setting).
+    """
+
+    source: str
+    frequency_thz: FloatArray
+    power_dbm: FloatArray
+    osnr_db: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
 class TraceScan:
     """A scanned spectrum: ``power_dbm[k]`` measured at ``frequency_thz[k]``.
 
@@ -58,6 +72,8 @@ class TraceScan:
     rbw_ghz: float
     temperature_c: float | None = None
     mode: Mode = "trace"
+    #: The instrument's own analysis of this sweep, when asked for (``instrument_analysis``).
+    instrument: InstrumentAnalysis | None = None
 
 
 RawScan = PortScan | TraceScan

@@ -48,8 +48,10 @@ from odpm.config import (
 )
 from odpm.device_watch import DeviceWatch
 from odpm.grid import ChannelPlan
+from odpm.instrument_analysis import STORE_FILE as INSTRUMENT_STORE_FILE
+from odpm.instrument_analysis import InstrumentAnalysisStore
 from odpm.live import Broadcaster
-from odpm.models import AlarmEvent, Mode, RawScan, Reading, TraceScan
+from odpm.models import AlarmEvent, InstrumentAnalysis, Mode, RawScan, Reading, TraceScan
 
 if TYPE_CHECKING:
     # Imported where used at run time: the CLI imports this module for every
@@ -187,6 +189,8 @@ class DeviceRuntime:
         self.last_scan_mono = time.monotonic()
         #: Unix time acquisition was last resumed (health: silence counts from here).
         self.resumed_at: float | None = None
+        #: A bench OSA's own analysis of its latest sweep, with odpm's reading of it.
+        self.instrument: tuple[datetime, InstrumentAnalysis, Reading | None] | None = None
 
     @property
     def id(self) -> str:
@@ -327,6 +331,8 @@ class Service:
         self._replica_stop = threading.Event()
         self._replica_thread: threading.Thread | None = None
         self._device_watch: DeviceWatch | None = None
+        #: Opened on first use (only devices with ``instrument_analysis`` need it).
+        self.instrument_store: InstrumentAnalysisStore | None = None
 
     def _pipeline_for(self, cfg: DeviceConfig) -> Pipeline | None:
         """A device's pipeline; a replica analyses nothing and has none."""
@@ -466,6 +472,9 @@ class Service:
                 self.journal.close()
             except Exception:
                 log.exception("closing the journal failed")
+        if self.instrument_store is not None:
+            with contextlib.suppress(Exception):
+                self.instrument_store.close()
         if self.history is not None:
             from odpm.storage.history import InfluxHistory
 
@@ -513,10 +522,54 @@ class Service:
             dev.recent.append((scan, dev.latest))
             if isinstance(scan, TraceScan):
                 dev.trace = _Encoded(scan, encode_trace)
+                if scan.instrument is not None:
+                    self._keep_instrument_analysis(dev, scan, reading)
         if reading.alarms:
             self._note_alarms(reading.alarms)
         self._publish(dev.id, reading)
         return reading
+
+    def _keep_instrument_analysis(
+        self, dev: DeviceRuntime, scan: TraceScan, reading: Reading
+    ) -> None:
+        """The instrument's own analysis beside odpm's (odpm/instrument_analysis.py)."""
+        assert scan.instrument is not None
+        dev.instrument = (scan.time, scan.instrument, reading)
+        if self.journal is None:
+            return
+        try:
+            store = self._instrument_store(create=True)
+            assert store is not None
+            store.put(dev.id, scan.time, scan.instrument)
+        except Exception:
+            dev.processing_errors += 1
+            log.exception("%s: storing the instrument's analysis failed", dev.id)
+
+    def instrument_analysis(
+        self, device_id: str
+    ) -> tuple[datetime, InstrumentAnalysis, Reading | None] | None:
+        """The latest instrument analysis of a device (memory, else the store on disk)."""
+        dev = self.device(device_id)
+        if dev.instrument is not None:
+            return dev.instrument
+        store = self._instrument_store(create=False)
+        stored = store.get(device_id) if store is not None else None
+        if stored is None:
+            return None
+        latest = dev.latest.value if dev.latest is not None else None
+        return stored[0], stored[1], latest
+
+    def _instrument_store(self, *, create: bool) -> InstrumentAnalysisStore | None:
+        """The store beside the journal; None without a journal (or a file, unless ``create``)."""
+        if self.journal is None:
+            return None
+        with self._lock:
+            if self.instrument_store is None:
+                path = self.journal.path.parent / INSTRUMENT_STORE_FILE
+                if not create and not path.exists():
+                    return None
+                self.instrument_store = InstrumentAnalysisStore(path)
+            return self.instrument_store
 
     def _publish(self, device_id: str, reading: Reading) -> None:
         try:

@@ -54,7 +54,7 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ('[api]\nport = "eighty"\n', "api.port: Input should be a valid integer"),
         (
             '[[devices]]\nid = "a"\ndriver = "hp8164"\naddress = "/dev/ttyUSB0"\n',
-            "devices[0].driver: Input should be 'odpm96' (got 'hp8164')",
+            "devices[0].driver: Input should be 'odpm96', 'aq6370' or 'ms9740' (got 'hp8164')",
         ),
         ("[storage]\nretention_dayz = 3\n", "storage.retention_dayz: unknown key"),
         ('[api]\napi_key_sha256 = ["secret"]\n', "api.api_key_sha256"),

@@ -37,6 +37,8 @@ async def scan_now(
         future = service.request_scan(dev.id, body.mode if body else None)
     except NotAvailableError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    except ValueError as exc:  # a mode the driver lacks (a bench OSA has no power mode)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     timeout_s = dev.config.timeout_s * 2 + SCAN_GRACE_S
     try:
         scan = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
@@ -78,4 +80,6 @@ def set_acquisition(dev: DeviceDep, service: ServiceDep, body: AcquisitionIn) ->
         )
     except NotAvailableError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    except ValueError as exc:  # a mode the driver lacks (a bench OSA has no power mode)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     return device_out(snap)

@@ -485,3 +485,7 @@ def _sim_baud_q(s: ScpiSession, args: list[str]) -> str:
 
 #: Frame size on the wire for the simulator's 96 ports.
 FRAME_BYTES = frame_length(96)
+
+
+#: Every accepted spelling of a header pattern (short/long forms), for other emulators.
+header_spellings = _variants

@@ -22,8 +22,9 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument(
         "--mode",
         choices=["power", "trace"],
-        default="power",
-        help="power: port powers (MEAS:POW?); trace: a scanned spectrum with OSNR (MEAS:TRAC?)",
+        default=None,
+        help="power: port powers (MEAS:POW?); trace: a scanned spectrum with OSNR "
+        "(MEAS:TRAC?) (default: power; OSAs: trace)",
     )
     p.add_argument("--format", choices=["json", "table"], default="table", help="output format")
     p.add_argument(
@@ -37,13 +38,31 @@ def add_parser(sub: Subparsers) -> None:
     )
     p.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
     p.add_argument("--device-id", default="scan", help="device name in the output")
+    p.add_argument(
+        "--driver",
+        choices=["odpm96", "aq6370", "ms9740"],
+        default="odpm96",
+        help="instrument: ODPM-96 (default), Yokogawa AQ6370 or Anritsu MS9740 bench OSA "
+        "(OSAs sweep traces: --mode trace is implied, power is refused)",
+    )
+    p.add_argument("--user", default="anonymous", help="AQ6370 Ethernet login user")
+    p.add_argument(
+        "--password-env",
+        default="ODPM_OSA_PASSWORD",
+        help="environment variable holding the AQ6370 login password (default "
+        "ODPM_OSA_PASSWORD; empty when unset)",
+    )
+    p.add_argument(
+        "--trace-format", choices=["binary", "ascii"], default="binary", help="OSA trace transfer"
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from drivers.errors import DriverError
-    from drivers.odpm96 import Odpm96
-    from drivers.transport import open_transport
+    from drivers.registry import check_mode, open_driver
     from odpm.commands.analyze import _table
     from odpm.config import AlarmConfig, CalibrationConfig, PipelineConfig, PlanConfig
     from odpm.models import PortScan, RawScan, TraceScan
@@ -51,17 +70,28 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.timeout_s > 0:
         raise UserError(f"--timeout-s must be positive, got {args.timeout_s}")
+    mode = args.mode or ("power" if args.driver == "odpm96" else "trace")
+    try:
+        check_mode(args.driver, mode)
+    except ValueError as exc:
+        raise UserError(f"--mode {mode}: {exc}") from None
     scan: RawScan
     try:
-        with Odpm96(
-            open_transport(
-                args.address, kind=args.transport, baudrate=args.baud, timeout_s=args.timeout_s
-            )
-        ) as driver:
+        driver = open_driver(
+            args.driver,
+            args.address,
+            kind=args.transport,
+            baudrate=args.baud,
+            timeout_s=args.timeout_s,
+            username=args.user,
+            password=os.environ.get(args.password_env, "") if args.password_env else "",
+            trace_format=args.trace_format,
+        )
+        try:
             driver.identify()
             temperature_c = driver.read_temperature_c()
             time_utc = datetime.now(UTC)
-            if args.mode == "trace":
+            if mode == "trace":
                 trace = driver.read_trace()
                 scan = TraceScan(
                     args.device_id,
@@ -77,8 +107,11 @@ def run(args: argparse.Namespace) -> int:
                 scan = PortScan(
                     args.device_id, time_utc, power_dbm, grid.frequencies_thz, temperature_c
                 )
-    except DriverError as exc:
-        raise UserError(f"{args.address}: {exc}") from None
+        finally:
+            driver.close()
+    except (DriverError, ValueError) as exc:
+        text = str(exc)
+        raise UserError(text if args.address in text else f"{args.address}: {text}") from None
     pipeline = Pipeline(
         PlanConfig().to_plan(), PipelineConfig(), AlarmConfig(), CalibrationConfig()
     )

@@ -14,7 +14,7 @@ from odpm.errors import UserError
 def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "sim",
-        help="run a simulated ODPM-96 on a pty or TCP port",
+        help="run a simulated ODPM-96 (pty or TCP) or an emulated bench OSA (TCP)",
         description="Serve a simulated ODPM-96 that speaks the device wire protocol, and print "
         "the address to connect to.",
     )
@@ -33,6 +33,13 @@ def add_parser(sub: Subparsers) -> None:
         help="pace output to this baud rate (10 bits per byte); default: unpaced",
     )
     p.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
+    p.add_argument(
+        "--model",
+        choices=["odpm96", "aq6370", "ms9740"],
+        default="odpm96",
+        help="instrument to emulate: the ODPM-96 (default) or a bench OSA, Yokogawa AQ6370 "
+        "(with its login handshake) or Anritsu MS9740 (TCP only)",
+    )
     p.set_defaults(run=run)
 
 
@@ -56,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.baud is not None and not 300 <= args.baud <= 4_000_000:
         raise UserError(f"--baud must be 300..4000000, got {args.baud}")
     host, port = _parse_host_port(args.tcp or "127.0.0.1:5025")
+    if args.model != "odpm96":
+        return _run_osa(args, host, port)
     try:
         if args.pty:
             server = SimulatorServer.start_pty(seed=args.seed, baud=args.baud)
@@ -73,6 +82,43 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _run_osa(args: argparse.Namespace, host: str, port: int) -> int:
+    """An emulated bench OSA on TCP (drivers/simulator/osa_emulator.py)."""
+    from drivers.simulator.aq6370_emulator import Aq6370Emulator
+    from drivers.simulator.ms9740_emulator import Ms9740Emulator
+    from drivers.simulator.osa_emulator import OsaEmulator, OsaServer
+
+    if args.pty:
+        raise UserError(f"--model {args.model}: the OSA emulators serve TCP only, not a pty")
+    if args.baud is not None:
+        raise UserError(
+            f"--model {args.model}: --baud paces serial lines; the OSA emulators are TCP"
+        )
+    emulator: OsaEmulator = (
+        Aq6370Emulator(seed=args.seed) if args.model == "aq6370" else Ms9740Emulator(seed=args.seed)
+    )
+    try:
+        server = OsaServer(emulator, host, port)
+    except OSError as exc:
+        raise UserError(f"cannot start the {args.model} emulator: {exc}") from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with server:
+        print(server.address, flush=True)
+        login = " (login: any user, any password)" if args.model == "aq6370" else ""
+        print(
+            f"# {args.model} emulator{login}; VISA: {server.visa_address}; Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             while not stop.wait(0.5):
                 pass

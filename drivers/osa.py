@@ -1,0 +1,205 @@
+"""What the bench OSA drivers (Yokogawa AQ6370, Anritsu MS9740) share.
+
+A bench OSA sweeps: it has no photodiode ports and no binary stream, so an OSA
+driver offers only the ``trace`` mode of the ODPM-96 driver and says so
+clearly (:class:`UnsupportedMode`) when asked for the others.  Its axis is
+uniform in wavelength; :func:`trace_from_wavelengths` turns it into frequency
+(vacuum wavelengths first: an OSA may report air wavelengths, 0.42 nm shorter at
+1550 nm) without resampling, so the pipeline integrates the points the
+instrument measured.
+
+Like the ODPM-96 driver, these drivers never retry, reconnect or wait beyond a
+bounded poll: a sweep that does not finish in time, an error in
+``:SYSTem:ERRor?`` or a malformed block is raised at once and the acquisition
+worker closes, backs off and reconnects.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Literal, NoReturn
+
+import numpy as np
+import numpy.typing as npt
+
+from drivers.errors import DeviceError, DeviceTimeout, DriverError, ProtocolError
+from drivers.ieee488 import read_definite_block
+from drivers.odpm96 import Trace, parse_error_answer
+from drivers.transport import Transport
+from odpm.air import air_to_vacuum_nm
+from odpm.grid import wavelength_nm_to_frequency_thz
+
+WavelengthMedium = Literal["vacuum", "air"]
+#: Longest ASCII answer accepted: 50,001 values of up to 24 characters each.
+MAX_ASCII_ANSWER_BYTES = 50001 * 24
+#: ``:SYSTem:ERRor?`` is read at most this many times per check.
+_MAX_ERROR_READS = 32
+
+
+class UnsupportedMode(DriverError):  # noqa: N818 (reads as a sentence: "unsupported mode")
+    """Asked an OSA for port powers or a stream: it only sweeps traces."""
+
+
+def trace_from_wavelengths(
+    wavelength_nm: npt.ArrayLike,
+    level_dbm: npt.ArrayLike,
+    rbw_nm: float,
+    medium: WavelengthMedium,
+) -> Trace:
+    """An OSA sweep as a :class:`Trace`: vacuum frequency ascending, float32 dBm, RBW in GHz.
+
+    The RBW is converted at the sweep's centre wavelength (``df = f dl / l``);
+    across the C band a fixed RBW in nm varies by +/-2.3 % in GHz, i.e. +/-0.1 dB
+    of noise normalisation, which is why OSA OSNR is specified at 0.1 nm, not GHz.
+    """
+    wl = np.asarray(wavelength_nm, dtype=np.float64)
+    level = np.asarray(level_dbm, dtype=np.float64)
+    if wl.ndim != 1 or wl.shape != level.shape:
+        raise ProtocolError(
+            f"wavelength axis ({wl.size} points) and levels ({level.size}) do not match"
+        )
+    if wl.size < 2 or not np.all(np.isfinite(wl)) or not np.all(wl > 0):
+        raise ProtocolError("the wavelength axis has fewer than 2 points or non-positive values")
+    if not (math.isfinite(rbw_nm) and rbw_nm > 0):
+        raise ProtocolError(f"implausible resolution bandwidth {rbw_nm} nm")
+    vac_nm = wl if medium == "vacuum" else air_to_vacuum_nm(wl)
+    frequency_thz = wavelength_nm_to_frequency_thz(vac_nm)
+    centre_nm = float(vac_nm[vac_nm.size // 2])
+    rbw_ghz = float(wavelength_nm_to_frequency_thz(centre_nm)) * 1000.0 * rbw_nm / centre_nm
+    power = level.astype(np.float32)
+    if frequency_thz[0] > frequency_thz[-1]:
+        frequency_thz, power = frequency_thz[::-1].copy(), power[::-1].copy()
+    return Trace(frequency_thz, power, rbw_ghz)
+
+
+def parse_number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ProtocolError(f"{what}: expected a number, got {text[:40]!r}") from None
+    if not math.isfinite(value):
+        raise ProtocolError(f"{what}: expected a finite number, got {text[:40]!r}")
+    return value
+
+
+def parse_integer(text: str, what: str) -> int:
+    value = parse_number(text, what)
+    if not value.is_integer():
+        raise ProtocolError(f"{what}: expected an integer, got {text[:40]!r}")
+    return int(value)
+
+
+def parse_ascii_values(text: str, what: str) -> npt.NDArray[np.float64]:
+    """A comma-separated list of numbers (the ASCII form of a trace)."""
+    try:
+        values = np.array(text.split(","), dtype=np.float64)
+    except ValueError:
+        raise ProtocolError(f"{what}: not a list of numbers: {text[:60]!r}") from None
+    return values
+
+
+def parse_real_block(payload: bytes, points: int | None, what: str) -> npt.NDArray[np.float64]:
+    """A REAL block: little-endian float64 (REAL,64), or float32 when ``points`` says so."""
+    if points is not None and len(payload) == 4 * points and points:
+        return np.frombuffer(payload, dtype="<f4").astype(np.float64)
+    if len(payload) % 8 or (points is not None and len(payload) != 8 * points):
+        expected = "a multiple of 8" if points is None else f"{8 * points}"
+        raise ProtocolError(f"{what}: block of {len(payload)} bytes, expected {expected}")
+    return np.frombuffer(payload, dtype="<f8").astype(np.float64)
+
+
+class ScpiOsa:
+    """Plumbing for one OSA on ``transport`` (which the driver owns and closes)."""
+
+    #: What :class:`~odpm.acquisition.AcquisitionWorker` may ask of this driver.
+    modes: tuple[str, ...] = ("trace",)
+    #: Shown in errors ("the AQ6370 has no port mode").
+    model_name = "OSA"
+    #: Line terminator the driver sends.
+    terminator = b"\n"
+
+    def __init__(self, transport: Transport, *, poll_s: float = 0.05) -> None:
+        self.transport = transport
+        self.poll_s = poll_s
+        transport.max_line_bytes = max(transport.max_line_bytes, MAX_ASCII_ANSWER_BYTES)
+
+    # -- plumbing -----------------------------------------------------------------
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> ScpiOsa:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(self, command: str) -> None:
+        if "\n" in command or "\r" in command:
+            raise ValueError(f"a command is one line, got {command!r}")
+        self.transport.write(command.encode("ascii") + self.terminator)
+
+    def read_text(self, command: str) -> str:
+        raw = self.transport.read_line()
+        try:
+            return raw.decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise ProtocolError(f"{command}: answer is not ASCII: {raw[:40]!r}") from None
+
+    def query(self, command: str) -> str:
+        with self.transport.lock:
+            self.write(command)
+            return self.read_text(command)
+
+    def query_block(self, command: str) -> bytes:
+        with self.transport.lock:
+            self.write(command)
+            return read_definite_block(self.transport)
+
+    def command(self, command: str) -> None:
+        """Send a setting and raise :class:`DeviceError` if the instrument queued an error."""
+        with self.transport.lock:
+            self.write(command)
+            self.check_errors(command)
+
+    def check_errors(self, command: str | None = None) -> None:
+        """Empty ``:SYSTem:ERRor?``; raise the first error found, if any."""
+        first: tuple[int, str] | None = None
+        for _ in range(_MAX_ERROR_READS):
+            code, message = parse_error_answer(self.query(":SYSTem:ERRor?"))
+            if code == 0:
+                break
+            if first is None:
+                first = (code, message)
+        else:
+            raise ProtocolError(":SYSTem:ERRor? never reported 0 (error queue does not drain)")
+        if first is not None:
+            raise DeviceError(first[0], first[1], command)
+
+    def poll_until(self, done: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Call ``done`` every ``poll_s`` until it is true; DeviceTimeout after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if time.monotonic() >= deadline:
+                raise DeviceTimeout(f"{what} did not complete within {timeout_s:.1f} s")
+            time.sleep(self.poll_s)
+
+    # -- what an OSA cannot do ----------------------------------------------------------
+    def _unsupported(self, what: str) -> NoReturn:
+        raise UnsupportedMode(
+            f'the {self.model_name} is a scanning OSA: it has no {what}; use mode = "trace"'
+        )
+
+    def read_port_grid(self) -> NoReturn:
+        self._unsupported("photodiode ports (power mode)")
+
+    def read_powers(self) -> NoReturn:
+        self._unsupported("photodiode ports (power mode)")
+
+    def stream(self, rate_hz: float | None = None) -> NoReturn:
+        self._unsupported("binary stream (stream mode)")
+
+    def read_temperature_c(self) -> float | None:
+        """Bench OSAs report no monitor temperature."""
+        return None
