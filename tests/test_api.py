@@ -175,6 +175,8 @@ def test_history_json_and_csv_from_the_journal(client: TestClient) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     lines = r.text.strip().splitlines()
     assert lines[0].startswith("time,samples,power_dbm_mean")
+    cells = [c for row in csv.reader(lines[1:]) for c in row[2:] if c]
+    assert cells and all(len(c.split(".")[-1]) <= 4 for c in cells), cells[:10]
     assert [(datetime.fromisoformat(t), int(n)) for t, n, *_ in csv.reader(lines[1:])] == [
         (datetime.fromisoformat(p["time"]), p["samples"]) for p in body["points"]
     ]
