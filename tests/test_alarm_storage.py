@@ -171,3 +171,41 @@ def test_alarms_left_active_by_a_previous_run_clear_after_a_restart(tmp_path: Pa
         assert {(AlarmKind.POWER_HIGH, 5), (AlarmKind.DEVICE_LOST, None)} <= cleared
     finally:
         service.stop()
+
+
+def test_switching_to_power_mode_clears_osnr_alarms_as_not_measured(tmp_path: Path) -> None:
+    """A mode that cannot measure OSNR must not leave osnr_low active with stale values."""
+    from odpm.config import AlarmConfig, Settings, StorageConfig
+    from odpm.service import Service
+
+    settings = Settings(
+        storage=StorageConfig(data_dir=tmp_path), alarms=AlarmConfig(osnr_low_db=60.0)
+    )
+    service = Service.from_settings(
+        settings, simulate=1, simulate_options={"interval_s": 0.2, "mode": "trace"}
+    )
+    service.start()
+    try:
+
+        def osnr_active() -> int:
+            return sum(e.kind is AlarmKind.OSNR_LOW for e in service.active_alarms("sim1"))
+
+        deadline = time.monotonic() + 30
+        while osnr_active() < 10:
+            assert time.monotonic() < deadline, "osnr_low not raised"
+            time.sleep(0.1)
+        service.reconfigure("sim1", mode="power")
+        while osnr_active():
+            assert time.monotonic() < deadline + 30, "osnr_low not cleared in power mode"
+            time.sleep(0.1)
+        assert service.journal is not None
+        clears = [
+            e
+            for e in service.journal.alarm_events("sim1", limit=1000)
+            if e.kind is AlarmKind.OSNR_LOW and not e.active
+        ]
+        assert clears and all(
+            e.reason is ClearReason.NOT_MEASURED and e.value is None for e in clears
+        )
+    finally:
+        service.stop()
