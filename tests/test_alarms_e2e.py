@@ -4,17 +4,19 @@
 * a per-channel override set by PATCH keeps the channel's other alarms;
 * ~80 ``osnr_low`` raised by ``SIM:OSNR 12`` all clear within 3 scans of the OSNR's return
   (channels that come back ``noise_unresolved`` clear with ``reason: not_measured``);
-* the simulator killed: ``device_lost`` within ``device_lost_s``, health ``degraded``, and
-  few log lines while the service retries;
+* the simulator killed: ``device_lost`` within ``device_lost_s`` (in /alarms, on the live
+  stream, in /metrics), health ``degraded``, and few log lines while the service retries;
 * the simulator restarted on the same port: the alarm clears, ``last_error`` is cleared,
   health is ``ok``.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -166,6 +168,26 @@ def test_lab_alarms_end_to_end(running: Running) -> None:
         assert (e["value"] is None) == (e["reason"] == "not_measured"), e
 
     # -- the monitor killed: device_lost within device_lost_s, and a quiet log ------------
+    streamed: list[dict[str, Any]] = []
+    listening = threading.Event()
+
+    def listen() -> None:  # the live stream must carry the raise like any other alarm
+        url = f"/devices/{DEVICE}/stream"
+        timeout = httpx.Timeout(5, read=60)
+        with httpx.Client(base_url=c.base_url, timeout=timeout) as sse, sse.stream("GET", url) as r:
+            event = ""
+            for line in r.iter_lines():
+                listening.set()
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: ") and event == "alarm":
+                    streamed.append(json.loads(line.removeprefix("data: ")))
+                    if streamed[-1]["kind"] == "device_lost":
+                        return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert listening.wait(30), "the live stream did not start"
     log_before = running.log.read_text(errors="replace").count("\n")
     running.sim.proc.kill()
     running.sim.stop()
@@ -181,6 +203,8 @@ def test_lab_alarms_end_to_end(running: Running) -> None:
     assert time.monotonic() - killed <= DEVICE_LOST_S + INTERVAL_S + DEVICE_LOST_S / 4 + 2.5
     assert lost[0]["channel"] is None and lost[0]["threshold"] == DEVICE_LOST_S
     assert lost[0]["value"] >= DEVICE_LOST_S
+    listener.join(10)
+    assert any(e["kind"] == "device_lost" and e["active"] for e in streamed), streamed
     health = c.get("/health").json()
     assert health["status"] == "degraded" and any(DEVICE in r for r in health["reasons"])
     metrics = httpx.get(f"{running.base}/metrics", timeout=10).text
