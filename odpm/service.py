@@ -896,8 +896,9 @@ def open_storage(
         return None, None, InfluxHistory(influx)
     # from_config sets forwarding from whether InfluxDB is configured; a
     # journal-only replica never appends, so that flag does not matter to it.
-    # The writing service holds the data dir (one per dir); a replica only reads.
-    journal = Journal.from_config(storage, lock=forward)
+    # The writing service holds the data dir (one per dir) and checks the journal
+    # (moving a damaged one aside); a replica only reads another's journal.
+    journal = Journal.from_config(storage, lock=forward, check=forward)
     forwarder: Forwarder | None = None
     history: HistorySource
     try:

@@ -54,8 +54,7 @@ _EXPLAIN = {
     "themselves) or lower storage.max_bytes",
     "read_only": "the journal is read-only; make storage.data_dir writable",
     "io_error": "the disk under the journal reports I/O errors",
-    "corrupt": "the journal file is damaged; restart odpm serve to move it aside and "
-    "start a new one",
+    "corrupt": "restart odpm serve to move it aside and start a new one",
     "journal_error": "see the error",
 }
 
@@ -72,6 +71,8 @@ class Fault:
     dropped: int
 
     def describe(self) -> str:
+        if self.reason == "corrupt":
+            return f"journal is damaged ({self.message}); {_EXPLAIN[self.reason]}"
         return f"journal cannot be written ({self.reason}: {self.message}); {_EXPLAIN[self.reason]}"
 
 
@@ -119,8 +120,12 @@ class WriteFaults:
         return reason
 
     def succeeded(self) -> None:
-        """A write committed: the fault state, if any, is over."""
-        if self._current is None:
+        """A write committed: the fault state, if any, is over.
+
+        Except damage: some writes still succeed in a damaged file, but it stays
+        damaged until a restart moves it aside, so that state is kept.
+        """
+        if self._current is None or self._current.reason == "corrupt":
             return
         with self._lock:
             cur, self._current = self._current, None
