@@ -81,6 +81,17 @@ class ConsoleServer:
         if not answer.startswith("0,"):
             raise AssertionError(f"simulator refused {commands}: {answer}")
 
+    def sim_query(self, dev_id: str, query: str) -> str:
+        """One answer line of a device's simulator to a query (``SIM:TRUT:POW?``)."""
+        address = self.device(dev_id)["address"]
+        host, _, port = address.removeprefix("socket://").rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            sock.sendall(query.encode("ascii") + b"\n")
+            answer = reader.readline().decode("ascii").strip()
+            reader.close()
+        return answer
+
 
 @contextlib.contextmanager
 def console_server(
