@@ -24,8 +24,9 @@ export async function hasArchive() {
   return archiveRoutes;
 }
 
-/** The timeline's span, and how often it is re-read. */
+/** The traces read (the last day), the timeline's shortest span, and how often it is re-read. */
 const WINDOW_MS = 24 * 3600 * 1000;
+const MIN_SPAN_MS = 10 * 60 * 1000;
 const REFRESH_MS = 10_000;
 /** Most rows in the list under the timeline (the newest). */
 const LISTED = 100;
@@ -38,6 +39,12 @@ export function kindOf(reason) {
   return reason === "manual" ? "manual" : "periodic";
 }
 
+/** "15 min", "6 h": a time span for the strip's axis. */
+function spanLabel(ms) {
+  const min = ms / 60000;
+  return min < 90 ? `${Math.round(min)} min` : `${+(min / 60).toFixed(1)} h`;
+}
+
 export const KIND_COLOURS = { periodic: "#8b949e", alarm: "#f85149", manual: "#58a6ff" };
 
 export class ArchivePanel {
@@ -48,6 +55,7 @@ export class ArchivePanel {
   constructor(panel, { onPick, onChange } = {}) {
     this.panel = panel;
     this.strip = panel.querySelector("#archive-strip");
+    this.axis = panel.querySelector("#archive-axis");
     this.list = panel.querySelector("#archive-list");
     this.filter = panel.querySelector("#archive-filter");
     this.status = panel.querySelector("#archive-status");
@@ -144,7 +152,8 @@ export class ArchivePanel {
     this.onChange();
   }
 
-  /** The last 24 h as a strip: one tick per stored trace, coloured by why it was kept. */
+  /** The stored traces as a strip from the oldest (at least 10 min, at most 24 h ago) to now:
+   * one tick per trace, coloured by why it was kept. */
   drawStrip() {
     const canvas = this.strip;
     const w = canvas.parentElement.clientWidth;
@@ -160,9 +169,15 @@ export class ArchivePanel {
     ctx.fillStyle = "#0d1117";
     ctx.fillRect(0, 0, w, h);
     const end = Date.now();
-    this.stripRange = [end - WINDOW_MS, end];
+    const oldest = this.items.length ? Date.parse(this.items[0].time) : end;
+    const span = Math.min(WINDOW_MS, Math.max(MIN_SPAN_MS, end - oldest));
+    this.stripRange = [end - span, end];
     ctx.fillStyle = "rgba(139,148,158,0.35)";
-    for (let hour = 0; hour <= 24; hour += 6) ctx.fillRect(Math.round((hour / 24) * (w - 1)), h - 4, 1, 4);
+    for (let i = 0; i <= 4; i++) ctx.fillRect(Math.round((i / 4) * (w - 1)), h - 4, 1, 4);
+    this.axis.replaceChildren(
+      ...[4, 3, 2, 1].map((i) => el("span", {}, `−${spanLabel((span * i) / 4)}`)),
+      el("span", {}, "now"),
+    );
     // Periodic first, so alarm and manual ticks are drawn over them.
     for (const kind of ["periodic", "manual", "alarm"]) {
       ctx.fillStyle = KIND_COLOURS[kind];

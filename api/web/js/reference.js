@@ -135,16 +135,21 @@ export class ReferencePanel {
     }
   }
 
-  /** One bar per channel: power now - power in the reference (dB), up red / down blue. */
+  /** One bar per channel: power now - power in the reference (dB), up orange / down blue;
+   * a channel lit in only one of them (new / missing) is a full red bar, and is left out
+   * of the scale so that it does not flatten the others. */
   renderBars(body) {
-    const deltas = body.channels.map((c) => c.power_delta_db).filter((d) => d != null);
+    const deltas = body.channels
+      .filter((c) => c.status === "both" && c.power_delta_db != null)
+      .map((c) => c.power_delta_db);
     const scale = Math.max(MIN_SCALE_DB, Math.ceil(Math.max(0, ...deltas.map(Math.abs))));
     this.bars.dataset.trace = String(body.trace.id);
     this.bars.dataset.scaleDb = String(scale);
     this.bars.replaceChildren(
       ...body.channels.map((c) => {
         const d = c.power_delta_db;
-        const h = d == null ? 0 : (Math.min(Math.abs(d), scale) / scale) * 50;
+        const odd = c.status === "new" || c.status === "missing";
+        const h = odd ? 50 : d == null ? 0 : (Math.min(Math.abs(d), scale) / scale) * 50;
         const title =
           `ch ${c.channel} (${c.status}): ${d == null ? "no delta" : fmt(d, 2, "dB")}; ` +
           `now ${fmt(c.power_dbm, 2, "dBm")}, reference ${fmt(c.reference_power_dbm, 2, "dBm")}`;
@@ -165,7 +170,7 @@ export class ReferencePanel {
     );
     let worst = null;
     for (const c of body.channels) {
-      if (c.power_delta_db != null && (!worst || Math.abs(c.power_delta_db) > Math.abs(worst.power_delta_db))) worst = c;
+      if (c.status === "both" && c.power_delta_db != null && (!worst || Math.abs(c.power_delta_db) > Math.abs(worst.power_delta_db))) worst = c;
     }
     const parts = [
       `trace ${body.trace.id} (${body.trace.reason}, ${localTime(body.trace.time)}) against "${body.reference.name}"`,

@@ -20,8 +20,10 @@ const NOISE_COLOUR = "#f0883e";
 const SELECT_COLOUR = "rgba(88,166,255,0.14)";
 const STORED_COLOUR = "#f2cc60";
 const REFERENCE_COLOUR = "#a371f7";
-// Series index of each overlay (0 is x, 1 the live trace).
-const OVERLAY_SERIES = { stored: 2, reference: 3 };
+// Series index of each overlay and of the live trace (0 is x): the live trace is the
+// last, so it is drawn over the others.
+const OVERLAY_SERIES = { reference: 1, stored: 2 };
+const LIVE_SERIES = 3;
 
 export class Spectrum {
   constructor(container, { onPickChannel } = {}) {
@@ -67,10 +69,11 @@ export class Spectrum {
           value: (u, v) => (v == null ? "—" : v.toFixed(4)),
         },
         {
-          label: "Trace",
-          stroke: "#58a6ff",
+          label: "Reference",
+          stroke: REFERENCE_COLOUR,
           width: 1,
-          spanGaps: false,
+          dash: [6, 3],
+          show: false,
           points: { show: false },
           value: (u, v) => (v == null ? "—" : `${v.toFixed(2)} dBm`),
         },
@@ -83,10 +86,10 @@ export class Spectrum {
           value: (u, v) => (v == null ? "—" : `${v.toFixed(2)} dBm`),
         },
         {
-          label: "Reference",
-          stroke: REFERENCE_COLOUR,
+          label: "Trace",
+          stroke: "#58a6ff",
           width: 1,
-          show: false,
+          spanGaps: false,
           points: { show: false },
           value: (u, v) => (v == null ? "—" : `${v.toFixed(2)} dBm`),
         },
@@ -168,7 +171,8 @@ export class Spectrum {
     const y = this.live ? this.yValues(this.live.power_dbm) : this.nulls;
     const zoomed = this.isZoomed();
     this.fullRange = [x[0], x[n - 1]];
-    const data = [x, y, null, null];
+    const data = [x, null, null, null];
+    data[LIVE_SERIES] = y;
     for (const [kind, idx] of Object.entries(OVERLAY_SERIES)) {
       const shown = this.overlays[kind] != null;
       data[idx] = shown ? this.overlayValues(kind, freq) : this.nulls;
