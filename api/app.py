@@ -35,6 +35,7 @@ from api.routes import (
     history,
     instrument,
     named_errors,
+    openconfig,
     readings,
     references,
     stream,
@@ -167,7 +168,8 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     app.state.metrics = metrics
 
     v1 = APIRouter(prefix=API_PREFIX)
-    for module in (health, devices, readings, instrument, history, alarms, stream, control):
+    routers = (health, devices, readings, openconfig, instrument, history, alarms, stream, control)
+    for module in routers:
         v1.include_router(module.router)
     v1.include_router(traces.router)
     v1.include_router(traces.write_router)

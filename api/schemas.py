@@ -20,6 +20,7 @@ from odpm.models import AlarmKind, Quality
 
 # Written out for the type checker; the assertion below keeps them in step with the enums.
 QualityLabel = Literal["ok", "dark", "noise_unresolved", "power_only"]
+OsnrMethodLabel = Literal["interpolation", "shoulder", "fit", "reference", "signal_off"]
 AlarmKindValue = Literal[
     "los",
     "power_low",
@@ -118,6 +119,12 @@ class ChannelOut(_Out):
     osnr_db: float | None = Field(description="OSNR referred to 0.1 nm (12.5 GHz).")
     offset_ghz: float | None
     quality: QualityLabel
+    osnr_method: OsnrMethodLabel | None = Field(
+        None, description="Which method produced osnr_db (null when there is none)."
+    )
+    osnr_uncertainty_db: float | None = Field(
+        None, description="One-sigma uncertainty of osnr_db in dB (null when none)."
+    )
 
 
 class AlarmEventOut(_Out):

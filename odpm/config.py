@@ -329,6 +329,11 @@ class PipelineConfig(_Strict):
     detection_threshold_dbm: float = -45.0
     #: ...and its peak stands this far above the interpolated noise.
     detection_relative_db: float = Field(6.0, ge=0)
+    #: Give channels whose noise interpolation cannot resolve an OSNR from the in-band
+    #: methods (raised-cosine model fit), and judge presence by them too.
+    inband_methods: bool = True
+    #: A fitted OSNR is reported only when its one-sigma uncertainty is at most this.
+    fit_max_uncertainty_db: float = Field(0.4, gt=0, le=3)
 
 
 class Settings(BaseSettings):

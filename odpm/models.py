@@ -72,6 +72,10 @@ class TraceScan:
     rbw_ghz: float
     temperature_c: float | None = None
     mode: Mode = "trace"
+    #: Optional second traces on the same axis (dBm): the channels switched off
+    #: (signal-off method), or the same channels at high OSNR (reference method).
+    noise_power_dbm: npt.NDArray[np.floating[Any]] | None = None
+    reference_power_dbm: npt.NDArray[np.floating[Any]] | None = None
     #: The instrument's own analysis of this sweep, when asked for (``instrument_analysis``).
     instrument: InstrumentAnalysis | None = None
 
@@ -97,6 +101,27 @@ class Quality(IntEnum):
     @property
     def label(self) -> str:
         return self.name.lower()
+
+
+class OsnrMethod(IntEnum):
+    """Which method produced a channel's OSNR (stored as a small integer)."""
+
+    #: No OSNR (dark, port reading, or no method was credible).
+    NONE = 0
+    #: IEC 61280-2-9: noise interpolated from the inter-channel midpoints.
+    INTERPOLATION = 1
+    #: Noise read beside the channel inside its own slot.
+    SHOULDER = 2
+    #: Raised-cosine x RBW model plus a linear noise pedestal, least squares.
+    FIT = 3
+    #: The channel's shape from a high-OSNR reference trace, gain x shape + noise.
+    REFERENCE = 4
+    #: Noise read from a second trace with the channels switched off.
+    SIGNAL_OFF = 5
+
+    @property
+    def label(self) -> str | None:
+        return None if self is OsnrMethod.NONE else self.name.lower()
 
 
 class AlarmKind(StrEnum):
@@ -175,6 +200,10 @@ class Reading:
     min_osnr_db: float
     temperature_c: float | None = None
     alarms: tuple[AlarmEvent, ...] = field(default_factory=tuple)
+    #: :class:`OsnrMethod` per channel; None for readings that cannot have an OSNR.
+    osnr_method: npt.NDArray[np.uint8] | None = None
+    #: One-sigma uncertainty of each OSNR in dB (NaN where there is no OSNR).
+    osnr_uncertainty_db: FloatArray | None = None
 
     @property
     def channel_count(self) -> int:
@@ -190,6 +219,11 @@ class Reading:
             "offset_ghz": self.offset_ghz,
         }
         rounded = {k: np.round(v, 3).tolist() for k, v in cols.items()}
+        n = self.channel.size
+        codes = self.osnr_method if self.osnr_method is not None else np.zeros(n, np.uint8)
+        methods = [OsnrMethod(int(m)).label for m in codes]
+        u = self.osnr_uncertainty_db
+        unc = np.round(u, 3).tolist() if u is not None else [math.nan] * n
         out = []
         for i in range(self.channel.size):
             row: dict[str, Any] = {
@@ -201,6 +235,8 @@ class Reading:
                 v = vals[i]
                 row[k] = None if math.isnan(v) else v
             row["quality"] = labels[i]
+            row["osnr_method"] = methods[i]
+            row["osnr_uncertainty_db"] = None if math.isnan(unc[i]) else unc[i]
             out.append(row)
         return out
 

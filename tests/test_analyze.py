@@ -27,6 +27,8 @@ KEYS = [
     "osnr_db",
     "offset_ghz",
     "quality",
+    "osnr_method",
+    "osnr_uncertainty_db",
 ]
 
 

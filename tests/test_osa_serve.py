@@ -158,11 +158,16 @@ def _check_service(base: str, odpm_device: SimulatedOdpm96) -> None:
             assert len(ok) >= 40, f"{dev}: only {len(ok)} channels with an OSNR"
             errors = [abs(c["osnr_db"] - truth[c["channel"] - 1]) for c in ok]
             assert max(errors) < 0.5, f"{dev}: OSNR {max(errors):.2f} dB from the truth"
-            flagged[dev] = {c["channel"] for c in channels if c["quality"] != "ok"}
+            # Wide channels and their neighbours: an in-band OSNR (issue 15; within 0.5 dB,
+            # checked above) when the fit is credible in that scan, else flagged; never dark.
+            undecided = {w + d for w in WIDE for d in (-1, 0, 1)}
+            flagged[dev] = {c["channel"] for c in channels if c["quality"] != "ok"} - undecided
             assert set(DARK) <= {c["channel"] for c in channels if c["quality"] == "dark"}
-            assert set(WIDE) <= {
-                c["channel"] for c in channels if c["quality"] == "noise_unresolved"
-            }
+            assert all(
+                c["present"] and c["quality"] in ("ok", "noise_unresolved")
+                for c in channels
+                if c["channel"] in WIDE
+            )
         assert flagged["odpm"] == flagged["aq"] == flagged["ms"], flagged
 
         devices = {d["id"]: d for d in http.get("/api/v1/devices").json()}

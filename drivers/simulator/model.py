@@ -82,6 +82,9 @@ FINE_STEP_GHZ = TRACE_STEP_GHZ / 4
 FINE_START_THZ = 190.900
 FINE_POINTS = 17920
 
+#: Highest symbol rate a channel may have (coherent transceivers reach ~130 GBd).
+MAX_SYMBOL_RATE_GBD = 130.0
+
 #: Ports read below this as "below floor" (-99.99 on the wire).
 PORT_FLOOR_DBM = -60.0
 
@@ -158,6 +161,8 @@ class OpticalModel:
         self.reading_noise_db = reading_noise_db
         self.detector_noise_dbm = detector_noise_dbm
         self.lit = np.ones(n, dtype=bool)
+        #: All signals switched off for a signal-off trace (see set_signals_off).
+        self.signals_off = False
         self.offset_ghz = self.rng.uniform(-1.0, 1.0, n)
         # Mostly 10 GBd (resolvable on 50 GHz), a quarter 28 GBd (spectra reach the midpoints).
         self.symbol_rate_gbd = self.rng.choice(np.array([10.0, 28.0]), n, p=[0.75, 0.25])
@@ -190,6 +195,14 @@ class OpticalModel:
             self.lit[i] = True
             self._changed()
 
+    def set_signals_off(self, off: bool = True) -> None:
+        """Switch every channel's signal off (or back on) while the scenario - and the
+        ground truth, which describes the channels when on - stays: what a
+        commissioning engineer does to take a signal-off trace of the noise alone."""
+        with self._lock:
+            self.signals_off = off
+            self._changed()
+
     def set_dark(self, channel: int, dark: bool = True) -> None:
         with self._lock:
             self.lit[self._channel_index(channel)] = not dark
@@ -203,8 +216,10 @@ class OpticalModel:
             self._changed()
 
     def set_symbol_rate(self, channel: int, symbol_rate_gbd: float) -> None:
-        if not 1.0 <= symbol_rate_gbd <= 64.0:
-            raise ValueError(f"symbol rate must be in 1..64 GBd, got {symbol_rate_gbd}")
+        if not 1.0 <= symbol_rate_gbd <= MAX_SYMBOL_RATE_GBD:
+            raise ValueError(
+                f"symbol rate must be in 1..{MAX_SYMBOL_RATE_GBD:g} GBd, got {symbol_rate_gbd}"
+            )
         with self._lock:
             self.symbol_rate_gbd[self._channel_index(channel)] = symbol_rate_gbd
             self._changed()
@@ -298,6 +313,8 @@ class OpticalModel:
         df = FINE_STEP_GHZ
         carrier = self.carrier_thz()
         signal_mw = np.where(self.lit, db_to_linear(self.truth_power_dbm()), 0.0)
+        if self.signals_off:
+            signal_mw = np.zeros_like(signal_mw)
         half_width = (
             math.ceil((1.0 + self.rolloff) * float(self.symbol_rate_gbd.max()) / 2 / df) + 2
         )

@@ -22,6 +22,7 @@ import numpy as np
 
 from drivers.simulator.device import SimulatedOdpm96
 from drivers.simulator.model import (
+    MAX_SYMBOL_RATE_GBD,
     TRACE_POINTS,
     TRACE_RBW_GHZ,
     TRACE_START_THZ,
@@ -359,7 +360,15 @@ def _sim_chan_offs(s: ScpiSession, args: list[str]) -> None:
 @command("SIMulation:CHANnel:SRATe")
 def _sim_chan_srate(s: ScpiSession, args: list[str]) -> None:
     _expect_args(args, 2)
-    s.device.model.set_symbol_rate(_channel(s, args), _float_arg(args, 1, "symbol rate", 1, 64))
+    s.device.model.set_symbol_rate(
+        _channel(s, args), _float_arg(args, 1, "symbol rate", 1, MAX_SYMBOL_RATE_GBD)
+    )
+
+
+@command("SIMulation:SIGNaloff")
+def _sim_signal_off(s: ScpiSession, args: list[str]) -> None:
+    _expect_args(args, 1)
+    s.device.model.set_signals_off(_bool_arg(args, 0, "signal off", default=True))
 
 
 @command("SIMulation:AMPlifier:GAIN")

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import ValidationError
 
 from odpm.commands import Subparsers
@@ -22,6 +24,7 @@ from odpm.grid import ChannelPlan
 from odpm.models import Reading, TraceScan
 from odpm.pipeline import Pipeline, TraceAxis
 from odpm.tracefile import TraceFile, read_trace_file
+from odpm.units import dbm_to_mw, mw_to_dbm
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,17 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--channels", type=int, default=80)
     p.add_argument("--noise", choices=["midpoint", "pit"], default="midpoint")
     p.add_argument("--format", choices=["json", "csv", "table"], default="table")
+    companion = p.add_mutually_exclusive_group()
+    companion.add_argument(
+        "--noise-trace",
+        metavar="OFF.csv",
+        help="the same span with the channels switched off: OSNR by the signal-off method",
+    )
+    companion.add_argument(
+        "--reference",
+        metavar="REF.csv",
+        help="the same channels at high OSNR: OSNR by the reference-trace method",
+    )
     p.set_defaults(run=run)
 
 
@@ -73,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         frequency_thz=trace.frequency_thz,
         power_dbm=trace.power_dbm,
         rbw_ghz=float(args.rbw_ghz),
+        noise_power_dbm=_companion(args.noise_trace, trace),
+        reference_power_dbm=_companion(args.reference, trace),
     )
     try:
         reading = pipeline.process(scan)
@@ -80,6 +96,23 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{trace.path}: {exc}") from None
     sys.stdout.write(_FORMATTERS[args.format](reading))
     return 0
+
+
+def _companion(path: str | None, trace: TraceFile) -> npt.NDArray[np.float64] | None:
+    """A second trace (signal-off or reference) on the live trace's axis: read, checked
+    to cover it, and interpolated linearly in mW onto its points."""
+    if path is None:
+        return None
+    other = read_trace_file(path)
+    f, lo, hi = trace.frequency_thz, other.frequency_thz.min(), other.frequency_thz.max()
+    if f.min() < lo - 1e-9 or f.max() > hi + 1e-9:
+        raise UserError(
+            f"{other.path}: covers {lo:.4f}-{hi:.4f} THz but {trace.path} spans "
+            f"{f.min():.4f}-{f.max():.4f} THz; the second trace must cover the first"
+        )
+    order = np.argsort(other.frequency_thz)
+    mw = np.interp(f, other.frequency_thz[order], dbm_to_mw(other.power_dbm[order]))
+    return mw_to_dbm(mw)
 
 
 def _check_coverage(trace: TraceFile, plan: ChannelPlan, config: PipelineConfig) -> None:
@@ -117,6 +150,8 @@ _COLUMNS = (
     "osnr_db",
     "offset_ghz",
     "quality",
+    "osnr_method",
+    "osnr_uncertainty_db",
 )
 
 
@@ -138,13 +173,13 @@ def _table(reading: Reading) -> str:
 
     lines = [
         f"{'ch':>3} {'THz':>9} {'power dBm':>10} {'signal dBm':>10} {'OSNR dB':>8} "
-        f"{'offset GHz':>10}  quality"
+        f"{'offset GHz':>10}  {'method':<13} quality"
     ]
     for r in reading.channels_as_dicts():
         lines.append(
             f"{r['channel']:>3} {r['frequency_thz']:>9.3f} {num(r['power_dbm'], '.2f'):>10} "
             f"{num(r['signal_power_dbm'], '.2f'):>10} {num(r['osnr_db'], '.2f'):>8} "
-            f"{num(r['offset_ghz'], '+.2f'):>10}  {r['quality']}"
+            f"{num(r['offset_ghz'], '+.2f'):>10}  {r['osnr_method'] or '-':<13} {r['quality']}"
         )
     s = reading.summary_dict()
     lines.append("")

@@ -75,19 +75,20 @@ class LinePlan:
 
     @property
     def wide_neighbour_tags(self) -> frozenset[str]:
-        """Lit narrow channels next to a wide one: OSNR resolved or not, the pipeline decides.
+        """Wide channels and the lit channels next to them: OSNR or not, the pipeline decides.
 
-        The pipeline interpolates noise at both midpoints of a channel; a wide spectrum
-        reaches the midpoint it shares with its neighbour, which may then lose its OSNR too
-        (``NOISE_UNRESOLVED``).  Tests neither require nor forbid OSNR for these.
+        A wide spectrum reaches the midpoints it shares with its neighbours, so
+        interpolation cannot resolve the noise there; the in-band model fit (issue 15)
+        then gives the wide channel and its neighbours an OSNR when its uncertainty is
+        small enough, scan by scan.  Tests neither require nor forbid OSNR for these.
         """
-        near = {c + d for c in self.wide for d in (-1, 1)} - set(self.wide) - set(self.dark)
+        near = {c + d for c in self.wide for d in (-1, 0, 1)} - set(self.dark)
         return frozenset(self.tag(c) for c in near if 1 <= c <= self.channels)
 
     @property
     def osnr_tags(self) -> frozenset[str]:
         """Channels that certainly have an OSNR: lit, narrow, not next to a wide one."""
-        no = self.dark_tags | self.wide_tags | self.wide_neighbour_tags
+        no = self.dark_tags | self.wide_neighbour_tags
         return frozenset(self.all_tags) - no
 
     @property

@@ -124,15 +124,26 @@ def make_trace(
     step_nm: float = 0.004,
     start_thz: float = 191.95,
     stop_thz: float = 196.20,
-    symbol_rate_gbd: float = 10.0,
-    roll_off: float = 0.2,
+    symbol_rate_gbd: float | npt.ArrayLike = 10.0,
+    roll_off: float | npt.ArrayLike = 0.2,
     ase_dbm_per_0p1nm: float = -35.0,
     ase_tilt_db_over_band: float = 3.0,
     ripple_db_pp: float = 0.5,
     ripple_period_ghz: float = 400.0,
+    wss_carve_db: float = 0.0,
+    wss_bandwidth_ghz: float | None = None,
+    wss_edge_ghz: float = 2.0,
+    signals_on: bool = True,
 ) -> SyntheticTrace:
     """One spectrum; channel powers follow from the requested OSNR and the ASE at
-    each true centre (``P = OSNR x N(f_c) x 12.5 GHz``)."""
+    each true centre (``P = OSNR x N(f_c) x T(f_c) x 12.5 GHz``).
+
+    ROADM carving: with ``wss_carve_db`` > 0 the ASE has crossed a WSS whose passband
+    around each *lit* channel's grid slot is a box of ``wss_bandwidth_ghz`` (default
+    the spacing minus 6 GHz) with Gaussian edges of ``wss_edge_ghz``; outside the
+    passbands the ASE is attenuated by ``wss_carve_db``.  ``T(f)`` is that
+    transmission.  ``signals_on=False`` gives the same trace with every channel
+    switched off (a signal-off trace), with the same truth."""
     grid_ghz = np.asarray(grid_thz, dtype=np.float64) * 1000.0
     ref_ghz = float(grid_ghz.mean())
     band = float(grid_ghz[-1] - grid_ghz[0])
@@ -150,20 +161,59 @@ def make_trace(
     x_ghz = SPEED_OF_LIGHT_M_S / wavelength  # nm -> GHz: c[m/s] / lambda[nm] = GHz
     sigma = rbw_ghz / math.sqrt(2 * math.pi)
 
-    trace = _filtered_ase_mw(x_ghz, ref_ghz, psd_ref, kappa, ripple_rel, ripple_period_ghz, sigma)
+    bandwidth = spacing_ghz - 6.0 if wss_bandwidth_ghz is None else wss_bandwidth_ghz
+    lit_grid = grid_ghz[np.asarray(lit, dtype=bool)]
+
+    def transmission(f: FloatArray) -> FloatArray:
+        if wss_carve_db <= 0:
+            return np.ones_like(f)
+        floor = 10 ** (-wss_carve_db / 10)
+        k = 1 / (math.sqrt(2) * wss_edge_ghz)
+        d = f[..., None] - lit_grid
+        box = 0.5 * (_erf((d + bandwidth / 2) * k) - _erf((d - bandwidth / 2) * k))
+        return np.asarray(floor + (1 - floor) * np.minimum(box.sum(axis=-1), 1.0))
+
+    def slot_transmission(f: FloatArray) -> FloatArray:
+        """T on many points: interpolated from a 0.05 GHz table (T is smooth there)."""
+        if wss_carve_db <= 0:
+            return np.ones_like(f)
+        table_f = np.arange(float(f.min()), float(f.max()) + 0.05, 0.05)
+        return np.asarray(np.interp(f, table_f, transmission(table_f)))
+
+    if wss_carve_db > 0:
+        # Carved ASE has no closed form through the RBW: build it on a 0.05 GHz grid
+        # and convolve with the Gaussian filter (peak 1, noise-equivalent width RBW).
+        df = 0.05
+        lo, hi = float(x_ghz.min()) - 10 * sigma, float(x_ghz.max()) + 10 * sigma
+        f_fine = np.arange(lo, hi + df, df)
+        dense = ase_psd_mw_per_ghz(
+            f_fine, ref_ghz, psd_ref, kappa, ripple_rel, ripple_period_ghz
+        ) * transmission(f_fine)
+        half = math.ceil(8 * sigma / df)
+        kernel = np.exp(-((np.arange(-half, half + 1) * df) ** 2) / (2 * sigma * sigma))
+        size = 1 << math.ceil(math.log2(dense.size + kernel.size))
+        spectrum = np.fft.rfft(dense, size) * np.fft.rfft(kernel, size)
+        filtered = np.fft.irfft(spectrum, size)[half : half + dense.size] * df
+        trace = np.interp(x_ghz, f_fine, filtered)
+    else:
+        trace = _filtered_ase_mw(
+            x_ghz, ref_ghz, psd_ref, kappa, ripple_rel, ripple_period_ghz, sigma
+        )
 
     centre = grid_ghz + offset_ghz
     noise_at_centre = ase_psd_mw_per_ghz(
         centre, ref_ghz, psd_ref, kappa, ripple_rel, ripple_period_ghz
-    )
+    ) * transmission(centre)
     power_mw = 10 ** (np.asarray(osnr_db) / 10) * noise_at_centre * REFERENCE_BANDWIDTH_GHZ
 
-    half_extent = (1 + roll_off) * symbol_rate_gbd / 2
+    rates = np.broadcast_to(np.asarray(symbol_rate_gbd, dtype=np.float64), grid_ghz.shape)
+    betas = np.broadcast_to(np.asarray(roll_off, dtype=np.float64), grid_ghz.shape)
     du = 0.005
-    u = np.arange(-half_extent, half_extent + du / 2, du)
-    reach = half_extent + 10 * sigma
-    for i in np.flatnonzero(lit):
-        s = raised_cosine_psd(u, 1.0, symbol_rate_gbd, roll_off)
+    for i in np.flatnonzero(np.asarray(lit) & signals_on):
+        half_extent = (1 + betas[i]) * rates[i] / 2
+        u = np.arange(-half_extent, half_extent + du / 2, du)
+        reach = half_extent + 10 * sigma
+        s = raised_cosine_psd(u, 1.0, float(rates[i]), float(betas[i]))
         w = s / s.sum() * power_mw[i]  # the discrete spectrum holds exactly P
         near = np.flatnonzero(np.abs(x_ghz - centre[i]) <= reach)
         d = x_ghz[near][:, None] - (centre[i] + u)[None, :]
@@ -179,7 +229,8 @@ def make_trace(
             kappa,
             ripple_rel,
             ripple_period_ghz,
-        ),
+        )
+        * slot_transmission(grid_ghz[:, None] + fine[None, :]),
         fine,
         axis=1,
     )
@@ -203,6 +254,17 @@ def make_trace(
     )
 
 
+def _erf(x: FloatArray) -> FloatArray:
+    """erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): numpy has none."""
+    sign = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
+    return np.asarray(sign * (1.0 - poly * np.exp(-a * a)))
+
+
 def random_scenario(
     grid_thz: FloatArray, seed: int, dark_fraction: float = 0.2
 ) -> tuple[FloatArray, npt.NDArray[np.bool_], FloatArray]:
@@ -213,4 +275,20 @@ def random_scenario(
     lit = rng.random(n) >= dark_fraction
     offset = rng.uniform(-3.0, 3.0, n)
     offset[:2] = (-3.0, 3.0)  # the extremes always appear
+    return osnr, lit, offset
+
+
+def flat_scenario(
+    grid_thz: FloatArray, seed: int, spread_db: float = 3.0, dark_fraction: float = 0.2
+) -> tuple[FloatArray, npt.NDArray[np.bool_], FloatArray]:
+    """A power-flattened line: OSNR 14-26 dB varying slowly along the band plus
+    +/-``spread_db``/2 per channel (adjacent channels within a few dB, as after a
+    gain-flattened amplifier), some channels dark, offsets within +/-2 GHz."""
+    rng = np.random.default_rng(seed)
+    n = grid_thz.size
+    x = np.linspace(0.0, 1.0, n)
+    osnr = 20.0 + 6.0 * np.sin(2 * math.pi * (x + rng.random())) * 0.5
+    osnr = osnr + rng.uniform(-spread_db / 2, spread_db / 2, n)
+    lit = rng.random(n) >= dark_fraction
+    offset = rng.uniform(-2.0, 2.0, n)
     return osnr, lit, offset

@@ -1,0 +1,103 @@
+"""The per-channel and per-scan formulas of OSNR analysis (IEC 61280-2-9), and the
+small types and constants the pipeline modules share."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from odpm.models import FloatArray
+
+#: OSNR is referred to 0.1 nm; at 1550 nm that is 12.48 GHz and, by the convention of
+#: IEC 61280-2-9 and every OSA, 12.5 GHz.
+OSNR_REFERENCE_BANDWIDTH_GHZ = 12.5
+
+#: A noise window is "not a floor" when the mean PSD of its outer thirds differs from
+#: its middle third by more than this.  ASE is smooth over a few GHz (tilt and gain
+#: ripple change it by far less than 0.01 dB across a 6.25 GHz window), while a signal
+#: skirt reaching the midpoint makes the window strongly sloped or V-shaped.  0.3 dB is
+#: several times the scatter of a third-window mean of a well-averaged trace.
+UNRESOLVED_CURVATURE_DB = 0.3
+
+_MIN_POINTS = 2
+
+IntArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
+
+
+# ------------------------------------------------------------------ the formulas
+
+
+def signal_power_mw(
+    slot_power_mw: npt.ArrayLike, noise_psd_mw_per_ghz: npt.ArrayLike, slot_width_ghz: float
+) -> FloatArray:
+    """Signal power in a slot: the integrated slot power minus the noise under it.
+
+    IEC 61280-2-9 (interpolation method): the noise under the signal is the noise
+    PSD interpolated to the channel centre times the integration width.  Exact when
+    the ASE PSD is linear across the slot (the midpoint interpolation assumes it).
+    """
+    return np.asarray(
+        np.asarray(slot_power_mw) - np.asarray(noise_psd_mw_per_ghz) * slot_width_ghz,
+        dtype=np.float64,
+    )
+
+
+def osnr_db(
+    signal_mw: npt.ArrayLike,
+    noise_psd_mw_per_ghz: npt.ArrayLike,
+    reference_bandwidth_ghz: float = OSNR_REFERENCE_BANDWIDTH_GHZ,
+) -> FloatArray:
+    """OSNR = 10 log10(P_signal / (N x B_ref)), IEC 61280-2-9, B_ref = 0.1 nm (12.5 GHz).
+
+    NaN where the signal or the noise is not positive (no meaningful ratio).
+    """
+    s = np.asarray(signal_mw, dtype=np.float64)
+    n = np.asarray(noise_psd_mw_per_ghz, dtype=np.float64) * reference_bandwidth_ghz
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where((s > 0) & (n > 0), s / n, np.nan)
+        return np.asarray(10.0 * np.log10(ratio), dtype=np.float64)
+
+
+def tilt_db(
+    frequency_ghz: FloatArray, power_dbm: FloatArray, lit: BoolArray, band_ghz: float
+) -> FloatArray:
+    """Spectral tilt: least-squares slope of lit channel power vs frequency, in dB
+    across the band.
+
+    "Across the band" means slope [dB/GHz] x ``band_ghz``, where ``band_ghz`` is the
+    distance from the plan's first to its last channel centre (3950 GHz for the
+    80 x 50 GHz C-band plan); positive when the high-frequency (short-wavelength)
+    end is stronger.  Vectorised over scans: ``power_dbm`` and ``lit`` are ``(N, C)``;
+    NaN for a scan with fewer than two lit channels.
+    """
+    w = lit.astype(np.float64)
+    y = np.where(lit, power_dbm, 0.0)
+    n = w.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_mean = (w * frequency_ghz).sum(axis=-1) / n
+        y_mean = (w * y).sum(axis=-1) / n
+        dx = (frequency_ghz - x_mean[..., None]) * w
+        sxx = (dx * dx).sum(axis=-1)
+        sxy = (dx * (y - y_mean[..., None])).sum(axis=-1)
+        slope = sxy / sxx
+    return np.asarray(np.where(n >= 2, slope * band_ghz, np.nan), dtype=np.float64)
+
+
+def _flatness_db(power_dbm: FloatArray, lit: BoolArray) -> FloatArray:
+    """Max minus min of lit channel powers per scan; NaN when nothing is lit."""
+    hi = np.where(lit, power_dbm, -np.inf).max(axis=-1)
+    lo = np.where(lit, power_dbm, np.inf).min(axis=-1)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.where(lit.any(axis=-1), hi - lo, np.nan), dtype=np.float64)
+
+
+def _nanmin_rows(values: FloatArray) -> FloatArray:
+    """Row minimum ignoring NaN, NaN for an all-NaN row (without numpy's warning)."""
+    m = np.where(np.isnan(values), np.inf, values).min(axis=-1)
+    return np.asarray(np.where(np.isinf(m), np.nan, m), dtype=np.float64)
+
+
+#: Frequencies inside the axis are handled as GHz from this anchor (G.694.1's 193.1 THz),
+#: so that sub-MHz differences are not lost against 193,000 GHz.
+_ANCHOR = 193.1
