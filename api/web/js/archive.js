@@ -42,7 +42,7 @@ export function kindOf(reason) {
 /** "15 min", "6 h": a time span for the strip's axis. */
 function spanLabel(ms) {
   const min = ms / 60000;
-  return min < 90 ? `${Math.round(min)} min` : `${+(min / 60).toFixed(1)} h`;
+  return min < 90 ? `${+min.toFixed(1)} min` : `${+(min / 60).toFixed(1)} h`;
 }
 
 export const KIND_COLOURS = { periodic: "#8b949e", alarm: "#f85149", manual: "#58a6ff" };
