@@ -377,9 +377,19 @@ def test_stored_trace_picked_from_the_timeline_is_drawn_whole(
     shown = p.evaluate("document.querySelector('#spectrum').dataset.storedPoints")
     assert int(shown) == len(stored["frequency_thz"]) == len(stored["power_dbm"])
     assert p.evaluate("document.querySelector('#spectrum').dataset.storedResampled") == ""
-    # The live trace keeps being drawn beside it; "c" removes the stored one.
     assert "selected" in (row.get_attribute("class") or "")
     assert stored["reason"] in p.locator("#stored-label").inner_text()
+    # In wavelength it stays whole; "." steps to the next newer stored trace.
+    p.keyboard.press("u")
+    _wait_js(p, "document.querySelector('#spectrum .u-legend')?.textContent.includes('nm')")
+    p.wait_for_function(
+        "document.querySelector('#spectrum').dataset.storedPoints"
+        f" === '{len(stored['frequency_thz'])}'"
+    )
+    newer = items.nth(items.count() - 2).get_attribute("data-trace-id")
+    p.keyboard.press(".")
+    p.wait_for_function(f"document.querySelector('#spectrum').dataset.storedId === '{newer}'")
+    # The live trace keeps being drawn beside it; "c" removes the stored one.
     p.keyboard.press("c")
     p.wait_for_function("document.querySelector('#spectrum').dataset.storedId === ''")
     assert page.errors == []
