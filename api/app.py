@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
@@ -38,6 +39,7 @@ from api.routes import (
     openconfig,
     readings,
     references,
+    storage,
     stream,
     traces,
 )
@@ -168,7 +170,18 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     app.state.metrics = metrics
 
     v1 = APIRouter(prefix=API_PREFIX)
-    routers = (health, devices, readings, openconfig, instrument, history, alarms, stream, control)
+    routers = (
+        health,
+        devices,
+        readings,
+        openconfig,
+        instrument,
+        history,
+        alarms,
+        stream,
+        control,
+        storage,
+    )
     for module in routers:
         v1.include_router(module.router)
     v1.include_router(traces.router)
@@ -197,6 +210,15 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
         # InfluxDB down or refusing: the client may retry later; nothing is wrong with it.
         return JSONResponse(
             {"detail": f"storage unavailable: {exc}"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+    @app.exception_handler(sqlite3.DatabaseError)
+    async def journal_unreadable(request: Request, exc: sqlite3.DatabaseError) -> JSONResponse:
+        # A damaged journal (health reports it and says to restart): one line, no traceback.
+        log.warning("journal read failed on %s: %s", request.url.path, exc)
+        return JSONResponse(
+            {"detail": f"journal unreadable ({exc}); see /api/v1/health"},
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
 

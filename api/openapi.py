@@ -5,7 +5,8 @@ client (or schemathesis) trips on:
 
 * routes that send pre-encoded JSON (``JSONBytes``) get ``{"type": "string",
   "$ref": ...}`` for their 200 body: a string *and* an object.  A schema with a
-  ``$ref`` keeps only the reference here.
+  ``$ref`` keeps only the reference here (likewise the ``title`` and
+  ``additionalProperties`` beside the model of a route that returns a ``dict``).
 * the bearer scheme is declared on every route with a key-check dependency,
   reads included, even when ``api.read_requires_key`` is false and reads need
   no key.  Security is declared here from the same rule the server enforces
@@ -33,10 +34,13 @@ BEARER = "HTTPBearer"
 
 
 def _only_refs(node: Any) -> None:
-    """Drop the siblings FastAPI puts beside a ``$ref`` (``type``) in place."""
+    """Drop the siblings FastAPI puts beside a ``$ref`` in place: ``type`` for
+    ``JSONBytes`` routes, ``title`` and ``additionalProperties`` where a route returns a
+    plain ``dict`` documented by a response model."""
     if isinstance(node, dict):
-        if "$ref" in node and "type" in node:
-            del node["type"]
+        if "$ref" in node:
+            for key in [k for k in node if k != "$ref"]:
+                del node[key]
         for value in node.values():
             _only_refs(value)
     elif isinstance(node, list):

@@ -200,17 +200,24 @@ class StorageOut(_Out):
 class HealthStatusOut(_Out):
     """The health probe without a key when reads need one: the status alone."""
 
-    status: Literal["ok", "not_ready"]
+    status: Literal["ok", "degraded", "down"]
 
 
 class HealthOut(_Out):
-    status: Literal["ok", "not_ready"]
-    ready: bool
-    reasons: list[str]
+    status: Literal["ok", "degraded", "down"] = Field(
+        description="ok; degraded (works, but something needs a person: see reasons); "
+        "down (cannot store at all; HTTP 503)."
+    )
+    ready: bool = Field(description="Readiness: true unless status is down.")
+    reasons: list[str] = Field(description="Why the status is not ok, one line each.")
     uptime_s: float
     acquisition: bool
     devices: dict[str, str] = Field(description="Worker state per device id.")
     storage: StorageOut
+
+
+class LiveOut(_Out):
+    status: Literal["alive"]
 
 
 class AcquisitionIn(StrictIn):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntFlag
 from types import TracebackType
@@ -301,14 +302,37 @@ class FrameStream:
             self._pending.reverse()
         return self._pending.pop()
 
-    def next_batch(self) -> list[StreamFrame]:
-        """Every frame already decodable, waiting (up to the timeout) for at least one."""
+    def next_batch(
+        self,
+        *,
+        deadline_s: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[StreamFrame]:
+        """Every frame already decodable, waiting for at least one.
+
+        Silence ends in the transport's timeout (:class:`DeviceTimeout`).  Bytes
+        that never make a valid frame (a wrong baud rate, line noise, another
+        protocol) would keep every read succeeding, so ``deadline_s`` bounds the
+        wait for a *valid frame*: past it, :class:`DeviceTimeout` too.
+        ``should_stop`` is checked after every read: when it turns true the
+        call returns what it has (possibly nothing), so a stop request is never
+        stuck behind a babbling device.
+        """
         if not self._open:
             return []
         out = [*reversed(self._pending)]
         self._pending.clear()
+        started = time.monotonic()
+        discarded = self.parser.discarded_bytes
         while not out:
             out = self.parser.feed(self._driver.transport.read_some(self._chunk_bytes))
+            if out or (should_stop is not None and should_stop()):
+                break
+            if deadline_s is not None and time.monotonic() - started > deadline_s:
+                raise DeviceTimeout(
+                    f"no valid stream frame within {deadline_s:g} s "
+                    f"({self.parser.discarded_bytes - discarded} bytes discarded)"
+                )
         return out
 
     def close(self, *, drain_s: float = 0.2) -> None:

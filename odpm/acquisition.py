@@ -76,6 +76,17 @@ class BackoffPolicy:
         return rng.uniform(0.0, ceiling)
 
 
+#: A stream that delivers no valid frame for this many frame intervals...
+FRAME_DEADLINE_FRAMES = 10
+#: ...(but at least this long) is a DeviceTimeout: counted, then a reconnect.
+MIN_FRAME_DEADLINE_S = 1.0
+
+
+def frame_deadline_s(rate_hz: float) -> float:
+    """How long the stream reader waits for a valid frame before giving up on the link."""
+    return max(MIN_FRAME_DEADLINE_S, FRAME_DEADLINE_FRAMES / rate_hz)
+
+
 def default_connect(device: DeviceConfig) -> MonitorDriver:
     """Open the configured transport and wrap it in the configured driver (``driver = ...``)."""
     return open_driver(
@@ -444,7 +455,11 @@ class AcquisitionWorker:
         try:
             with stream:
                 while not self._stop.is_set() and not self._wake.is_set():
-                    frames = stream.next_batch()
+                    frames = stream.next_batch(
+                        deadline_s=frame_deadline_s(rate_hz), should_stop=self._interrupted
+                    )
+                    if not frames:
+                        continue  # stop or wake: the loop condition ends it
                     now = datetime.now(UTC)
                     crc, lost = stream.crc_failures, stream.lost_frames
                     if crc != crc_seen or lost != lost_seen:
@@ -468,6 +483,10 @@ class AcquisitionWorker:
             if crc != crc_seen or lost != lost_seen:
                 self._count(crc_failures=crc - crc_seen, lost_frames=lost - lost_seen)
         self._wake.clear()
+
+    def _interrupted(self) -> bool:
+        """A stop, a command or a request is waiting (the stream reader checks this)."""
+        return self._stop.is_set() or self._wake.is_set()
 
     def _deliver(self, scan: RawScan) -> None:
         self._count(scans=1)

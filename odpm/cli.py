@@ -17,11 +17,11 @@ import sys
 from collections.abc import Sequence
 
 from odpm import __version__
-from odpm.commands import analyze, config_cmd, report, scan, serve, sim, traces
+from odpm.commands import analyze, config_cmd, report, scan, serve, sim, storage_cmd, traces
 from odpm.config import ConfigError
 from odpm.errors import UserError
 
-_COMMANDS = (serve, sim, scan, analyze, traces, report, config_cmd)
+_COMMANDS = (serve, sim, scan, analyze, traces, report, config_cmd, storage_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.log_level != "DEBUG":
+        # httpx logs every request at INFO (the forwarder's 1-2 per second), URL
+        # and all; only a debugging session wants that.
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         code: int = args.run(args)
     except (ConfigError, UserError) as exc:

@@ -237,12 +237,17 @@ class InfluxConfig(_Strict):
     password: str = ""
     batch_lines: int = Field(5000, ge=1, le=100_000)
     timeout_s: float = Field(10.0, gt=0, le=300)
+    #: v1: ``CREATE DATABASE`` at start and when a write answers "database not
+    #: found" (as Telegraf does); false for users without the admin privilege.
+    create_database: bool = True
+    #: Health turns ``degraded`` when the oldest unforwarded reading is older than this.
+    max_lag_s: float = Field(60.0, gt=0, le=86400 * 365)
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, v: str) -> str:
         if v and not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
+            raise ValueError(f"must be an http:// or https:// URL, got {redact_url(v)!r}")
         return v.rstrip("/")
 
     @property
@@ -379,6 +384,24 @@ class Settings(BaseSettings):
         raise KeyError(device_id)
 
 
+def redact_url(url: str) -> str:
+    """``url`` without its userinfo (``http://user:pass@host`` -> ``http://***@host``).
+
+    Every place that prints or logs a URL from the config goes through this: a
+    password inside the InfluxDB URL must not reach a log line or a terminal.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
 def hash_api_key(key: str) -> str:
     """The SHA-256 hex digest stored in ``api.api_key_sha256`` for ``key``."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -403,6 +426,8 @@ def describe_validation_error(source: str, exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         given = err.get("input")
+        if isinstance(given, str) and "://" in given:
+            given = redact_url(given)  # a URL may carry a password
         shown = (
             ""
             if err["type"] in ("missing", "extra_forbidden") or isinstance(given, dict | list)

@@ -111,6 +111,17 @@ class _ServiceCollector(Collector):
             )
             fam.add_metric([], st.dropped_rows)
             yield fam
+        if svc.journal is not None:
+            fam = CounterMetricFamily(
+                "odpm_readings_dropped",
+                "Readings lost, by reason: the journal could not be written (disk_full, "
+                "read_only, io_error, corrupt, journal_error) or the size cap pruned them "
+                "before they were forwarded (size_cap).",
+                labels=["reason"],
+            )
+            for reason, n in svc.journal.faults.dropped().items():
+                fam.add_metric([reason], n)
+            yield fam
         if st.quarantined_batches is not None:
             fam = CounterMetricFamily(
                 "odpm_forwarder_quarantined_batches",

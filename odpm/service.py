@@ -29,6 +29,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -37,7 +38,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from odpm.config import AlarmConfig, DeviceConfig, InfluxConfig, Settings, StorageConfig
+from odpm.config import (
+    AlarmConfig,
+    DeviceConfig,
+    InfluxConfig,
+    Settings,
+    StorageConfig,
+    redact_url,
+)
 from odpm.grid import ChannelPlan
 from odpm.instrument_analysis import STORE_FILE as INSTRUMENT_STORE_FILE
 from odpm.instrument_analysis import InstrumentAnalysisStore
@@ -51,6 +59,7 @@ if TYPE_CHECKING:
     from drivers.simulator.server import SimulatorServer
     from odpm.acquisition import AcquisitionWorker, WorkerCounters
     from odpm.archive import TraceKeeper
+    from odpm.health import Health
     from odpm.pipeline import Pipeline
     from odpm.storage.history import ChannelHistory, InfluxHistory, JournalHistory
     from odpm.storage.influx import Forwarder
@@ -176,6 +185,10 @@ class DeviceRuntime:
         self.readings_stored = 0
         self.processing_errors = 0
         self.stored_time: datetime | None = None
+        #: Unix time acquisition was last resumed (health: silence counts from here).
+        self.resumed_at: float | None = None
+        #: Seconds between the last two stored readings (a long OSA sweep is not silence).
+        self.scan_gap_s: float | None = None
         #: A bench OSA's own analysis of its latest sweep, with odpm's reading of it.
         self.instrument: tuple[datetime, InstrumentAnalysis, Reading | None] | None = None
 
@@ -266,6 +279,8 @@ class StorageStatus:
     forwarder_error: str | None
     influx_configured: bool
     influx_reachable: bool | None
+    #: When the forwarder last quarantined a batch (health: "quarantining").
+    last_quarantined: datetime | None = None
 
 
 class Service:
@@ -408,7 +423,7 @@ class Service:
             len(self.devices),
             "on" if self.acquisition else "off",
             "on" if self.journal is not None else "off",
-            self.settings.storage.influx.url or "off",
+            redact_url(self.settings.storage.influx.url) or "off",
         )
 
     def stop(self) -> None:
@@ -440,7 +455,9 @@ class Service:
         # complete; what it cannot ship stays in the journal for the next start.
         if self.forwarder is not None:
             try:
-                if self.influx_reachable is not False:
+                # The forwarder's own state says whether InfluxDB takes writes now; the
+                # /health ping (2 s timeout) can miss a slow but working server.
+                if self.forwarder.stats.state not in ("backoff", "auth_failed", "paused"):
                     self.forwarder.wait_drained(FORWARDER_DRAIN_S)
                 self.forwarder.stop()
             except Exception:
@@ -493,11 +510,15 @@ class Service:
             if self.journal is not None:
                 try:
                     scan_id = self.journal.append(reading)
-                except Exception:
+                except Exception as exc:
                     dev.processing_errors += 1
-                    log.exception("%s: storing a reading failed", dev.id)
+                    if not isinstance(exc, sqlite3.Error):
+                        log.exception("%s: storing a reading failed", dev.id)
+                    # else: the journal counted it and logs once per fault state
                     return None
             dev.readings_stored += 1
+            if dev.latest is not None:  # health: how long this device's scans really take
+                dev.scan_gap_s = (reading.time - dev.latest.value.time).total_seconds()
             dev.latest = _Encoded(reading, encode_reading)
             dev.recent.append((scan, dev.latest))
             if isinstance(scan, TraceScan):
@@ -721,7 +742,7 @@ class Service:
                 found, where = self.journal.devices(), f"journal:{self.journal.path}"
             elif influx is not None:
                 found = influx.devices()
-                where = f"influxdb:{self.settings.storage.influx.url}"
+                where = f"influxdb:{redact_url(self.settings.storage.influx.url)}"
             else:
                 return
         except Exception as exc:
@@ -816,6 +837,8 @@ class Service:
         if averaging is not None:
             dev.averaging = averaging
         if running is not None:
+            if running and not dev.running:
+                dev.resumed_at = time.time()
             dev.running = running
         return dev.snapshot()
 
@@ -907,30 +930,27 @@ class Service:
                     quarantined_batches=st.quarantined_batches,
                     forwarder_state=st.state,
                     forwarder_error=st.last_error,
+                    last_quarantined=st.last_quarantined,
                 )
         except Exception as exc:
             log.warning("could not read the storage status: %s", exc)
         return status
 
+    def health(self) -> Health:
+        """``ok`` / ``degraded`` / ``down`` with reasons (see :mod:`odpm.health`)."""
+        from odpm.health import assess
+
+        return assess(self)
+
     def readiness(self) -> tuple[bool, list[str]]:
-        """Whether the service can do its job, and why not.
+        """Whether the service can do its job (not ``down``), and every reason it is not ok.
 
         A monitor that is unplugged does not make the service unready (that
-        would get it restarted for nothing); missing storage does.
+        would get it restarted for nothing), it makes it degraded; missing
+        storage makes it unready.
         """
-        reasons: list[str] = []
-        if not self.started:
-            reasons.append("service not started")
-        if self.stopping:
-            reasons.append("service stopping")
-        if self.journal is None and self.history is None:
-            reasons.append("no storage")
-        if self.journal is None and self.influx_reachable is False:
-            reasons.append("InfluxDB (the only storage of this replica) is unreachable")
-        st = self.storage_status()
-        if st.forwarder_state == "auth_failed":
-            reasons.append(f"InfluxDB refuses the credentials: {st.forwarder_error}")
-        return (not reasons, reasons)
+        h = self.health()
+        return h.ready, h.reasons
 
 
 # --- assembling the real components ----------------------------------------------------
@@ -957,7 +977,9 @@ def open_storage(
         return None, None, InfluxHistory(influx)
     # from_config sets forwarding from whether InfluxDB is configured; a
     # journal-only replica never appends, so that flag does not matter to it.
-    journal = Journal.from_config(storage)
+    # The writing service holds the data dir (one per dir) and checks the journal
+    # (moving a damaged one aside); a replica only reads another's journal.
+    journal = Journal.from_config(storage, lock=forward, check=forward)
     forwarder: Forwarder | None = None
     history: HistorySource
     try:

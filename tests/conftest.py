@@ -64,3 +64,18 @@ def own_influxd(tmp_path: Path) -> Iterator[InfluxServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def auth_influxd(tmp_path: Path) -> Iterator[InfluxServer]:
+    """An influxd of the test's own with authentication on (``[http] auth-enabled``)."""
+    if influxd_path() is None:
+        if _influx_required():
+            pytest.fail(f"{_MISSING}; CI=true / ODPM_REQUIRE_INFLUXDB=1 require it", pytrace=False)
+        pytest.skip(_MISSING)
+    server = InfluxServer(tmp_path / "influxd-auth", auth=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -28,6 +28,10 @@ def _client(tmp_path: Path, **api: Any) -> TestClient:
     return TestClient(create_app(Service(settings)))
 
 
+#: Routes anyone may call (an orchestrator's readiness and liveness probes).
+PROBES = {"/api/v1/health", "/api/v1/health/live"}
+
+
 @pytest.fixture
 def open_client(tmp_path: Path) -> Iterator[TestClient]:
     with _client(tmp_path / "open") as c:
@@ -44,11 +48,12 @@ def test_every_route_has_its_access_level(tmp_path: Path) -> None:
     app = create_app(Service(Settings(storage=StorageConfig(data_dir=tmp_path))))
     levels = {(r.template, m): r.access for r in route_rules(app.routes) for m in r.methods}
     assert levels[("/api/v1/health", "GET")] is Access.PROBE
+    assert levels[("/api/v1/health/live", "GET")] is Access.PROBE
     assert levels[("/metrics", "GET")] is Access.METRICS
     assert levels[("/api/v1/thresholds", "PUT")] is Access.WRITE
     assert levels[("/api/v1/devices/{device_id}/scan", "POST")] is Access.WRITE
     for (template, method), access in levels.items():
-        if method == "GET" and template.startswith("/api/v1/") and template != "/api/v1/health":
+        if method == "GET" and template.startswith("/api/v1/") and template not in PROBES:
             assert access is Access.READ, template
 
 
@@ -83,18 +88,23 @@ def _walk(node: Any) -> Iterator[dict[str, Any]]:
             yield from _walk(v)
 
 
+#: POSTs that change nothing and need no key when reads are open: re-analysing a stored
+#: trace with other settings returns a Reading and stores nothing.
+READS_BY_POST = {("post", "/api/v1/devices/{device_id}/traces/{trace_id}/analyze")}
+
+
 def test_schema_declares_security_only_where_a_key_is_needed(
     open_client: TestClient, locked_client: TestClient
 ) -> None:
     opened = open_client.get("/openapi.json").json()
     for path, method, op in _operations(opened):
-        if method == "get":
+        if method == "get" or (method, path) in READS_BY_POST:
             assert "security" not in op, path
         else:
             assert op["security"] == [{"HTTPBearer": []}], (method, path)
     locked = locked_client.get("/openapi.json").json()
     for path, method, op in _operations(locked):
-        if path == "/api/v1/health":
+        if path in PROBES:
             assert op["security"] == [{}, {"HTTPBearer": []}]
         else:
             assert op["security"] == [{"HTTPBearer": []}], (method, path)

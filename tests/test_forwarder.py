@@ -239,8 +239,14 @@ def test_error_classes(fake_server: Any, journal: Journal, dialect: str) -> None
     """503 -> backoff and retry; 401 -> auth_failed until fixed; 400 -> quarantine."""
     script = iter([503, 503, 401, 401, 204, 400, 204])
     srv = fake_server(lambda h: (next(script, 204), b'{"error":"nope"}'))
-    cfg = InfluxConfig(
-        url=srv.url, dialect=dialect, org="lab", token="t", batch_lines=81, database="x"
+    cfg = InfluxConfig(  # no CREATE DATABASE: it would take the first scripted answer
+        url=srv.url,
+        dialect=dialect,
+        org="lab",
+        token="t",
+        batch_lines=81,
+        database="x",
+        create_database=False,
     )
     for i in range(3):
         journal.append(make_reading("e", T0 + timedelta(seconds=i), i))
@@ -272,7 +278,11 @@ def test_v1_basic_auth_and_retention_policy(fake_server: Any, journal: Journal) 
     )
     with Forwarder(journal, cfg, **FAST) as fwd:
         assert fwd.wait_drained(20)
-    _, path, headers, _ = srv.requests[0]
+    # First the CREATE DATABASE of a v1 forwarder's start, then the write.
+    create, write = srv.requests
+    assert urllib.parse.urlparse(create[1]).path == "/query"
+    assert create[2]["Authorization"].startswith("Basic ")
+    _, path, headers, _ = write
     assert urllib.parse.parse_qs(urllib.parse.urlparse(path).query) == {
         "db": ["odpm"],
         "rp": ["week"],

@@ -7,7 +7,7 @@ import getpass
 import sys
 
 from odpm.commands import Subparsers, add_config_option
-from odpm.config import hash_api_key, load_settings, resolve_config_path
+from odpm.config import hash_api_key, load_settings, redact_url, resolve_config_path
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -49,7 +49,7 @@ def run_check(args: argparse.Namespace) -> int:
         )
     print(f"  journal: {settings.storage.data_dir} (keep {settings.storage.retention_days:g} days)")
     print(
-        f"  influxdb: {influx.url} ({influx.dialect}, db {influx.database})"
+        f"  influxdb: {redact_url(influx.url)} ({influx.dialect}, db {influx.database})"
         if influx.enabled
         else "  influxdb: not configured (journal only)"
     )

@@ -22,10 +22,11 @@ from odpm.storage.history import (
     ResolutionTooFineError,
     TooManyBucketsError,
 )
-from odpm.storage.influx import (
+from odpm.storage.influx import Forwarder, ForwarderStats
+from odpm.storage.influx_writers import (
     AuthWriteError,
-    Forwarder,
-    ForwarderStats,
+    MissingTargetError,
+    PausedWriteError,
     RejectedBatchError,
     TransientWriteError,
     V1Writer,
@@ -71,6 +72,8 @@ __all__ = [
     "JournalClosedError",
     "JournalHistory",
     "JournalStats",
+    "MissingTargetError",
+    "PausedWriteError",
     "QuarantinedBatch",
     "RejectedBatchError",
     "ResolutionTooFineError",

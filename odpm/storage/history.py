@@ -35,7 +35,7 @@ import numpy.typing as npt
 from odpm.config import InfluxConfig
 from odpm.grid import ChannelPlan
 from odpm.models import AlarmEvent, AlarmKind, Mode, Quality, Reading
-from odpm.storage.influx import v1_auth
+from odpm.storage.influx_writers import v1_auth
 from odpm.storage.journal import (
     ROLLUP_PERIOD_US,
     ROLLUP_VALUE_COLUMNS,

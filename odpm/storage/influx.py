@@ -16,9 +16,22 @@ Errors are classified once, for both dialects:
   exponential backoff with jitter (capped, 30 s by default), retry forever;
 * 401 and 403 -> :class:`AuthWriteError`: state ``auth_failed``, logged, shown in
   :attr:`Forwarder.stats`; retried every ``auth_retry_s`` until credentials work;
-* other 4xx (400 bad data / field type conflict, 413, 422 ...) ->
-  :class:`RejectedBatchError`: the batch goes to the journal's ``quarantine``
-  table with the server's message and forwarding moves on.
+* 404 -> :class:`MissingTargetError`: the database (v1) or bucket (v2) does not
+  exist.  That is a configuration state, not bad data: with the v1 dialect and
+  ``create_database`` the forwarder runs ``CREATE DATABASE`` (as Telegraf does)
+  and resends; otherwise, or if creation is refused, forwarding *pauses*
+  (state ``paused``, a message naming the database and the fix) and every row
+  stays in the journal;
+* 400 and 422 (unparseable line protocol, field type conflict) ->
+  :class:`RejectedBatchError`: only these batches go to the journal's
+  ``quarantine`` table with the server's message and forwarding moves on
+  (``odpm storage requeue`` sends them again once the cause is fixed);
+* any other 4xx (405, 413 ...) -> :class:`PausedWriteError`: pause and retry,
+  since the same batch might well succeed once the server or config is fixed.
+
+Neither thread dies of an exception: anything unexpected (a full disk under
+the journal's cursor update, a bug) is logged once per state change, backed
+off and retried, so forwarding resumes by itself once the cause is gone.
 
 Dialects: ``v1`` POSTs to ``/write`` with httpx (InfluxDB 1.x, 2.x through its v1
 compatibility API, 3.x); ``v2`` uses influxdb-client's *synchronous* write API
@@ -27,20 +40,29 @@ compatibility API, 3.x); ``v2`` uses influxdb-client's *synchronous* write API
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import queue
 import random
+import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
-
-import httpx
+from typing import Literal
 
 from odpm.config import InfluxConfig
+from odpm.storage.influx_writers import (
+    AuthWriteError,
+    DatabaseCreator,
+    LineWriter,
+    MissingTargetError,
+    PausedWriteError,
+    RejectedBatchError,
+    WriteError,
+    make_writer,
+)
 from odpm.storage.journal import Journal, StoredRollup, StoredScan, time_to_us
 from odpm.storage.lineprotocol import (
     CHANNEL_FLOAT_FIELDS,
@@ -53,149 +75,12 @@ from odpm.storage.lineprotocol import (
 
 log = logging.getLogger(__name__)
 
-ForwarderState = Literal["idle", "sending", "backoff", "auth_failed", "stopped"]
+ForwarderState = Literal["idle", "sending", "backoff", "auth_failed", "paused", "stopped"]
 
 #: Ceiling of the retry delay after connection errors and 5xx (the issue's 30 s).
 DEFAULT_BACKOFF_MAX_S = 30.0
-
-
-class WriteError(Exception):
-    """A batch was not written."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class TransientWriteError(WriteError):
-    """Worth retrying as is: the server was unreachable, slow or failing (5xx)."""
-
-
-class AuthWriteError(WriteError):
-    """401/403: the credentials are wrong or lack write permission."""
-
-
-class RejectedBatchError(WriteError):
-    """A 4xx about the data itself: retrying the same batch cannot succeed."""
-
-
-def classify_status(status: int, message: str) -> WriteError:
-    """Map an HTTP status (either dialect) onto the forwarder's error classes."""
-    text = f"HTTP {status}: {message}".strip()
-    if status in (401, 403):
-        return AuthWriteError(text, status)
-    if status in (408, 429) or status >= 500:
-        return TransientWriteError(text, status)
-    if 400 <= status < 500:
-        return RejectedBatchError(text, status)
-    return TransientWriteError(text, status)
-
-
-class LineWriter(Protocol):
-    """Writes one batch of line protocol (precision µs) or raises a WriteError subclass."""
-
-    def write(self, body: str) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def v1_auth(
-    config: InfluxConfig,
-) -> tuple[dict[str, str], httpx.BasicAuth | None]:
-    """Headers and auth for the v1 API: token header, basic auth, or nothing."""
-    if config.token:
-        return {"Authorization": f"Token {config.token}"}, None
-    if config.username:
-        return {}, httpx.BasicAuth(config.username, config.password)
-    return {}, None
-
-
-class V1Writer:
-    """``POST {url}/write?db=&rp=&precision=u`` over one pooled httpx client."""
-
-    def __init__(self, config: InfluxConfig) -> None:
-        if not config.url:
-            raise ValueError("storage.influx.url is empty: nothing to forward to")
-        headers, auth = v1_auth(config)
-        self._client = httpx.Client(
-            base_url=config.url,
-            headers={**headers, "Content-Type": "text/plain; charset=utf-8"},
-            auth=auth,
-            timeout=config.timeout_s,
-        )
-        self._params = {"db": config.database, "precision": "u"}
-        if config.retention_policy:
-            self._params["rp"] = config.retention_policy
-
-    def write(self, body: str) -> None:
-        try:
-            r = self._client.post("/write", params=self._params, content=body.encode("utf-8"))
-        except httpx.HTTPError as exc:
-            raise TransientWriteError(f"{type(exc).__name__}: {exc}") from exc
-        if 200 <= r.status_code < 300:
-            return
-        raise classify_status(r.status_code, _error_text(r.text))
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def _error_text(body: str) -> str:
-    """InfluxDB answers ``{"error": "..."}``; keep the message, bounded."""
-    import json
-
-    with contextlib.suppress(ValueError, AttributeError):
-        msg = json.loads(body).get("error")
-        if isinstance(msg, str):
-            return msg[:2000]
-    return body.strip()[:2000]
-
-
-class V2Writer:
-    """influxdb-client's synchronous write API: ``/api/v2/write`` with org, bucket, token."""
-
-    def __init__(self, config: InfluxConfig) -> None:
-        from influxdb_client.client.influxdb_client import InfluxDBClient
-        from influxdb_client.client.write_api import SYNCHRONOUS
-        from influxdb_client.domain.write_precision import WritePrecision
-
-        if not config.url:
-            raise ValueError("storage.influx.url is empty: nothing to forward to")
-        if not config.org:
-            raise ValueError("storage.influx.org must be set for the v2 dialect")
-        self._client = InfluxDBClient(
-            url=config.url,
-            token=config.token,
-            org=config.org,
-            timeout=int(config.timeout_s * 1000),
-            retries=False,
-        )
-        self._api = self._client.write_api(write_options=SYNCHRONOUS)
-        self._bucket = config.bucket
-        self._org = config.org
-        self._precision: Any = WritePrecision.US
-
-    def write(self, body: str) -> None:
-        from influxdb_client.rest import ApiException
-
-        try:
-            self._api.write(
-                bucket=self._bucket,
-                org=self._org,
-                record=body.encode("utf-8"),
-                write_precision=self._precision,
-            )
-        except ApiException as exc:
-            raise classify_status(
-                int(exc.status or 0), _error_text(str(exc.body or exc.reason))
-            ) from exc
-        except Exception as exc:  # urllib3 connection errors, timeouts, ...
-            raise TransientWriteError(f"{type(exc).__name__}: {exc}") from exc
-
-    def close(self) -> None:
-        self._api.close()  # type: ignore[no-untyped-call]
-        self._client.close()  # type: ignore[no-untyped-call]
+#: How often the sender looks for quarantined batches a person has requeued.
+REQUEUE_POLL_S = 1.0
 
 
 def _scan_tail(s: StoredScan) -> str:
@@ -228,12 +113,6 @@ def _scan_tail(s: StoredScan) -> str:
     return "".join(parts)
 
 
-def make_writer(config: InfluxConfig) -> LineWriter:
-    if config.dialect == "v2":
-        return V2Writer(config)
-    return V1Writer(config)
-
-
 @dataclass(frozen=True, slots=True)
 class ForwarderStats:
     """A snapshot for health endpoints and metrics."""
@@ -251,6 +130,8 @@ class ForwarderStats:
     quarantined_batches: int
     last_error: str | None
     last_success: datetime | None
+    #: When this process last quarantined a batch (health: "quarantining").
+    last_quarantined: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +191,12 @@ class Forwarder:
         self._quarantined = 0
         self._last_error: str | None = None
         self._last_success: datetime | None = None
+        self._last_quarantined: datetime | None = None
+        self._last_unexpected: str | None = None
+        self._requeue_checked = float("-inf")
         self._threads: list[threading.Thread] = []
+        #: Where the encoder has queued up to (scan id, rollup id); None: read the cursors.
+        self._positions: tuple[int, int] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -319,6 +205,7 @@ class Forwarder:
             raise RuntimeError("forwarder already started")
         self._stop.clear()
         self._state = "idle"
+        self._positions = None
         self._threads = [
             threading.Thread(target=self._encode_loop, name="odpm-fwd-encode", daemon=True),
             threading.Thread(target=self._send_loop, name="odpm-fwd-send", daemon=True),
@@ -360,6 +247,7 @@ class Forwarder:
             quarantined_batches=self._quarantined,
             last_error=self._last_error,
             last_success=self._last_success,
+            last_quarantined=self._last_quarantined,
         )
 
     def wait_drained(self, timeout_s: float) -> bool:
@@ -411,15 +299,23 @@ class Forwarder:
         return False
 
     def _encode_loop(self) -> None:
-        try:
-            self._encode_loop_inner()
-        except Exception as exc:  # never die silently: the backlog would grow unseen
-            log.exception("forwarder encoder failed")
-            self._last_error = f"encoder failed: {type(exc).__name__}: {exc}"
-            self._state = "stopped"
+        """Encode until stopped; an exception (the journal unreadable for a while, a
+        bug) is logged once, backed off and retried from the last queued position."""
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                if self._positions is None:
+                    self._positions = self._journal.cursors()
+                self._encode_loop_inner()
+                return
+            except Exception as exc:  # never die: the backlog would grow unseen
+                self._unexpected("encoder", exc)
+                self._stop.wait(self._backoff_delay(attempt))
+                attempt += 1
 
     def _encode_loop_inner(self) -> None:
-        scan_pos, rollup_pos = self._journal.cursors()
+        assert self._positions is not None
+        scan_pos, rollup_pos = self._positions
         pending: list[StoredScan] = []
         per_scan_guess = 81
         while not self._stop.is_set():
@@ -433,6 +329,7 @@ class Forwarder:
                 if not self._put(_Batch(body, lines, 0, None, None, rollups[-1].id)):
                     return
                 rollup_pos = rollups[-1].id
+                self._positions = (scan_pos, rollup_pos)
                 made = True
             batch_scans: list[StoredScan] = []
             lines = 0
@@ -465,6 +362,7 @@ class Forwarder:
                     return
                 assert last is not None
                 scan_pos = last
+                self._positions = (scan_pos, rollup_pos)
                 made = True
             if not made:
                 self._stop.wait(self._poll_s)
@@ -472,76 +370,237 @@ class Forwarder:
     # -- sending ------------------------------------------------------------------------
 
     def _send_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                batch = self._queue.get(timeout=self._poll_s)
-            except queue.Empty:
-                if self._state == "sending":
-                    self._state = "idle"
-                continue
-            self._deliver(batch)
-
-    def _deliver(self, batch: _Batch) -> None:
+        """Deliver batches in order; survives anything (see the module docstring)."""
+        self._prepare_target()
         attempt = 0
         while not self._stop.is_set():
-            if self._state not in ("backoff", "auth_failed"):
+            try:
+                self._send_requeued()
+                try:
+                    batch = self._queue.get(timeout=self._poll_s)
+                except queue.Empty:
+                    if self._state == "sending":
+                        self._state = "idle"
+                    continue
+                self._deliver(batch)
+                attempt = 0
+            except Exception as exc:  # never die: the backlog would grow unseen
+                self._unexpected("sender", exc)
+                self._stop.wait(self._backoff_delay(attempt))
+                attempt += 1
+
+    def _unexpected(self, where: str, exc: BaseException) -> None:
+        """Log an unexpected failure once per distinct message, keep it in the stats."""
+        text = f"{where}: {type(exc).__name__}: {exc}"
+        if text != self._last_unexpected:
+            # A journal on a full disk is expected to recover: one line.  Anything
+            # else is a bug worth its traceback (once).
+            expected = isinstance(exc, sqlite3.Error | OSError)
+            log.error(
+                "InfluxDB forwarder %s failed (%s); retrying",
+                where,
+                exc,
+                exc_info=None if expected else exc,
+            )
+            self._last_unexpected = text
+        self._last_error = text
+
+    def _prepare_target(self) -> None:
+        """At start, create the v1 database if allowed (quietly: it may exist already)."""
+        if not self._can_create():
+            return
+        try:
+            assert isinstance(self._writer, DatabaseCreator)
+            self._writer.create_database()
+        except Exception as exc:
+            # A user with write but no admin rights cannot create an existing
+            # database either; only a write answering 404 says it is missing.
+            log.debug("CREATE DATABASE at start did not succeed: %s", exc)
+
+    def _can_create(self) -> bool:
+        return (
+            self._config.create_database
+            and self._config.dialect == "v1"
+            and isinstance(self._writer, DatabaseCreator)
+        )
+
+    def _missing_target(self, exc: MissingTargetError) -> str | None:
+        """Handle a 404: None after creating the database (resend now), else why paused."""
+        cfg = self._config
+        if cfg.dialect == "v2":
+            return (
+                f"InfluxDB has no bucket {cfg.bucket!r} in org {cfg.org!r} ({exc.message}); "
+                "create it (influx bucket create) or fix storage.influx.bucket/org "
+                '(an InfluxDB 1.x before 1.8 has no v2 API: use dialect = "v1")'
+            )
+        if not self._can_create():
+            return (
+                f"InfluxDB has no database {cfg.database!r} ({exc.message}) and "
+                f"storage.influx.create_database is false: run CREATE DATABASE "
+                f'"{cfg.database}" on the server, or fix storage.influx.database'
+            )
+        try:
+            assert isinstance(self._writer, DatabaseCreator)
+            self._writer.create_database()
+        except WriteError as create_exc:
+            return (
+                f"InfluxDB has no database {cfg.database!r} and refused to create it "
+                f"({create_exc.message}): create it with an admin user (CREATE DATABASE "
+                f'"{cfg.database}") and grant this user WRITE on it, or fix '
+                "storage.influx.database"
+            )
+        log.info("created InfluxDB database %r (a write answered: %s)", cfg.database, exc.message)
+        return None
+
+    def _pause(self, state: ForwarderState, message: str) -> None:
+        """Enter a state that waits for a person; log when it (or its reason) changes."""
+        if self._state != state or self._last_error != message:
+            log.error(
+                "%s; forwarding paused, every reading stays in the journal, retrying every %.0f s",
+                message,
+                self._auth_retry_s,
+            )
+        self._state = state
+        self._last_error = message
+        self._retries += 1
+        self._stop.wait(self._auth_retry_s)
+
+    def _write(self, body: str) -> bool | RejectedBatchError:
+        """Write one body: True once written, the error if rejected as bad data.
+
+        False when stopped first.  Retries transient failures with backoff and
+        pauses on configuration problems, however long they last.
+        """
+        attempt = 0
+        while not self._stop.is_set():
+            if self._state not in ("backoff", "auth_failed", "paused"):
                 self._state = "sending"
             try:
-                self._writer.write(batch.body)
+                self._writer.write(body)
             except AuthWriteError as exc:
-                if self._state != "auth_failed":
-                    log.error(
-                        "InfluxDB refused our credentials (%s); forwarding paused, retrying "
-                        "every %.0f s. Check storage.influx token/username/password.",
-                        exc.message,
-                        self._auth_retry_s,
-                    )
-                self._state = "auth_failed"
-                self._last_error = f"authentication failed: {exc.message}"
-                self._retries += 1
-                self._stop.wait(self._auth_retry_s)
+                self._pause(
+                    "auth_failed",
+                    f"InfluxDB refused our credentials ({exc.message}); check "
+                    "storage.influx token/username/password",
+                )
                 continue
-            except TransientWriteError as exc:
+            except MissingTargetError as exc:
+                why = self._missing_target(exc)
+                if why is not None:
+                    self._pause("paused", why)
+                continue
+            except PausedWriteError as exc:
+                self._pause(
+                    "paused",
+                    f"InfluxDB refused the write ({exc.message}); check storage.influx "
+                    "(url, batch_lines) and the server",
+                )
+                continue
+            except RejectedBatchError as exc:
+                return exc
+            except Exception as exc:  # TransientWriteError, or anything a writer raised
+                message = exc.message if isinstance(exc, WriteError) else f"{exc!r}"
                 if self._state != "backoff":
-                    log.warning("InfluxDB write failed (%s); backing off", exc.message)
+                    log.warning("InfluxDB write failed (%s); backing off", message)
                 self._state = "backoff"
-                self._last_error = exc.message
+                self._last_error = message
                 self._retries += 1
                 self._stop.wait(self._backoff_delay(attempt))
                 attempt += 1
                 continue
-            except RejectedBatchError as exc:
-                self._journal.quarantine(
+            if self._state in ("backoff", "auth_failed", "paused"):
+                log.info("InfluxDB writes succeed again")
+            self._state = "sending"
+            return True
+        return False
+
+    def _deliver(self, batch: _Batch) -> None:
+        outcome = self._write(batch.body)
+        if outcome is False:
+            return  # stopped before it was written: resent next start
+        if isinstance(outcome, RejectedBatchError):
+            rejected = outcome.message
+            if not self._persist(
+                lambda: self._journal.quarantine(
                     first_scan_id=batch.first_scan_id,
                     last_scan_id=batch.last_scan_id,
-                    status=exc.status or 0,
-                    message=exc.message,
+                    status=outcome.status or 0,
+                    message=rejected,
                     lines=batch.body,
                 )
-                self._quarantined += 1
-                self._last_error = f"batch quarantined: {exc.message}"
-                log.warning(
-                    "InfluxDB rejected a batch of %d lines (scans %s..%s): %s; quarantined",
-                    batch.lines,
-                    batch.first_scan_id,
-                    batch.last_scan_id,
-                    exc.message,
-                )
-                self._ack(batch, delivered=False)
-                return
-            if self._state in ("backoff", "auth_failed"):
-                log.info("InfluxDB writes succeed again")
-            self._ack(batch, delivered=True)
-            self._state = "sending"
+            ):
+                return  # stopping before it was kept: not acknowledged, sent again next start
+            self._quarantined += 1
+            self._last_quarantined = datetime.now(UTC)
+            self._last_error = f"batch quarantined: {rejected}"
+            log.warning(
+                "InfluxDB rejected a batch of %d lines (scans %s..%s): %s; quarantined "
+                "(see odpm storage status)",
+                batch.lines,
+                batch.first_scan_id,
+                batch.last_scan_id,
+                rejected,
+            )
+            self._ack(batch, delivered=False)
             return
+        self._ack(batch, delivered=True)
+
+    def _persist(self, fn: Callable[[], object]) -> bool:
+        """Run a journal write until it succeeds (a full disk clears) or we stop."""
+        attempt = 0
+        while True:
+            try:
+                fn()
+                if attempt:
+                    log.info("InfluxDB forwarder: journal update succeeds again")
+                return True
+            except Exception as exc:
+                self._unexpected("journal update", exc)
+                if self._stop.wait(self._backoff_delay(attempt)):
+                    return False
+                attempt += 1
 
     def _ack(self, batch: _Batch, *, delivered: bool) -> None:
-        self._journal.set_cursors(scan_id=batch.last_scan_id, rollup_id=batch.last_rollup_id)
+        """Persist the cursors past ``batch``; retried until the journal takes it."""
+        if not self._persist(
+            lambda: self._journal.set_cursors(
+                scan_id=batch.last_scan_id, rollup_id=batch.last_rollup_id
+            )
+        ):
+            return  # stopping: the batch is sent again next start (harmless)
+        self._last_unexpected = None
         if delivered:
             self._forwarded_rows += batch.rows
             self._forwarded_points += batch.lines
             self._forwarded_batches += 1
             self._last_success = datetime.now(UTC)
+
+    def _send_requeued(self) -> None:
+        """Send the quarantined batches a person requeued, oldest first (at most every 1 s)."""
+        now = time.monotonic()
+        if now - self._requeue_checked < REQUEUE_POLL_S:
+            return
+        self._requeue_checked = now
+        for qb in self._journal.requeued_batches(limit=10):
+            if self._stop.is_set():
+                return
+            outcome = self._write(qb.lines)
+            if outcome is False:
+                return
+            if outcome is True:
+                self._persist(functools.partial(self._journal.drop_quarantined, qb.id))
+                self._forwarded_points += qb.line_count
+                self._forwarded_batches += 1
+                self._last_success = datetime.now(UTC)
+                log.info("requeued batch %d (%d lines) written to InfluxDB", qb.id, qb.line_count)
+            else:
+                self._persist(
+                    functools.partial(
+                        self._journal.requarantine, qb.id, outcome.status or 0, outcome.message
+                    )
+                )
+                self._last_quarantined = datetime.now(UTC)
+                log.warning("requeued batch %d rejected again: %s", qb.id, outcome.message)
 
     def _backoff_delay(self, attempt: int) -> float:
         """Exponential backoff with jitter: half the step fixed, half random."""

@@ -58,7 +58,7 @@ def make_config(default_config: str, root: Path, http_port: int, rpc_port: int) 
 class InfluxServer:
     """One influxd process on a free loopback port with its own data dir."""
 
-    def __init__(self, root: Path, binary: str | None = None) -> None:
+    def __init__(self, root: Path, binary: str | None = None, *, auth: bool = False) -> None:
         found = binary or influxd_path()
         if found is None:
             raise FileNotFoundError("influxd is not installed (Debian: apt-get install influxdb)")
@@ -71,7 +71,10 @@ class InfluxServer:
             [self.binary, "config"], capture_output=True, text=True, check=True, timeout=30
         ).stdout
         self.config_path = root / "influxdb.conf"
-        self.config_path.write_text(make_config(default, root, self.http_port, self.rpc_port))
+        cfg = make_config(default, root, self.http_port, self.rpc_port)
+        if auth:  # [http] auth-enabled: users and privileges are checked
+            cfg = re.sub(r"(?m)^(\s*)auth-enabled = false", r"\1auth-enabled = true", cfg)
+        self.config_path.write_text(cfg)
         self.log_path = root / "influxd.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -130,8 +133,8 @@ class InfluxServer:
 
     # -- small helpers for tests: plain HTTP, so they do not depend on our code ----------
 
-    def query(self, q: str, db: str | None = None) -> Any:
-        """Run InfluxQL over ``/query`` and return the decoded JSON."""
+    def query(self, q: str, db: str | None = None, auth: tuple[str, str] | None = None) -> Any:
+        """Run InfluxQL over ``/query`` (as user ``auth``) and return the decoded JSON."""
         import json
 
         params = {"q": q, "epoch": "u"}
@@ -139,6 +142,11 @@ class InfluxServer:
             params["db"] = db
         data = urllib.parse.urlencode(params).encode()
         req = urllib.request.Request(self.url + "/query", data=data, method="POST")
+        if auth:
+            import base64
+
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read())
 
