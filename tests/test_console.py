@@ -423,18 +423,20 @@ def test_reference_saved_then_channel_power_changed_shows_its_delta(
         )
         assert scan.status_code == 200, scan.text
         manual = _traces(server, dev, reason="manual")[-1]
-        # The panel compares the newest stored trace once its listing has it (10 s poll).
+        # The panel compares the newest stored trace once its listing has it (10 s poll):
+        # the manual one, or one stored after it (a periodic trace may follow at once).
         p.wait_for_function(
-            f"document.querySelector('#diff-bars').dataset.trace === '{manual['id']}'",
+            f"Number(document.querySelector('#diff-bars').dataset.trace) >= {manual['id']}",
             timeout=40_000,
         )
+        compared = int(p.evaluate("document.querySelector('#diff-bars').dataset.trace"))
         shown = float(
             p.locator(f'#diff-bars .diff-bar[data-channel="{ch}"]').get_attribute("data-delta")
             or "nan"
         )
         api = server.http.get(
             f"/api/v1/devices/{dev}/compare",
-            params={"reference": "golden", "trace_id": manual["id"]},
+            params={"reference": "golden", "trace_id": compared},
         ).json()
         delta = next(c for c in api["channels"] if c["channel"] == ch)["power_delta_db"]
         assert shown == pytest.approx(delta, abs=0.1)
