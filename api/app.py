@@ -41,6 +41,7 @@ from api.routes import (
     references,
     storage,
     stream,
+    thresholds,
     traces,
 )
 from api.routes.summary_stream import router as summary_stream_router
@@ -181,6 +182,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
         stream,
         control,
         storage,
+        thresholds,
     )
     for module in routers:
         v1.include_router(module.router)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from odpm.config import AlarmConfig
 from odpm.grid import ODPM96_PORT_COUNT
-from odpm.models import AlarmKind, Quality
+from odpm.models import AlarmKind, ClearReason, Quality
 
 # Written out for the type checker; the assertion below keeps them in step with the enums.
 QualityLabel = Literal["ok", "dark", "noise_unresolved", "power_only"]
@@ -30,9 +30,12 @@ AlarmKindValue = Literal[
     "total_power_low",
     "total_power_high",
     "deviation",
+    "device_lost",
 ]
+ClearReasonValue = Literal["not_measured", "threshold_off"]
 assert set(get_args(QualityLabel)) == {q.label for q in Quality}
 assert set(get_args(AlarmKindValue)) == {k.value for k in AlarmKind}
+assert set(get_args(ClearReasonValue)) == {r.value for r in ClearReason}
 ModeName = Literal["power", "trace", "stream"]
 
 
@@ -46,7 +49,7 @@ def _whole_number(value: object) -> object:
 
 def _channel_key(value: object) -> object:
     """A JSON object key is a string: ``"12"`` names channel 12 (plain digits, no sign,
-    no leading zero, as :data:`CHANNEL_KEY_PATTERN` says)."""
+    no leading zero, as the ``propertyNames`` pattern of :data:`_CHANNEL_MAP_SCHEMA` says)."""
     if isinstance(value, str) and _CANONICAL_INT.fullmatch(value):
         return int(value)
     return value
@@ -61,8 +64,6 @@ _CANONICAL_INT = re.compile(r"[1-9][0-9]{0,3}")
 ChannelNumber = Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT), BeforeValidator(_whole_number)]
 #: A channel number as the key of a JSON object.
 ChannelKey = Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT), BeforeValidator(_channel_key)]
-#: What :data:`ChannelKey` accepts, for the schema (``propertyNames``): 1..96 in digits.
-CHANNEL_KEY_PATTERN = "^(?:[1-9]|[1-8][0-9]|9[0-6])$"
 
 
 class StrictIn(BaseModel):
@@ -104,7 +105,12 @@ class DeviceOut(_Out):
     enabled: bool = Field(description="Whether acquisition is meant to run.")
     channels: int = Field(description="Channels in the device's channel plan.")
     last_scan_time: datetime | None
-    last_error: str | None
+    last_error: str | None = Field(
+        description="The current connection problem; null once the device works again."
+    )
+    last_error_at: datetime | None = Field(
+        None, description="When the last error happened (kept after a reconnect)."
+    )
     counters: CountersOut
     readings_stored: int
     processing_errors: int
@@ -131,10 +137,21 @@ class AlarmEventOut(_Out):
     device: str
     time: datetime
     kind: AlarmKindValue
-    channel: int | None = Field(description="null for device-wide alarms (total power).")
+    channel: int | None = Field(
+        description="null for device-wide alarms (total power, device_lost)."
+    )
     active: bool = Field(description="true when raised, false when cleared.")
-    value: float | None
+    value: float | None = Field(
+        description="The value that decided (device_lost: seconds without a scan); null on a "
+        "not_measured clear."
+    )
     threshold: float | None
+    reason: ClearReasonValue | None = Field(
+        None,
+        description="On a clear that is not the value returning inside its limit: "
+        "not_measured (the quantity is no longer measured: null OSNR/offset, a mode that "
+        "cannot measure it, a dark channel) or threshold_off (its threshold was switched off).",
+    )
 
 
 class ReadingOut(_Out):
@@ -153,7 +170,8 @@ class ReadingOut(_Out):
 
 class TraceOut(_Out):
     device: str
-    time: datetime
+    time: datetime = Field(description="When the spectrum was scanned (host UTC).")
+    mode: Literal["trace"] = Field(description="The scan mode that produced it.")
     rbw_ghz: float = Field(description="Noise-equivalent bandwidth of each point.")
     temperature_c: float | None
     frequency_thz: list[float]
@@ -235,41 +253,140 @@ class ScanIn(StrictIn):
     )
 
 
-class ChannelThresholdsIO(StrictIn):
-    power_low_dbm: float | None = None
-    power_high_dbm: float | None = None
-    osnr_low_db: float | None = None
-    offset_high_ghz: float | None = None
+# --- alarm thresholds (GET / PUT / PATCH /thresholds) ----------------------------------
 
 
-class ThresholdsIO(StrictIn):
-    """Alarm thresholds (null: not checked); the same keys as ``[alarms]`` in the config.
+def _channel_key_pattern(count: int) -> str:
+    """A regular expression matching the decimal channel numbers 1..count (count < 100)."""
+    tens, units = divmod(count, 10)
+    alts = ["[1-9]"]
+    if tens > 1:
+        alts.append(f"[1-{tens - 1}][0-9]")
+    if tens >= 1:
+        alts.append(f"{tens}[0-{units}]")
+    return "^(?:" + "|".join(alts) + ")$"
 
-    A PUT replaces the fields it names and keeps the others.
-    """
 
-    hysteresis_db: float = Field(0.5, ge=0, le=10)
-    offset_hysteresis_ghz: float = Field(0.5, ge=0, le=50)
+#: OpenAPI for a map keyed by channel number: JSON keys are strings, these are integers
+#: 1..96 written in decimal.
+_CHANNEL_MAP_SCHEMA: dict[str, Any] = {
+    "propertyNames": {
+        "type": "string",
+        "pattern": _channel_key_pattern(ODPM96_PORT_COUNT),
+        "description": f"A channel number, an integer 1..{ODPM96_PORT_COUNT} (within the plan).",
+    }
+}
+assert _channel_key_pattern(96) == "^(?:[1-9]|[1-8][0-9]|9[0-6])$"
+
+
+def _default(name: str) -> Any:
+    """A threshold's built-in default, as ``AlarmConfig`` defines it (written once)."""
+    return AlarmConfig.model_fields[name].default
+
+
+# Request models are strict (:class:`StrictIn`), which refuses ``true``/``false`` for a
+# float by itself; plain ``float`` keeps the bounds in the schema (``minimum``...), which
+# ``odpm.config.Number``'s validator would turn into pydantic's own ``ge``/``le`` keys.
+
+
+class ChannelThresholdsIn(StrictIn):
+    """One channel's overrides: a field left out inherits the global threshold, ``null``
+    switches that check off for the channel."""
+
     power_low_dbm: float | None = Field(None, ge=-100, le=40)
     power_high_dbm: float | None = Field(None, ge=-100, le=40)
     osnr_low_db: float | None = Field(None, ge=-10, le=80)
     offset_high_ghz: float | None = Field(None, ge=0, le=1000)
-    total_power_low_dbm: float | None = Field(None, ge=-100, le=40)
-    total_power_high_dbm: float | None = Field(None, ge=-100, le=40)
-    expected_channels: list[ChannelNumber] | None = None
-    channels: dict[ChannelKey, ChannelThresholdsIO] | None = Field(
-        None,
+
+
+class ThresholdsIn(StrictIn):
+    """The alarm thresholds: the keys of ``[alarms]`` in the config.
+
+    PUT replaces the whole set: a field left out takes its built-in default (as in a
+    config file's ``[alarms]``); ``null`` switches a threshold off.  PATCH merges the
+    body into the current set (JSON Merge Patch, RFC 7396; see the route).
+    ``overrides`` is accepted for ``channels``.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    hysteresis_db: float = Field(_default("hysteresis_db"), ge=0, le=10)
+    offset_hysteresis_ghz: float = Field(_default("offset_hysteresis_ghz"), ge=0, le=50)
+    power_low_dbm: float | None = Field(_default("power_low_dbm"), ge=-100, le=40)
+    power_high_dbm: float | None = Field(_default("power_high_dbm"), ge=-100, le=40)
+    osnr_low_db: float | None = Field(_default("osnr_low_db"), ge=-10, le=80)
+    offset_high_ghz: float | None = Field(_default("offset_high_ghz"), ge=0, le=1000)
+    total_power_low_dbm: float | None = Field(_default("total_power_low_dbm"), ge=-100, le=40)
+    total_power_high_dbm: float | None = Field(_default("total_power_high_dbm"), ge=-100, le=40)
+    device_lost_s: float | None = Field(
+        _default("device_lost_s"),
+        gt=0,
+        le=86400,
+        description="No scan for this long raises device_lost; null: off.",
+    )
+    expected_channels: list[ChannelNumber] = Field(default_factory=list)
+    channels: dict[ChannelKey, ChannelThresholdsIn] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("channels", "overrides"),
+        json_schema_extra=_CHANNEL_MAP_SCHEMA,
         description="Per-channel overrides, keyed by channel number.",
-        json_schema_extra={"propertyNames": {"pattern": CHANNEL_KEY_PATTERN}},
     )
     deviation_db: float | None = Field(
-        None, gt=0, le=60, description="power change from the default reference trace (dB)"
+        _default("deviation_db"),
+        gt=0,
+        le=60,
+        description="deviation: a channel's power this far (dB) from the default reference "
+        "trace; null: off.",
+    )
+
+
+class ChannelThresholdsOut(_Out):
+    """The thresholds that apply to one channel (null: not checked)."""
+
+    power_low_dbm: float | None
+    power_high_dbm: float | None
+    osnr_low_db: float | None
+    offset_high_ghz: float | None
+
+
+class ThresholdsOut(_Out):
+    """The thresholds in force: global values, each channel's overrides as given, and what
+    those overrides make effective for the channel."""
+
+    hysteresis_db: float
+    offset_hysteresis_ghz: float
+    power_low_dbm: float | None
+    power_high_dbm: float | None
+    osnr_low_db: float | None
+    offset_high_ghz: float | None
+    total_power_low_dbm: float | None
+    total_power_high_dbm: float | None
+    device_lost_s: float | None
+    deviation_db: float | None
+    expected_channels: list[int]
+    overrides: dict[int, dict[str, float | None]] = Field(
+        json_schema_extra=_CHANNEL_MAP_SCHEMA,
+        description="Per channel, only the fields set for it: a value, or null (switched "
+        "off); a field absent here is inherited from the global one.",
+    )
+    effective: dict[int, ChannelThresholdsOut] = Field(
+        json_schema_extra=_CHANNEL_MAP_SCHEMA,
+        description="Per overridden channel, every threshold that applies to it (its "
+        "overrides over the global values). Channels not listed use the global values.",
     )
 
     @classmethod
-    def from_config(cls, alarms: AlarmConfig) -> ThresholdsIO:
-        fields = cls.model_fields
-        return cls.model_validate({k: v for k, v in alarms.model_dump().items() if k in fields})
+    def from_config(cls, alarms: AlarmConfig) -> ThresholdsOut:
+        glob = alarms.model_dump(exclude={"channels"})
+        return cls(
+            **glob,
+            overrides={
+                ch: ov.model_dump(exclude_unset=True) for ch, ov in sorted(alarms.channels.items())
+            },
+            effective={
+                ch: ChannelThresholdsOut(**alarms.effective(ch)) for ch in sorted(alarms.channels)
+            },
+        )
 
 
 class SummaryOut(_Out):

@@ -87,6 +87,31 @@ def frame_deadline_s(rate_hz: float) -> float:
     return max(MIN_FRAME_DEADLINE_S, FRAME_DEADLINE_FRAMES / rate_hz)
 
 
+class _RepeatedError:
+    """Decides which reconnect failures are logged: a new error text always; the same
+    one again only on each step of the backoff (attempts 1, 2, 4, 8, ...: where the
+    backoff ceiling doubles, then ever more rarely at the cap), with how many times it
+    happened since it was last logged.  A monitor unplugged for an hour then logs a
+    dozen lines, not one per retry.
+    """
+
+    def __init__(self) -> None:
+        self._text: str | None = None
+        self._since_logged = 0
+
+    def note(self, text: str, attempt: int) -> int | None:
+        """Count one failure; the repeat count to log now, or None to stay quiet."""
+        if text != self._text:
+            self._text = text
+            self._since_logged = 0
+            return 1
+        self._since_logged += 1
+        if attempt & (attempt - 1) == 0:  # 0, 1, 2, 4, 8, ...
+            seen, self._since_logged = self._since_logged, 0
+            return seen
+        return None
+
+
 def default_connect(device: DeviceConfig) -> MonitorDriver:
     """Open the configured transport and wrap it in the configured driver (``driver = ...``)."""
     return open_driver(
@@ -157,6 +182,7 @@ class AcquisitionWorker:
         self._counters = WorkerCounters()
         self._identity: str | None = None
         self._last_error: str | None = None
+        self._last_error_at: datetime | None = None
         self._last_scan_time: datetime | None = None
         self._temperature_c: float | None = None
         self._scanned_since_open = False
@@ -178,6 +204,11 @@ class AcquisitionWorker:
     @property
     def last_error(self) -> str | None:
         return self._last_error
+
+    @property
+    def last_error_at(self) -> datetime | None:
+        """When the last error happened (kept after a reconnect clears ``last_error``)."""
+        return self._last_error_at
 
     @property
     def last_scan_time(self) -> datetime | None:
@@ -287,6 +318,7 @@ class AcquisitionWorker:
 
     def _run(self) -> None:
         attempt = 0
+        repeats = _RepeatedError()
         try:
             while not self._stop.is_set():
                 try:
@@ -307,15 +339,25 @@ class AcquisitionWorker:
                         log.exception("%s: unexpected error in acquisition", self.device.id)
                     if self._scanned_since_open:
                         attempt = 0  # the link worked for a while: start the backoff afresh
+                    # Cleared here, not only on a successful open: a failed open must not
+                    # leave it set, or every retry would start the backoff afresh again.
+                    self._scanned_since_open = False
                     self._fail(exc)
                     if self._stop.is_set():
                         break
                     delay = self._backoff.delay_s(attempt, self._rng)
-                    attempt += 1
                     self._state = "backoff"
-                    log.warning(
-                        "%s: %s; reconnecting in %.2f s", self.device.id, self._last_error, delay
-                    )
+                    assert self._last_error is not None
+                    seen = repeats.note(self._last_error, attempt)
+                    if seen is not None:
+                        log.warning(
+                            "%s: %s%s; reconnecting in %.2f s",
+                            self.device.id,
+                            self._last_error,
+                            f" ({seen} times since the last report)" if seen > 1 else "",
+                            delay,
+                        )
+                    attempt += 1
                     self._stop.wait(delay)
         finally:
             self._close()
@@ -337,6 +379,9 @@ class AcquisitionWorker:
         if self._connected_once:
             self._count(reconnects=1)
         self._connected_once = True
+        # The link works again: the error is history (``last_error_at`` and the
+        # ``errors`` counter keep it).
+        self._last_error = None
         log.info("%s: connected to %s", self.device.id, self._identity)
 
     def _close(self) -> None:
@@ -349,6 +394,7 @@ class AcquisitionWorker:
 
     def _fail(self, exc: BaseException) -> None:
         self._last_error = f"{type(exc).__name__}: {exc}"
+        self._last_error_at = datetime.now(UTC)
         self._count(errors=1)
         self._close()
         self._fail_requests(exc)

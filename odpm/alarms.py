@@ -11,12 +11,18 @@ Loss of signal (LOS) is per channel: a channel that should be lit is dark.  "Sho
 be lit" means listed in ``expected_channels``, or, when that list is empty, seen
 lit at least once since the pipeline started.
 
-Rules for values that do not exist:
+Rule for values that are not measured: an active alarm whose quantity is no
+longer measured -- a channel gone dark (LOS, if the channel is expected, says what
+matters), a null OSNR or offset (an unresolved noise floor, a port reading that
+cannot measure them), a null total power -- clears with
+``reason="not_measured"`` and no value, instead of staying active forever with a
+stale value nobody can check.  (Before this rule, channels restored to a high OSNR
+that came back ``noise_unresolved`` kept their ``osnr_low`` for good.)  A
+threshold switched off clears its alarm with ``reason="threshold_off"``.
 
-* a channel that is not present clears its power/OSNR/offset alarms (LOS, if the
-  channel is expected, says what matters);
-* a present channel whose value is NaN (no OSNR in a port reading, an unresolved
-  noise floor) keeps its state: no new information, no change.
+A lost device (:meth:`AlarmEngine.device_lost`) is one device-wide alarm: the
+service's watchdog raises it when no scan has arrived for ``device_lost_s``, and
+the next reading the pipeline evaluates clears it.
 
 Thresholds are global with per-channel overrides (``[alarms.channels.N]``); a field
 set in an override replaces the global one for that channel, a field left unset
@@ -27,28 +33,51 @@ inherits it.  :meth:`AlarmEngine.configure` may be called from another thread wh
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from odpm.config import AlarmConfig
 from odpm.grid import ChannelPlan
-from odpm.models import AlarmEvent, AlarmKind, FloatArray
+from odpm.models import AlarmEvent, AlarmKind, ClearReason, FloatArray
 
-__all__ = ["CHANNEL_KINDS", "AlarmEngine", "DeviationAlarm"]
+__all__ = ["CHANNEL_KINDS", "AlarmEngine", "ChannelCheck", "DeviationAlarm"]
 
 BoolArray = npt.NDArray[np.bool_]
 
-#: Rows of the per-channel state: (kind, sign, config field).  A "low" check is a
-#: "high" check on the negated value (sign -1), so one comparison serves all rows.
-CHANNEL_KINDS: tuple[tuple[AlarmKind, float, str], ...] = (
-    (AlarmKind.POWER_LOW, -1.0, "power_low_dbm"),
-    (AlarmKind.POWER_HIGH, 1.0, "power_high_dbm"),
-    (AlarmKind.OSNR_LOW, -1.0, "osnr_low_db"),
-    (AlarmKind.OFFSET_HIGH, 1.0, "offset_high_ghz"),
+Quantity = Literal["power_dbm", "osnr_db", "offset_ghz"]
+
+
+class ChannelCheck(NamedTuple):
+    """One per-channel alarm kind: which quantity it watches and how.
+
+    A "low" check is a "high" check on the negated value (``sign`` -1), so one
+    comparison serves all rows; ``absolute`` compares the magnitude (offsets).
+    """
+
+    kind: AlarmKind
+    sign: float
+    #: The threshold's name in ``[alarms]`` (and in each channel override).
+    field: str
+    quantity: Quantity
+    absolute: bool = False
+    #: The ``[alarms]`` field holding this check's hysteresis.
+    hysteresis_field: str = "hysteresis_db"
+
+
+#: Every per-channel threshold alarm; adding a kind is one row here (and its
+#: :class:`~odpm.models.AlarmKind` and config field).
+CHANNEL_KINDS: tuple[ChannelCheck, ...] = (
+    ChannelCheck(AlarmKind.POWER_LOW, -1.0, "power_low_dbm", "power_dbm"),
+    ChannelCheck(AlarmKind.POWER_HIGH, 1.0, "power_high_dbm", "power_dbm"),
+    ChannelCheck(AlarmKind.OSNR_LOW, -1.0, "osnr_low_db", "osnr_db"),
+    ChannelCheck(
+        AlarmKind.OFFSET_HIGH, 1.0, "offset_high_ghz", "offset_ghz", True, "offset_hysteresis_ghz"
+    ),
 )
 _TOTAL_KINDS: tuple[tuple[AlarmKind, float, str], ...] = (
     (AlarmKind.TOTAL_POWER_LOW, -1.0, "total_power_low_dbm"),
@@ -92,7 +121,7 @@ class _Limits:
 def _step_total(active: bool, value: float, limit: _TotalLimit | None) -> bool:
     """The hysteresis rule of :meth:`AlarmEngine.evaluate` for one device-wide alarm,
     on plain floats (two values do not pay for numpy calls)."""
-    if limit is None:
+    if limit is None or value != value:  # off, or not measured: clear
         return False
     signed = limit.sign * value
     if active:
@@ -116,6 +145,8 @@ class AlarmEngine:
         self._active = np.zeros((len(_ROWS), self._n), dtype=bool)
         self._total_active = (False,) * len(_TOTAL_KINDS)
         self._seen_lit = np.zeros(self._n, dtype=bool)
+        self._lost = False
+        self._lost_limit_s: float | None = None
         self.configure(config)
 
     @property
@@ -129,7 +160,8 @@ class AlarmEngine:
             if not 1 <= ch <= n:
                 raise ValueError(f"alarm config names channel {ch}; the plan has 1..{n}")
         rows = []
-        for _, _, name in CHANNEL_KINDS:
+        for check in CHANNEL_KINDS:
+            name = check.field
             glob = getattr(config, name)
             row = np.full(n, np.nan if glob is None else float(glob))
             for ch, override in config.channels.items():
@@ -138,15 +170,10 @@ class AlarmEngine:
                     row[ch - 1] = np.nan if value is None else float(value)
             rows.append(row)
         threshold = np.array(rows)
-        sign = np.array([k[1] for k in CHANNEL_KINDS])[:, None]
-        hyst = np.array(
-            [
-                config.offset_hysteresis_ghz
-                if k[0] is AlarmKind.OFFSET_HIGH
-                else config.hysteresis_db
-                for k in CHANNEL_KINDS
-            ]
-        )[:, None]
+        sign = np.array([k.sign for k in CHANNEL_KINDS])[:, None]
+        hyst = np.array([float(getattr(config, k.hysteresis_field)) for k in CHANNEL_KINDS])[
+            :, None
+        ]
         raise_at = sign * threshold
         totals: list[_TotalLimit | None] = []
         for _, s, name in _TOTAL_KINDS:
@@ -188,14 +215,19 @@ class AlarmEngine:
 
         A channel alarm that is active stays so unless its value clears it; one
         that is not raises if its value fires it; then it is forced off where its
-        threshold is unset or the channel is dark.  NaN compares False both ways,
-        so it keeps the state.
+        threshold is unset, or its value is not measured (NaN, or the channel is
+        dark: see the module docstring).  A reading also clears ``device_lost``.
         """
+        quantities = {"power_dbm": power_dbm, "osnr_db": osnr_db, "offset_ghz": offset_ghz}
         signed = np.empty((len(CHANNEL_KINDS), self._n))  # CHANNEL_KINDS order
-        np.negative(power_dbm, out=signed[0])
-        signed[1] = power_dbm
-        np.negative(osnr_db, out=signed[2])
-        np.absolute(offset_ghz, out=signed[3])
+        for k, check in enumerate(CHANNEL_KINDS):
+            v = quantities[check.quantity]
+            if check.absolute:
+                np.absolute(v, out=signed[k])
+            else:
+                np.multiply(v, check.sign, out=signed[k])
+        measured = ~np.isnan(signed)
+        measured &= present
         with self._lock:
             lim = self._limits
             old = self._active
@@ -204,7 +236,7 @@ class AlarmEngine:
             np.logical_or(held, signed > lim.raise_at, out=new[1:])  # raise_at >= clear_at
             if not lim.all_checked:
                 new[1:] &= lim.checked
-            new[1:] &= present
+            new[1:] &= measured
             if lim.expected is None:
                 self._seen_lit |= present
                 expected = self._seen_lit
@@ -220,13 +252,20 @@ class AlarmEngine:
                 ]
             )
             self._total_active = new_totals
-        if new_totals == old_totals and new.tobytes() == old.tobytes():
+            was_lost, self._lost = self._lost, False
+        if not was_lost and new_totals == old_totals and new.tobytes() == old.tobytes():
             return ()  # the steady state: no event, no per-entry work
         changed = new != old
         channels = self._plan.channel_numbers
-        values = (power_dbm, power_dbm, power_dbm, osnr_db, offset_ghz)  # _ROWS order
+        values = (power_dbm, *(quantities[k.quantity] for k in CHANNEL_KINDS))  # _ROWS order
         events: list[AlarmEvent] = []
         for row, i in zip(*np.nonzero(changed), strict=True):
+            reason: ClearReason | None = None
+            if row and not new[row, i]:
+                if not lim.checked[row - 1, i]:
+                    reason = ClearReason.THRESHOLD_OFF
+                elif not measured[row - 1, i]:
+                    reason = ClearReason.NOT_MEASURED
             events.append(
                 AlarmEvent(
                     device_id,
@@ -234,13 +273,20 @@ class AlarmEngine:
                     _ROWS[row],
                     int(channels[i]),
                     bool(new[row, i]),
-                    _value(values[row][i]),
+                    None if reason is ClearReason.NOT_MEASURED else _value(values[row][i]),
                     None if row == 0 else _value(lim.threshold[row - 1, i]),
+                    reason,
                 )
             )
         for k, (kind, _, _) in enumerate(_TOTAL_KINDS):
             if new_totals[k] != old_totals[k]:
                 t = lim.totals[k]
+                total_reason: ClearReason | None = None
+                if not new_totals[k]:
+                    if t is None:
+                        total_reason = ClearReason.THRESHOLD_OFF
+                    elif total_power_dbm != total_power_dbm:
+                        total_reason = ClearReason.NOT_MEASURED
                 events.append(
                     AlarmEvent(
                         device_id,
@@ -250,9 +296,60 @@ class AlarmEngine:
                         new_totals[k],
                         _value(total_power_dbm),
                         None if t is None else t.threshold,
+                        total_reason,
                     )
                 )
+        if was_lost:
+            events.append(
+                AlarmEvent(
+                    device_id, time, AlarmKind.DEVICE_LOST, None, False, None, self._lost_limit_s
+                )
+            )
         return tuple(events)
+
+    def device_lost(
+        self, device_id: str, time: datetime, silent_s: float, limit_s: float
+    ) -> AlarmEvent | None:
+        """Raise ``device_lost`` (once): no scan for ``silent_s`` >= ``limit_s``.
+
+        Called by the service's watchdog; returns the raising event, or None when
+        the alarm is already active.  The next :meth:`evaluate` clears it.
+        """
+        with self._lock:
+            if self._lost:
+                return None
+            self._lost = True
+            self._lost_limit_s = float(limit_s)
+        return AlarmEvent(
+            device_id, time, AlarmKind.DEVICE_LOST, None, True, round(silent_s, 3), float(limit_s)
+        )
+
+    def restore(self, events: Iterable[AlarmEvent]) -> None:
+        """Take over alarms a previous run left active (their raising events, from
+        storage), so the first readings clear what is no longer true.  Without this a
+        restarted service would never clear them: its engine would not know they exist,
+        and storage would show them active for ever.  Unknown kinds and channels are
+        ignored."""
+        rows = {kind: r for r, kind in enumerate(_ROWS)}
+        totals = {kind: k for k, (kind, _, _) in enumerate(_TOTAL_KINDS)}
+        index = {int(ch): i for i, ch in enumerate(self._plan.channel_numbers)}
+        with self._lock:
+            active = self._active.copy()
+            total_active = list(self._total_active)
+            for e in events:
+                if not e.active:
+                    continue
+                if e.kind is AlarmKind.DEVICE_LOST:
+                    self._lost = True
+                    self._lost_limit_s = e.threshold
+                elif e.kind in totals:
+                    total_active[totals[e.kind]] = True
+                elif e.kind in rows and e.channel in index:
+                    active[rows[e.kind], index[e.channel]] = True
+                    if e.kind is AlarmKind.LOSS_OF_SIGNAL:
+                        self._seen_lit[index[e.channel]] = True
+            self._active = active
+            self._total_active = tuple(total_active)
 
     def active(self) -> list[tuple[AlarmKind, int | None]]:
         """The alarms active now, as (kind, channel) pairs."""
@@ -263,6 +360,8 @@ class AlarmEngine:
             (_ROWS[r], int(channels[i])) for r, i in zip(*np.nonzero(state), strict=True)
         ]
         out += [(kind, None) for (kind, _, _), a in zip(_TOTAL_KINDS, totals, strict=True) if a]
+        if self._lost:
+            out.append((AlarmKind.DEVICE_LOST, None))
         return out
 
 

@@ -24,6 +24,27 @@ from odpm.errors import UserError
 _COMMANDS = (serve, sim, scan, analyze, traces, report, config_cmd, storage_cmd)
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (unless the text already names one),
+    so ``odpm COMMAND --help`` answers "what happens if I leave this out"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        shown = action.default not in (None, argparse.SUPPRESS) and action.nargs != 0
+        if action.option_strings and shown and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    out = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out.extend(_all_parsers(sub))
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="odpm",
@@ -39,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _COMMANDS:
         module.add_parser(sub)
+    for p in _all_parsers(parser):
+        p.formatter_class = DefaultsHelpFormatter
     return parser
 
 

@@ -18,11 +18,13 @@ import itertools
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -294,34 +296,91 @@ class ApiConfig(_Strict):
         return out
 
 
-class ThresholdValues(_Strict):
-    """Alarm thresholds; any left unset is not checked."""
+def _not_a_boolean(value: Any) -> Any:
+    """Refuse ``true``/``false`` where a number belongs: pydantic's lax mode would take
+    ``"total_power_high_dbm": false`` as 0.0 dBm, a threshold nobody meant."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not a boolean ({str(value).lower()})")
+    return value
 
-    power_low_dbm: float | None = None
-    power_high_dbm: float | None = None
-    osnr_low_db: float | None = None
-    offset_high_ghz: float | None = None
+
+#: A number that may not be given as a boolean (strings from the environment still parse).
+Number = Annotated[float, BeforeValidator(_not_a_boolean)]
+
+#: (low, high) threshold pairs: a low threshold above its high one is refused.
+_LOW_HIGH_PAIRS = (
+    ("power_low_dbm", "power_high_dbm"),
+    ("total_power_low_dbm", "total_power_high_dbm"),
+)
+
+
+def _check_low_high(values: Mapping[str, float | None], where: str) -> None:
+    for low, high in _LOW_HIGH_PAIRS:
+        lo, hi = values.get(low), values.get(high)
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"{where}{low} ({lo:g}) is above {where}{high} ({hi:g})")
+
+
+class ThresholdValues(_Strict):
+    """A channel's threshold overrides: a field left unset inherits the global one,
+    one set to null switches that check off for the channel."""
+
+    power_low_dbm: Number | None = None
+    power_high_dbm: Number | None = None
+    osnr_low_db: Number | None = None
+    offset_high_ghz: Number | None = None
 
 
 class AlarmConfig(_Strict):
     """Global thresholds with per-channel overrides (``[alarms.channels.12]``)."""
 
-    hysteresis_db: float = Field(0.5, ge=0, le=10)
+    hysteresis_db: Number = Field(0.5, ge=0, le=10)
     #: Hysteresis of the offset alarm (GHz; the dB one does not apply to frequency).
-    offset_hysteresis_ghz: float = Field(0.5, ge=0, le=50)
-    power_low_dbm: float | None = -30.0
-    power_high_dbm: float | None = 5.0
-    osnr_low_db: float | None = 15.0
-    offset_high_ghz: float | None = 5.0
-    total_power_low_dbm: float | None = -25.0
-    total_power_high_dbm: float | None = 20.0
+    offset_hysteresis_ghz: Number = Field(0.5, ge=0, le=50)
+    power_low_dbm: Number | None = -30.0
+    power_high_dbm: Number | None = 5.0
+    osnr_low_db: Number | None = 15.0
+    offset_high_ghz: Number | None = 5.0
+    total_power_low_dbm: Number | None = -25.0
+    total_power_high_dbm: Number | None = 20.0
+    #: A device that delivers no scan for this long (unreachable, or connected and
+    #: silent) raises the device-wide ``device_lost`` alarm; null switches it off.
+    device_lost_s: Number | None = Field(30.0, gt=0, le=86400)
     #: Expected-lit channels: a channel listed here that goes dark raises loss of
     #: signal.  Empty means "every channel seen lit since start".
     expected_channels: list[int] = Field(default_factory=list)
     channels: dict[int, ThresholdValues] = Field(default_factory=dict)
     #: ``deviation``: a channel's power this far from the device's default reference
     #: trace (``archive.reference``); None = off.
-    deviation_db: float | None = Field(None, gt=0, le=60)
+    deviation_db: Number | None = Field(None, gt=0, le=60)
+
+    def effective(self, channel: int) -> dict[str, float | None]:
+        """The thresholds that apply to ``channel``: its overrides over the global ones."""
+        override = self.channels.get(channel)
+        out: dict[str, float | None] = {}
+        for name in ThresholdValues.model_fields:
+            if override is not None and name in override.model_fields_set:
+                out[name] = getattr(override, name)
+            else:
+                out[name] = getattr(self, name)
+        return out
+
+    @model_validator(mode="after")
+    def _low_not_above_high(self) -> AlarmConfig:
+        _check_low_high(self.model_dump(include={n for p in _LOW_HIGH_PAIRS for n in p}), "")
+        for ch in sorted(self.channels):
+            _check_low_high(self.effective(ch), f"channels.{ch}.")
+        return self
+
+    def check_channels(self, count: int, owner: str) -> None:
+        """ValueError naming the first channel outside a plan of ``count`` channels."""
+        for name, chans in (
+            ("expected_channels", self.expected_channels),
+            ("channels", self.channels),
+        ):
+            for ch in chans:
+                if not 1 <= ch <= count:
+                    raise ValueError(f"{name}.{ch}: channel {ch} is not in {owner} (1..{count})")
 
 
 class PipelineConfig(_Strict):
@@ -366,6 +425,18 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file arrives as init kwargs; the environment overrides it.
         return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _alarm_channels_in_plans(self) -> Settings:
+        """Threshold overrides and expected channels must exist in every device's plan
+        (the default plan when no device is configured: ``--simulate`` uses it)."""
+        plans = [(f"device {d.id!r}'s channel plan", d.plan.to_plan().count) for d in self.devices]
+        for owner, count in plans or [("the default channel plan", DEFAULT_CHANNEL_COUNT)]:
+            try:
+                self.alarms.check_channels(count, owner)
+            except ValueError as exc:
+                raise ValueError(f"alarms.{exc}") from None
+        return self
 
     @field_validator("devices")
     @classmethod
@@ -425,6 +496,8 @@ def describe_validation_error(source: str, exc: ValidationError) -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] == "value_error":
+            msg = str(err.get("ctx", {}).get("error", msg))  # without "Value error, "
         given = err.get("input")
         if isinstance(given, str) and "://" in given:
             given = redact_url(given)  # a URL may carry a password
@@ -433,7 +506,7 @@ def describe_validation_error(source: str, exc: ValidationError) -> str:
             if err["type"] in ("missing", "extra_forbidden") or isinstance(given, dict | list)
             else f" (got {given!r})"
         )
-        parts.append(f"{loc}: {msg}{shown}")
+        parts.append(msg if loc == "(top level)" else f"{loc}: {msg}{shown}")
     return f"{source}: " + "; ".join(parts)
 
 

@@ -15,7 +15,8 @@ of it, tests) tells the same story.
   the oldest unforwarded reading is older than ``storage.influx.max_lag_s``; an
   enabled device has delivered no scan for 3 of its intervals (the configured
   one, or the observed time between its scans if longer; at least
-  :data:`MIN_STALE_S`).  Still 200: restarting or unrouting the service would
+  :data:`MIN_STALE_S`), or its ``device_lost`` alarm is active (after
+  ``alarms.device_lost_s``).  Still 200: restarting or unrouting the service would
   not fix any of these, and acquisition into the journal goes on.
 * ``ok``: none of the above.
 """
@@ -25,6 +26,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from odpm.models import AlarmKind
 
 if TYPE_CHECKING:
     from odpm.service import DeviceRuntime, Service
@@ -83,6 +86,22 @@ def _silent_devices(service: Service, now: float) -> list[str]:
     return out
 
 
+def _lost_devices(service: Service, silent: list[str]) -> list[str]:
+    """A reason per device whose ``device_lost`` alarm is active (``alarms.device_lost_s``
+    may be shorter than :func:`stale_after_s`), unless already reported as silent."""
+    out = []
+    for event in service.active_alarms():
+        if event.kind is not AlarmKind.DEVICE_LOST or event.device_id not in service.devices:
+            continue
+        if not any(r.startswith(f"device {event.device_id} ") for r in silent):
+            out.append(
+                f"device {event.device_id} lost: no scan for more than "
+                f"{event.threshold or 0:g} s (device_lost alarm since "
+                f"{event.time.strftime('%H:%M:%S')} UTC)"
+            )
+    return out
+
+
 def assess(service: Service) -> Health:
     """The service's health now (see the module docstring)."""
     down: list[str] = []
@@ -129,7 +148,9 @@ def assess(service: Service) -> Health:
             f"InfluxDB rejected a batch {now - last_q.timestamp():.0f} s ago (quarantined; "
             "see odpm storage status / GET /api/v1/storage, then requeue)"
         )
-    degraded.extend(_silent_devices(service, now))
+    silent = _silent_devices(service, now)
+    degraded.extend(silent)
+    degraded.extend(_lost_devices(service, silent))
     if down:
         return Health("down", down + degraded)
     return Health("degraded" if degraded else "ok", degraded)

@@ -12,6 +12,7 @@ services in one process (tests, benchmarks) never share or clash on state.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -153,6 +154,16 @@ class _ServiceCollector(Collector):
                 fam = CounterMetricFamily(name, help_)
                 fam.add_metric([], value)
                 yield fam
+
+        active = GaugeMetricFamily(
+            "odpm_alarms_active",
+            "Alarms active now, per device and kind (device_lost included).",
+            labels=["device", "kind"],
+        )
+        counts = collections.Counter((e.device_id, e.kind.value) for e in svc.active_alarms())
+        for (device, kind), n in sorted(counts.items()):
+            active.add_metric([device, kind], n)
+        yield active
 
 
 class ServiceMetrics:

@@ -134,13 +134,29 @@ class AlarmKind(StrEnum):
     TOTAL_POWER_HIGH = "total_power_high"
     #: A channel's power this far from the device's default reference trace.
     DEVIATION = "deviation"
+    #: Device-wide: no scan from the device for ``alarms.device_lost_s`` (unreachable, or
+    #: connected but delivering nothing).
+    DEVICE_LOST = "device_lost"
+
+
+class ClearReason(StrEnum):
+    """Why an alarm cleared, when it is not the plain "value back inside its limit"."""
+
+    #: The quantity the alarm watches is no longer measured (a null OSNR or offset, a
+    #: mode that cannot measure it, a channel gone dark that ``los`` now covers): the
+    #: alarm clears rather than keep a stale value.
+    NOT_MEASURED = "not_measured"
+    #: The alarm's threshold was switched off (set to null) while it was active.
+    THRESHOLD_OFF = "threshold_off"
 
 
 @dataclass(frozen=True, slots=True)
 class AlarmEvent:
     """An alarm raised (``active=True``) or cleared; emitted only on change.
 
-    ``channel`` is None for device-wide alarms (total power).
+    ``channel`` is None for device-wide alarms (total power, device lost).
+    ``reason`` is set only on a clear that is not a value returning inside its
+    limit (see :class:`ClearReason`); None otherwise.
     """
 
     device_id: str
@@ -150,6 +166,7 @@ class AlarmEvent:
     active: bool
     value: float | None
     threshold: float | None
+    reason: ClearReason | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +177,7 @@ class AlarmEvent:
             "active": self.active,
             "value": _none_if_nan(self.value),
             "threshold": self.threshold,
+            "reason": None if self.reason is None else self.reason.value,
         }
 
 

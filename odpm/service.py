@@ -46,6 +46,7 @@ from odpm.config import (
     StorageConfig,
     redact_url,
 )
+from odpm.device_watch import DeviceWatch
 from odpm.grid import ChannelPlan
 from odpm.instrument_analysis import STORE_FILE as INSTRUMENT_STORE_FILE
 from odpm.instrument_analysis import InstrumentAnalysisStore
@@ -129,6 +130,7 @@ class DeviceSnapshot:
     counters: dict[str, int]
     readings_stored: int
     processing_errors: int
+    last_error_at: datetime | None = None
 
 
 class _Encoded(Generic[_T]):
@@ -185,6 +187,8 @@ class DeviceRuntime:
         self.readings_stored = 0
         self.processing_errors = 0
         self.stored_time: datetime | None = None
+        #: time.monotonic() of the last scan (or of start/resume): the device watchdog's clock.
+        self.last_scan_mono = time.monotonic()
         #: Unix time acquisition was last resumed (health: silence counts from here).
         self.resumed_at: float | None = None
         #: Seconds between the last two stored readings (a long OSA sweep is not silence).
@@ -202,6 +206,7 @@ class DeviceRuntime:
             state: str = w.state
             counters = _counters_dict(w.counters)
             last_error = w.last_error
+            last_error_at = w.last_error_at
             last_scan = w.last_scan_time
             ident = w.identity
             if ident:
@@ -210,6 +215,7 @@ class DeviceRuntime:
             state = "replica"
             counters = _counters_dict(None)
             last_error = None
+            last_error_at = None
             last_scan = None
         if last_scan is None and self.latest is not None:
             last_scan = self.latest.value.time
@@ -229,6 +235,7 @@ class DeviceRuntime:
             counters=counters,
             readings_stored=self.readings_stored,
             processing_errors=self.processing_errors,
+            last_error_at=last_error_at,
         )
 
 
@@ -248,6 +255,7 @@ def trace_dict(scan: TraceScan) -> dict[str, Any]:
     return {
         "device": scan.device_id,
         "time": scan.time.isoformat(),
+        "mode": scan.mode,
         "rbw_ghz": float(scan.rbw_ghz),
         "temperature_c": scan.temperature_c,
         "frequency_thz": np.round(np.asarray(scan.frequency_thz, dtype=np.float64), 6).tolist(),
@@ -331,6 +339,7 @@ class Service:
         self.influx_reachable: bool | None = None
         self._replica_stop = threading.Event()
         self._replica_thread: threading.Thread | None = None
+        self._device_watch: DeviceWatch | None = None
         #: Opened on first use (only devices with ``instrument_analysis`` need it).
         self.instrument_store: InstrumentAnalysisStore | None = None
 
@@ -408,9 +417,20 @@ class Service:
             from odpm.acquisition import AcquisitionWorker
 
             for dev in self.devices.values():
+                if dev.pipeline is not None:
+                    # What the last run left active, so its first readings can clear it.
+                    dev.pipeline.restore_alarms(self.active_alarms(dev.id))
+            for dev in self.devices.values():
                 dev.worker = AcquisitionWorker(dev.config, self._make_on_scan(dev))
+                dev.last_scan_mono = time.monotonic()
                 if dev.config.enabled:
                     dev.worker.start()
+            self._device_watch = DeviceWatch(
+                lambda: list(self.devices.values()),
+                lambda: self.alarm_config.device_lost_s,
+                self._raise_scanless_alarm,
+            )
+            self._device_watch.start()
         else:
             self._replica_thread = threading.Thread(
                 target=self._replica_loop, name="odpm-replica-refresh", daemon=True
@@ -432,6 +452,8 @@ class Service:
         Workers stop in parallel so shutdown takes one worker's stop time, not N.
         """
         self.stopping = True
+        if self._device_watch is not None:
+            self._device_watch.stop()
         workers = [d.worker for d in self.devices.values() if d.worker is not None]
         if workers:
             with concurrent.futures.ThreadPoolExecutor(
@@ -495,6 +517,7 @@ class Service:
         """
         if dev.pipeline is None:
             return None
+        dev.last_scan_mono = time.monotonic()
         with dev.lock:
             try:
                 reading = dev.pipeline.process(scan)
@@ -635,6 +658,23 @@ class Service:
                 self.broadcaster.publish(device_id, "alarm", event.to_dict)
         except Exception:
             log.exception("%s: publishing a reading to live streams failed", device_id)
+
+    def _raise_scanless_alarm(self, dev: DeviceRuntime, event: AlarmEvent) -> None:
+        """Store (committed), note and publish an event no scan carries (``device_lost``).
+
+        Under the device's lock, so it is ordered with the readings in the journal.
+        """
+        with dev.lock:
+            if self.journal is not None:
+                try:
+                    self.journal.append_alarms([event])
+                except Exception:
+                    log.exception("%s: storing a %s alarm failed", dev.id, event.kind.value)
+        self._note_alarms([event])
+        try:
+            self.broadcaster.publish(dev.id, "alarm", event.to_dict)
+        except Exception:
+            log.exception("%s: publishing an alarm to live streams failed", dev.id)
 
     def _note_alarms(self, events: Iterable[AlarmEvent]) -> None:
         with self._lock:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -177,7 +179,8 @@ def test_disconnect_mid_scan_reconnects_and_resumes(
     wait_for(lambda: w.counters.reconnects >= 1)
     n = got.count()
     wait_for(lambda: got.count() >= n + 3)
-    assert w.counters.errors >= 1 and w.last_error is not None
+    # Issue 11: the error is history once the link works again; when and how often stay.
+    assert w.counters.errors >= 1 and w.last_error is None and w.last_error_at is not None
     assert w.state == "running"
 
 
@@ -191,6 +194,42 @@ def test_stall_times_out_and_recovers(sim: SimulatorServer, make_worker: MakeWor
     n = got.count()
     wait_for(lambda: got.count() >= n + 3, timeout_s=5.0)
     assert w.state == "running"
+    wait_for(lambda: w.last_error is None)  # cleared by the reconnect
+
+
+class RecordingBackoff(BackoffPolicy):
+    """The real policy, remembering the attempt numbers it was asked about."""
+
+    def __init__(self, base_s: float, cap_s: float) -> None:
+        super().__init__(base_s, cap_s)
+        object.__setattr__(self, "attempts", [])
+
+    def delay_s(self, attempt: int, rng: random.Random) -> float:
+        self.attempts.append(attempt)  # type: ignore[attr-defined]
+        return super().delay_s(attempt, rng)
+
+
+def test_backoff_grows_after_a_working_device_goes_away(
+    make_worker: MakeWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11: a device that had worked and then vanished was retried every 0-0.2 s
+    forever (the attempt counter restarted on every failed open), with a WARNING each."""
+    backoff = RecordingBackoff(base_s=0.001, cap_s=0.004)
+    server = SimulatorServer.start_tcp(seed=5)
+    got = Collector()
+    with caplog.at_level(logging.WARNING, logger="odpm.acquisition"):
+        w = make_worker(_device(server.address), got, backoff=backoff)
+        wait_for(lambda: got.count() >= 2)
+        server.close()
+        wait_for(lambda: len(backoff.attempts) >= 40, timeout_s=20)  # type: ignore[attr-defined]
+    attempts: list[int] = backoff.attempts[:40]  # type: ignore[attr-defined]
+    assert attempts[:6] == [0, 1, 2, 3, 4, 5]  # grows (to the cap), never back to 0
+    assert w.last_error is not None
+    warnings = [r for r in caplog.records if "reconnecting in" in r.getMessage()]
+    # One line per backoff step (1, 2, 4, 8, 16, 32 ...), each counting the repeats,
+    # plus the first of each distinct error text: a handful, not forty.
+    assert 3 <= len(warnings) <= 12, [r.getMessage() for r in warnings]
+    assert any("times since the last report" in r.getMessage() for r in warnings)
 
 
 def test_unreachable_device_backs_off(make_worker: MakeWorker) -> None:

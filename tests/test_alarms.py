@@ -12,7 +12,7 @@ import pytest
 from odpm.alarms import AlarmEngine
 from odpm.config import AlarmConfig, ThresholdValues
 from odpm.grid import ChannelPlan
-from odpm.models import AlarmEvent, AlarmKind
+from odpm.models import AlarmEvent, AlarmKind, ClearReason
 
 PLAN = ChannelPlan(192.1, 50.0, 4)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -111,14 +111,63 @@ def test_los_expected_channels_and_seen_lit() -> None:
     assert [(e.kind, e.channel, e.active) for e in ev] == [(AlarmKind.LOSS_OF_SIGNAL, 3, True)]
 
 
-def test_dark_channel_clears_level_alarms_nan_holds() -> None:
+def test_unmeasured_value_clears_with_reason_not_measured() -> None:
+    """Issue 11: a channel whose OSNR comes back null (noise_unresolved) used to keep its
+    osnr_low forever with the stale value; it clears, saying why, with no value."""
     eng = AlarmEngine(PLAN, AlarmConfig(**{**OFF, "osnr_low_db": 15.0}))
     assert len(_feed(eng, osnr=[10, 20, 20, 20])) == 1
-    assert _feed(eng, osnr=[np.nan, 20, 20, 20]) == ()  # present, unknown: hold
-    ev = _feed(eng, osnr=[np.nan, 20, 20, 20], present=[False, True, True, True])
-    assert [(e.kind, e.active) for e in ev if e.kind is AlarmKind.OSNR_LOW] == [
-        (AlarmKind.OSNR_LOW, False)
+    ev = _feed(eng, osnr=[np.nan, 20, 20, 20])
+    assert [(e.kind, e.channel, e.active, e.value, e.reason) for e in ev] == [
+        (AlarmKind.OSNR_LOW, 1, False, None, ClearReason.NOT_MEASURED)
     ]
+    assert ev[0].to_dict()["reason"] == "not_measured"
+    assert _feed(eng, osnr=[np.nan, 20, 20, 20]) == ()  # nothing to raise on no value
+    assert [e.active for e in _feed(eng, osnr=[10, 20, 20, 20])] == [True]  # measured again
+
+
+def test_dark_channel_clears_level_alarms_as_not_measured() -> None:
+    eng = AlarmEngine(PLAN, AlarmConfig(**{**OFF, "power_low_dbm": -30.0}))
+    assert len(_feed(eng, power=[-35, -20, -20, -20])) == 1
+    ev = _feed(eng, power=[-35, -20, -20, -20], present=[False, True, True, True])
+    got = [(e.kind, e.active, e.reason) for e in ev if e.kind is AlarmKind.POWER_LOW]
+    assert got == [(AlarmKind.POWER_LOW, False, ClearReason.NOT_MEASURED)]
+
+
+def test_value_back_in_range_clears_without_reason() -> None:
+    eng = AlarmEngine(PLAN, AlarmConfig(**{**OFF, "osnr_low_db": 15.0}))
+    _feed(eng, osnr=[10, 20, 20, 20])
+    (ev,) = _feed(eng, osnr=[16, 20, 20, 20])
+    assert (ev.active, ev.reason, ev.value) == (False, None, 16.0)
+
+
+def test_total_power_not_measured_clears() -> None:
+    eng = AlarmEngine(PLAN, AlarmConfig(**{**OFF, "total_power_low_dbm": -20.0}))
+    _feed(eng, total=-21.0)
+    (ev,) = _feed(eng, total=float("nan"))
+    assert (ev.kind, ev.active, ev.reason) == (
+        AlarmKind.TOTAL_POWER_LOW,
+        False,
+        ClearReason.NOT_MEASURED,
+    )
+
+
+def test_device_lost_raises_once_and_next_reading_clears() -> None:
+    eng = AlarmEngine(PLAN, AlarmConfig(**OFF))
+    raised = eng.device_lost("dev", T0, 31.5, 30.0)
+    assert raised is not None
+    assert (raised.kind, raised.channel, raised.active, raised.value, raised.threshold) == (
+        AlarmKind.DEVICE_LOST,
+        None,
+        True,
+        31.5,
+        30.0,
+    )
+    assert eng.device_lost("dev", T0, 40.0, 30.0) is None  # once
+    assert (AlarmKind.DEVICE_LOST, None) in eng.active()
+    ev = _feed(eng)
+    assert [(e.kind, e.active) for e in ev] == [(AlarmKind.DEVICE_LOST, False)]
+    assert _feed(eng) == ()
+    assert eng.active() == []
 
 
 def test_total_power_alarms() -> None:
@@ -134,7 +183,9 @@ def test_threshold_removed_at_run_time_clears() -> None:
     assert len(_feed(eng, osnr=[10, 20, 20, 20])) == 1
     eng.configure(AlarmConfig(**OFF))
     ev = _feed(eng, osnr=[10, 20, 20, 20])
-    assert [(e.kind, e.active, e.threshold) for e in ev] == [(AlarmKind.OSNR_LOW, False, None)]
+    assert [(e.kind, e.active, e.threshold, e.reason) for e in ev] == [
+        (AlarmKind.OSNR_LOW, False, None, ClearReason.THRESHOLD_OFF)
+    ]
 
 
 def test_bad_channel_in_config_is_named() -> None:
@@ -162,3 +213,24 @@ def test_configure_while_evaluating_from_another_thread() -> None:
         stop.set()
         t.join(5)
     assert raised == 200 and cleared == 199
+
+
+def test_restored_alarms_clear_on_the_first_reading_that_says_so() -> None:
+    """Alarms a previous run left active (from storage) must not stick after a restart."""
+    eng = AlarmEngine(PLAN, AlarmConfig(**{**OFF, "osnr_low_db": 15.0, "total_power_low_dbm": -20}))
+    eng.restore(
+        [
+            AlarmEvent("dev", T0, AlarmKind.OSNR_LOW, 2, True, 12.0, 15.0),
+            AlarmEvent("dev", T0, AlarmKind.DEVICE_LOST, None, True, 40.0, 30.0),
+            AlarmEvent("dev", T0, AlarmKind.TOTAL_POWER_LOW, None, True, -25.0, -20.0),
+            AlarmEvent("dev", T0, AlarmKind.OSNR_LOW, 99, True, 12.0, 15.0),  # not in the plan
+        ]
+    )
+    assert len(eng.active()) == 3
+    ev = _feed(eng, osnr=[20, 20, 20, 20], total=0.0)
+    assert sorted((e.kind.value, e.channel, e.active) for e in ev) == [
+        ("device_lost", None, False),
+        ("osnr_low", 2, False),
+        ("total_power_low", None, False),
+    ]
+    assert eng.active() == []

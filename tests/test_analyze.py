@@ -200,3 +200,15 @@ def test_yokogawa_legacy_csv(tmp_path: Path, trace: SyntheticTrace) -> None:
     res = _odpm("analyze", str(f), "--rbw-ghz", "2.5", "--format", "json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["lit_channels"] == int(trace.truth.present.sum())
+    # Issue 11: without --rbw-ghz the file's RESLN is used, and stderr says so.
+    auto = _odpm("analyze", str(f), "--format", "json")
+    assert auto.returncode == 0, auto.stderr
+    assert "RESLN" in auto.stderr and "2.49" in auto.stderr
+    assert json.loads(auto.stdout)["lit_channels"] == int(trace.truth.present.sum())
+
+
+def test_rbw_needed_when_the_file_does_not_state_it(tmp_path: Path, trace: SyntheticTrace) -> None:
+    f = _write(tmp_path / "t.csv", "wavelength_nm,power_dbm", trace.wavelength_nm, trace.power_dbm)
+    res = _odpm("analyze", str(f))
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "--rbw-ghz" in res.stderr

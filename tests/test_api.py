@@ -149,28 +149,34 @@ def test_history_json_and_csv_from_the_journal(client: TestClient) -> None:
     newest = datetime.fromisoformat(client.get(f"{V1}/devices/sim2/latest").json()["time"])
     end = newest + timedelta(microseconds=1)
     start = end - timedelta(minutes=5)
-    q = f"start={_iso(start)}&end={_iso(end)}&every=1s"
+    q = f"start={_iso(start)}&end={_iso(end)}&every=2s"
     r = client.get(f"{V1}/devices/sim2/channels/7/history?{q}")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["channel"] == 7 and body["every_s"] == 1.0 and body["source"] == "raw"
-    # Buckets start at `start`, are 1 s wide and count every stored scan in them.
+    assert body["channel"] == 7 and body["every_s"] == 2.0 and body["source"] == "raw"
+    # Buckets are 2 s wide, aligned to whole multiples of 2 s (not to `start`: issue 11),
+    # and count every stored scan in them.
     journal = client.app.state.service.journal  # type: ignore[attr-defined]
     stored = journal.scans_between("sim2", time_to_us(start), time_to_us(end))
     assert len(stored) >= 3
     expected: collections.Counter[datetime] = collections.Counter(
-        start + (us_to_time(s.time_us) - start) // timedelta(seconds=1) * timedelta(seconds=1)
-        for s in stored
+        us_to_time(s.time_us // 2_000_000 * 2_000_000) for s in stored
     )
     got = {datetime.fromisoformat(p["time"]): p["samples"] for p in body["points"]}
     assert got == dict(expected)
     assert all(
         p["power_dbm_min"] <= p["power_dbm_mean"] <= p["power_dbm_max"] for p in body["points"]
     )
+    # Rounded to the stored resolution (issue 11: means came out as -20.129299999999997).
+    values = [p[k] for p in body["points"] for k in p if k.endswith(("_mean", "_min", "_max"))]
+    assert values and all(v is None or round(v, 4) == v for v in values)
+    assert any(v is not None and len(repr(v).split(".")[-1]) <= 4 for v in values)
     r = client.get(f"{V1}/devices/sim2/channels/7/history?{q}&format=csv")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     lines = r.text.strip().splitlines()
     assert lines[0].startswith("time,samples,power_dbm_mean")
+    cells = [c for row in csv.reader(lines[1:]) for c in row[2:] if c]
+    assert cells and all(len(c.split(".")[-1]) <= 4 for c in cells), cells[:10]
     assert [(datetime.fromisoformat(t), int(n)) for t, n, *_ in csv.reader(lines[1:])] == [
         (datetime.fromisoformat(p["time"]), p["samples"]) for p in body["points"]
     ]
@@ -235,7 +241,9 @@ def test_acquisition_stop_start_and_reconfigure(client: TestClient) -> None:
 
 def test_thresholds_raise_alarms_then_clear_them(client: TestClient) -> None:
     original = client.get(f"{V1}/thresholds").json()
-    r = client.put(f"{V1}/thresholds", json={"power_low_dbm": 30}, headers=AUTH)
+    r = client.patch(
+        f"{V1}/thresholds", json={"power_low_dbm": 30, "power_high_dbm": None}, headers=AUTH
+    )
     assert r.status_code == 200 and r.json()["power_low_dbm"] == 30
     assert r.json()["osnr_low_db"] == original["osnr_low_db"]  # untouched fields stay
 
@@ -250,9 +258,11 @@ def test_thresholds_raise_alarms_then_clear_them(client: TestClient) -> None:
     recent = client.get(f"{V1}/alarms?device=sim1").json()["recent"]
     assert any(e["kind"] == "power_low" and e["active"] for e in recent)
     r = client.put(
-        f"{V1}/thresholds", json={"power_low_dbm": original["power_low_dbm"]}, headers=AUTH
+        f"{V1}/thresholds",
+        json={k: v for k, v in original.items() if k not in ("overrides", "effective")},
+        headers=AUTH,
     )
-    assert r.status_code == 200
+    assert r.status_code == 200 and r.json() == original
     _wait(lambda: not any(a["kind"] == "power_low" for a in active()))
     bad = client.put(f"{V1}/thresholds", json={"channels": {"0": {}}}, headers=AUTH)
     assert bad.status_code == 422

@@ -118,14 +118,14 @@ def test_schema_has_no_typed_refs_and_bounds_its_parameters(open_client: TestCli
     assert (params["ch"]["minimum"], params["ch"]["maximum"]) == (1, 96)
     every = next(s for s in params["every"]["anyOf"] if s.get("type") == "string")
     assert "pattern" in every and every["maxLength"] <= 32
-    channels = doc["components"]["schemas"]["ThresholdsIO"]["properties"]["channels"]
+    channels = doc["components"]["schemas"]["ThresholdsIn"]["properties"]["channels"]
     assert channels["propertyNames"]["pattern"].startswith("^")
 
 
 def test_405_lists_every_method_of_the_path(open_client: TestClient) -> None:
     r = open_client.options("/api/v1/thresholds")
     assert r.status_code == 405
-    assert r.headers["allow"] == "GET, PUT"
+    assert r.headers["allow"] == "GET, PATCH, PUT"
     r = open_client.request("DELETE", "/api/v1/devices")
     assert r.status_code == 405 and r.headers["allow"] == "GET"
 

@@ -25,7 +25,7 @@ from odpm.storage import (
     TooManyBucketsError,
 )
 from odpm.storage.history import RAW_RANGE_LIMIT_S, influxql_for, plan_query
-from odpm.storage.journal import VALUE_DECIMALS
+from odpm.storage.journal import VALUE_DECIMALS, us_to_time
 from tests.support.influxd import InfluxServer
 from tests.support.storage_writer import make_reading
 
@@ -70,7 +70,7 @@ def test_source_switches_at_the_named_threshold() -> None:
     assert plan_query("h", T0, T0 + limit, 60).source == "raw"
     assert plan_query("h", T0, T0 + limit + timedelta(minutes=1), 60).source == "channel_1m"
     text = influxql_for(plan_query("h", T0, T0 + timedelta(minutes=5), 60), 7)
-    assert "\"channel\" = '07'" in text and "GROUP BY time(60000000u, 30000000u)" in text
+    assert "\"channel\" = '07'" in text and "GROUP BY time(60000000u, 0u)" in text
 
 
 def test_journal_raw_buckets_match_numpy(tmp_path: Path) -> None:
@@ -78,18 +78,32 @@ def test_journal_raw_buckets_match_numpy(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.sqlite3") as j:
         for r in rs:
             j.append(r)
-        h = JournalHistory(j).channel_history("h", 12, T0, T0 + timedelta(minutes=8), 60)
+        # T0 is 12:00:30: 30 s buckets, aligned to their width, start there.
+        h = JournalHistory(j).channel_history("h", 12, T0, T0 + timedelta(minutes=8), 30)
         with pytest.raises(InvalidChannelError):
             JournalHistory(j).channel_history("h", 0, T0, T0 + timedelta(minutes=8), 60)
         assert len(JournalHistory(j).channel_history("x", 1, T0, T0 + timedelta(hours=1), 60)) == 0
-    assert h.source == "raw" and len(h) == 8 and h.samples.tolist() == [30] * 8
-    power = np.round(np.array([r.power_dbm[11] for r in rs]), VALUE_DECIMALS).reshape(8, 30)
+    assert h.source == "raw" and len(h) == 16 and h.samples.tolist() == [15] * 16
+    power = np.round(np.array([r.power_dbm[11] for r in rs]), VALUE_DECIMALS).reshape(16, 15)
     np.testing.assert_allclose(h.power_dbm.mean, power.mean(axis=1), rtol=1e-12)
     np.testing.assert_array_equal(h.power_dbm.min, power.min(axis=1))
     np.testing.assert_array_equal(h.power_dbm.max, power.max(axis=1))
     # First two minutes in power mode: no OSNR there at all.
-    assert np.isnan(h.osnr_db.mean[:2]).all() and np.isfinite(h.osnr_db.mean[2:]).all()
+    assert np.isnan(h.osnr_db.mean[:4]).all() and np.isfinite(h.osnr_db.mean[4:]).all()
     assert h.to_dict()["osnr_db_mean"][0] is None
+
+
+def test_raw_buckets_align_to_their_width_not_to_start(tmp_path: Path) -> None:
+    """Issue 11: buckets followed the request's start time (10:00:17, 10:01:17 ...)."""
+    rs = readings()
+    with Journal(tmp_path / "j.sqlite3") as j:
+        for r in rs:
+            j.append(r)
+        start = T0 + timedelta(seconds=17)
+        h = JournalHistory(j).channel_history("h", 12, start, start + timedelta(minutes=5), 60)
+    assert len(h) > 0 and (h.time_us % 60_000_000 == 0).all()
+    first = [r for r in rs if start <= r.time < us_to_time(int(h.time_us[0]) + 60_000_000)]
+    assert h.samples[0] == len(first)  # the first bucket holds only data from start on
 
 
 @pytest.fixture

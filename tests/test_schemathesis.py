@@ -16,7 +16,8 @@ buckets, ``end`` before ``start``) or the time range (1970..2200, which JSON
 Schema's ``date-time`` cannot bound).  ``tests/test_api_abuse.py`` asserts those
 422s one by one.  Likewise ``PUT /thresholds`` answers 422 for a channel number
 within 1..96 that some device's channel plan does not have (plans are per device,
-the schema is one for all).  And the trace archive's two writes that take data: an
+the schema is one for all), or a low threshold above its high one (a rule between two
+fields); ``PATCH /thresholds`` likewise.  And the trace archive's two writes that take data: an
 uploaded reference CSV is parsed (an empty or malformed file is 422 naming what is
 wrong), re-analysing a stored trace with another channel plan is 422 when that
 plan does not fit the stored trace's frequency axis; and the trace list's ``end``
@@ -53,6 +54,10 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 
 [[operations]]
 include-name = "PUT /api/v1/thresholds"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
+[[operations]]
+include-name = "PATCH /api/v1/thresholds"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 
 [[operations]]

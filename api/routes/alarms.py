@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from api.deps import ReadAccess, ServiceDep
 from api.routes import error_responses
-from api.schemas import AlarmEventOut, AlarmsOut, ThresholdsIO
+from api.schemas import AlarmEventOut, AlarmsOut
 from odpm.models import AlarmEvent
 
 router = APIRouter(tags=["alarms"], dependencies=[ReadAccess])
@@ -33,8 +33,3 @@ def alarms(
     current = [alarm_out(e) for e in service.active_alarms(device)]
     recent = [] if active else [alarm_out(e) for e in service.recent_alarm_events(device, limit)]
     return AlarmsOut(active=current, recent=recent)
-
-
-@router.get("/thresholds", response_model=ThresholdsIO, responses=error_responses(401, 403))
-async def get_thresholds(service: ServiceDep) -> ThresholdsIO:
-    return ThresholdsIO.from_config(service.alarm_config)

@@ -1,4 +1,4 @@
-"""Writes: take a scan now, change acquisition, change alarm thresholds (API key needed)."""
+"""Writes: take a scan now, change acquisition (API key needed; thresholds: ``thresholds``)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, status
-from pydantic import ValidationError
 
 from api.deps import DeviceDep, ServiceDep, WriteAccess
-from api.routes import JSONBytes, error_responses, invalid
+from api.routes import JSONBytes, error_responses
 from api.routes.devices import device_out
-from api.schemas import AcquisitionIn, DeviceOut, ReadingOut, ScanIn, ThresholdsIO
-from odpm.config import AlarmConfig
-from odpm.service import NotAvailableError, ThresholdError
+from api.schemas import AcquisitionIn, DeviceOut, ReadingOut, ScanIn
+from odpm.service import NotAvailableError
 
 router = APIRouter(tags=["control"], dependencies=[WriteAccess])
 
@@ -86,31 +84,3 @@ def set_acquisition(dev: DeviceDep, service: ServiceDep, body: AcquisitionIn) ->
     except ValueError as exc:  # a mode the driver lacks (a bench OSA has no power mode)
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     return device_out(snap)
-
-
-@router.put(
-    "/thresholds", response_model=ThresholdsIO, responses=error_responses(400, 401, 403, 409)
-)
-def set_thresholds(service: ServiceDep, body: ThresholdsIO) -> ThresholdsIO:
-    """Replace the thresholds named in the body (null disables one); applies to every device."""
-    merged = service.alarm_config.model_dump()
-    for name in body.model_fields_set:
-        value = getattr(body, name)
-        if name == "channels" and value is not None:
-            value = {ch: t.model_dump() for ch, t in value.items()}
-        if name in ("expected_channels", "channels") and value is None:
-            value = [] if name == "expected_channels" else {}
-        merged[name] = value
-    try:
-        alarms = AlarmConfig.model_validate(merged)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = ".".join(str(p) for p in err["loc"]) or "body"
-        raise invalid("body", name, err["msg"]) from None
-    try:
-        service.set_thresholds(alarms)
-    except ThresholdError as exc:
-        raise invalid("body", exc.parameter, exc.message) from None
-    except NotAvailableError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    return ThresholdsIO.from_config(alarms)

@@ -26,6 +26,7 @@ def device_out(snap: DeviceSnapshot) -> DeviceOut:
         channels=snap.channels,
         last_scan_time=snap.last_scan_time,
         last_error=snap.last_error,
+        last_error_at=snap.last_error_at,
         counters=CountersOut(**snap.counters),
         readings_stored=snap.readings_stored,
         processing_errors=snap.processing_errors,

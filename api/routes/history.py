@@ -15,6 +15,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +32,7 @@ from odpm.storage.history import (
     HistoryBackendError,
     HistoryQueryError,
 )
-from odpm.storage.journal import us_to_time
+from odpm.storage.journal import VALUE_DECIMALS, us_to_time
 
 router = APIRouter(tags=["history"], dependencies=[ReadAccess])
 
@@ -106,9 +107,11 @@ _COLUMNS = tuple(f"{q}_{stat}" for q in ("power_dbm", "osnr_db") for stat in ("m
 
 
 def _points(h: ChannelHistory) -> list[dict[str, object]]:
-    """Bucket rows, NaN -> None, built column-wise from the store's arrays."""
+    """Bucket rows, NaN -> None, rounded to the stored resolution, built column-wise."""
+    # Means of stored values carry binary noise (-20.129299999999997): rounded to the
+    # resolution values are stored with, which is all they mean.
     cols = {
-        f"{q}_{stat}": getattr(getattr(h, q), stat).tolist()
+        f"{q}_{stat}": np.round(getattr(getattr(h, q), stat), VALUE_DECIMALS).tolist()
         for q in ("power_dbm", "osnr_db")
         for stat in ("mean", "min", "max")
     }

@@ -505,7 +505,9 @@ def overview() -> Json:
             "table",
             "Active alarms (now)",
             "Alarms whose newest event is a raise, over the journal retention (7 days), "
-            "independent of the time picker: an alarm raised yesterday and still active shows.",
+            "independent of the time picker: an alarm raised yesterday and still active shows. "
+            "Channel 'all' is device-wide: total power, and device_lost (no scan from the "
+            "monitor for alarms.device_lost_s; its value is the seconds without a scan).",
             [
                 target(
                     "A",
@@ -714,8 +716,9 @@ def channel_detail() -> Json:
             layout,
             "table",
             "Alarm events",
-            "Raise and clear events of this channel and of the whole monitor (channel 'all') "
-            "in the time range, newest first.",
+            "Raise and clear events of this channel and of the whole monitor (channel 'all', "
+            "e.g. device_lost) in the time range, newest first. A clear without a value "
+            "is one whose quantity is no longer measured (reason not_measured).",
             [
                 target(
                     "A",

@@ -34,20 +34,33 @@ def add_parser(sub: Subparsers) -> None:
         "analyze",
         help="analyse a trace CSV (power, OSNR, offset per channel)",
         description="Reads a CSV whose header names the axis (wavelength_nm, frequency_thz or "
-        "frequency_ghz) and power_dbm; lines starting with # are ignored.",
+        "frequency_ghz) and power_dbm (lines starting with # are ignored), or a Yokogawa "
+        'AQ6370 legacy CSV export (70BCSV, its [TRACE DATA] rows; its "RESLN" gives '
+        "--rbw-ghz when that is not given).",
     )
     p.add_argument("trace", metavar="TRACE.csv")
     p.add_argument(
         "--rbw-ghz",
         type=float,
-        required=True,
-        help="noise-equivalent bandwidth of each trace point, GHz",
+        default=None,
+        help="noise-equivalent bandwidth of each trace point, GHz (default: the file's "
+        "resolution, an AQ6370 export's RESLN, converted at 1550 nm; required for other files)",
     )
-    p.add_argument("--spacing-ghz", type=float, default=50.0)
-    p.add_argument("--first-channel-thz", type=float, default=192.1)
-    p.add_argument("--channels", type=int, default=80)
-    p.add_argument("--noise", choices=["midpoint", "pit"], default="midpoint")
-    p.add_argument("--format", choices=["json", "csv", "table"], default="table")
+    p.add_argument(
+        "--spacing-ghz", type=float, default=50.0, help="channel spacing of the plan, GHz"
+    )
+    p.add_argument("--first-channel-thz", type=float, default=192.1, help="channel 1's centre, THz")
+    p.add_argument("--channels", type=int, default=80, help="number of channels in the plan")
+    p.add_argument(
+        "--noise",
+        choices=["midpoint", "pit"],
+        default="midpoint",
+        help="where the noise is read: midpoint (IEC 61280-2-9 interpolation between the "
+        "midpoints) or pit (the minimum between channels)",
+    )
+    p.add_argument(
+        "--format", choices=["json", "csv", "table"], default="table", help="output format"
+    )
     companion = p.add_mutually_exclusive_group()
     companion.add_argument(
         "--noise-trace",
@@ -63,7 +76,7 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not (args.rbw_ghz > 0 and math.isfinite(args.rbw_ghz)):
+    if args.rbw_ghz is not None and not (args.rbw_ghz > 0 and math.isfinite(args.rbw_ghz)):
         raise UserError(f"--rbw-ghz must be a positive number, got {args.rbw_ghz}")
     try:
         plan = ChannelPlan(args.first_channel_thz, args.spacing_ghz, args.channels)
@@ -72,7 +85,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"bad channel plan: {exc}") from None
     trace = read_trace_file(args.trace)
     _check_coverage(trace, plan, config)
-    if trace.rbw_hint_ghz and abs(trace.rbw_hint_ghz / args.rbw_ghz - 1) > 0.25:
+    if args.rbw_ghz is None:
+        if not trace.rbw_hint_ghz:
+            raise UserError(
+                f"{trace.path}: the file does not state its resolution; give --rbw-ghz "
+                "(the noise-equivalent bandwidth of one trace point; 0.1 nm = 12.5 GHz)"
+            )
+        args.rbw_ghz = trace.rbw_hint_ghz
+        # Said on stderr, so a JSON or CSV on stdout stays clean.
+        print(
+            f"odpm analyze: {trace.path}: --rbw-ghz not given; using the file's resolution "
+            f"(RESLN) {trace.rbw_hint_ghz:.3f} GHz",
+            file=sys.stderr,
+        )
+    elif trace.rbw_hint_ghz and abs(trace.rbw_hint_ghz / args.rbw_ghz - 1) > 0.25:
         log.warning(
             "%s: the instrument's resolution is %.2f GHz but --rbw-ghz is %.2f GHz; "
             "OSNR and power use --rbw-ghz (the noise-equivalent bandwidth)",

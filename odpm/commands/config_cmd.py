@@ -63,7 +63,11 @@ def run_check(args: argparse.Namespace) -> int:
 def run_hash_key(args: argparse.Namespace) -> int:
     key = args.key
     if key is None:
-        key = getpass.getpass("API key: ") if sys.stdin.isatty() else sys.stdin.readline()
+        try:
+            key = getpass.getpass("API key: ") if sys.stdin.isatty() else sys.stdin.readline()
+        except EOFError:  # Ctrl-D at the prompt: nothing typed, not a crash
+            print("\nodpm config hash-key: no key given (end of input)", file=sys.stderr)
+            return 2
         key = key.strip()
     if not key:
         print("odpm config hash-key: error: the key is empty", file=sys.stderr)

@@ -20,10 +20,16 @@ def add_parser(sub: Subparsers) -> None:
     )
     p.add_argument("address")
     p.add_argument(
-        "--mode", choices=["power", "trace"], default=None, help="default: power (OSAs: trace)"
+        "--mode",
+        choices=["power", "trace"],
+        default=None,
+        help="power: port powers (MEAS:POW?); trace: a scanned spectrum with OSNR "
+        "(MEAS:TRAC?) (default: power; OSAs: trace)",
     )
-    p.add_argument("--format", choices=["json", "table"], default="table")
-    p.add_argument("--timeout-s", type=float, default=5.0)
+    p.add_argument("--format", choices=["json", "table"], default="table", help="output format")
+    p.add_argument(
+        "--timeout-s", type=float, default=5.0, help="how long to wait for each answer, seconds"
+    )
     p.add_argument(
         "--transport",
         choices=["auto", "serial", "visa"],

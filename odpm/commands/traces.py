@@ -39,7 +39,12 @@ def add_parser(sub: Subparsers) -> None:
         a.add_argument("--start", type=_iso, help="ISO 8601 time (from)")
         a.add_argument("--end", type=_iso, help="ISO 8601 time (until, excluded)")
         a.add_argument("--reason", help="periodic, manual, alarm:los:7, or a prefix like alarm:*")
-        a.add_argument("--limit", type=int, default=100_000)
+        a.add_argument(
+            "--limit",
+            type=int,
+            default=100_000,
+            help="at most this many traces (default: %(default)s)",
+        )
         a.add_argument("--data-dir", help="journal directory (default: storage.data_dir)")
         add_config_option(a)
         if name == "export":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterable
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -11,7 +13,7 @@ import numpy.typing as npt
 from odpm.alarms import AlarmEngine
 from odpm.config import AlarmConfig, CalibrationConfig, PipelineConfig
 from odpm.grid import ChannelPlan, PortGrid
-from odpm.models import FloatArray, PortScan, Quality, RawScan, Reading, TraceScan
+from odpm.models import AlarmEvent, FloatArray, PortScan, Quality, RawScan, Reading, TraceScan
 from odpm.pipeline.axis import TraceAxis
 from odpm.pipeline.formulas import _ANCHOR, _MIN_POINTS, BoolArray
 from odpm.pipeline.interpolation import analyse_traces
@@ -91,6 +93,17 @@ class Pipeline:
     def set_alarm_config(self, alarms: AlarmConfig) -> None:
         """Swap thresholds at run time; active alarms are re-judged on the next scan."""
         self._alarms.configure(alarms)
+
+    def device_lost(
+        self, device_id: str, time: datetime, silent_s: float, limit_s: float
+    ) -> AlarmEvent | None:
+        """Raise the device-wide ``device_lost`` alarm (None if already active); the
+        next :meth:`process` clears it.  See :meth:`AlarmEngine.device_lost`."""
+        return self._alarms.device_lost(device_id, time, silent_s, limit_s)
+
+    def restore_alarms(self, events: Iterable[AlarmEvent]) -> None:
+        """Alarms a previous run left active; see :meth:`AlarmEngine.restore`."""
+        self._alarms.restore(events)
 
     @property
     def alarm_config(self) -> AlarmConfig:

@@ -1,8 +1,9 @@
 """History queries: one interface, two stores (the journal and InfluxDB), one semantics.
 
 A query names a device (and a channel, or all channels), a time range
-``[start, end)`` and a resolution ``every``.  Buckets start at ``start`` and are
-``every`` long; a bucket appears only if it holds data.  Per bucket:
+``[start, end)`` and a resolution ``every``.  Buckets are ``every`` long, aligned
+to multiples of ``every`` since the epoch (not to ``start``); a bucket appears only
+if it holds data, and holds only data inside the range.  Per bucket:
 
 * ``samples``: number of scans in the bucket (raw), or the sum of the rollups'
   ``samples`` (1-minute data);
@@ -34,7 +35,7 @@ import numpy.typing as npt
 
 from odpm.config import InfluxConfig
 from odpm.grid import ChannelPlan
-from odpm.models import AlarmEvent, AlarmKind, Mode, Quality, Reading
+from odpm.models import AlarmEvent, AlarmKind, ClearReason, Mode, Quality, Reading
 from odpm.storage.influx_writers import v1_auth
 from odpm.storage.journal import (
     ROLLUP_PERIOD_US,
@@ -153,11 +154,16 @@ class HistoryQuery:
 
     @property
     def offset_us(self) -> int:
-        """Buckets start at ``start``: InfluxQL's GROUP BY time offset."""
-        return self.start_us % self.every_us
+        """InfluxQL's GROUP BY time offset: 0, buckets are whole multiples of ``every``
+        since the epoch (see :meth:`bucket_of`)."""
+        return 0
 
     def bucket_of(self, t_us: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        return self.start_us + (t_us - self.start_us) // self.every_us * self.every_us
+        """Bucket starts aligned to the bucket width (10:00:00, 10:01:00 for ``1m``), not
+        to the request's ``start`` (10:00:17, 10:01:17): the same buckets whoever asks,
+        and what Grafana's ``GROUP BY time()`` draws.  The first bucket may therefore
+        start before ``start``; it holds only data from ``start`` on."""
+        return t_us // self.every_us * self.every_us
 
 
 def plan_query(
@@ -484,7 +490,8 @@ class InfluxHistory:
         if since is not None:
             where.append(f"time >= {time_to_us(since)}u")
         series = self.query(
-            'SELECT "active", "value", "threshold", "device"::tag, "channel"::tag, "kind"::tag '
+            'SELECT "active", "value", "threshold", "reason", "device"::tag, "channel"::tag, '
+            '"kind"::tag '
             f'FROM "{MEASUREMENT_ALARM}"'
             + (" WHERE " + " AND ".join(where) if where else "")
             + f" ORDER BY time DESC LIMIT {int(limit)}"
@@ -501,6 +508,7 @@ class InfluxHistory:
                     row[cols["active"]],
                     row[cols["value"]],
                     row[cols["threshold"]],
+                    row[cols["reason"]] if "reason" in cols else None,
                 )
                 if event is not None:
                     events.append(event)
@@ -546,6 +554,7 @@ def _alarm_event(
     active: Any,
     value: Any,
     threshold: Any,
+    reason: Any = None,
 ) -> AlarmEvent | None:
     """An :class:`AlarmEvent` from an ``alarm`` point (None, logged, if it is not one
     this version can read: a kind it does not know, a channel tag that is not a number).
@@ -559,6 +568,7 @@ def _alarm_event(
             active=bool(active),
             value=None if value is None else float(value),
             threshold=None if threshold is None else float(threshold),
+            reason=None if reason is None else ClearReason(reason),
         )
     except (TypeError, ValueError) as exc:
         log.warning(

@@ -53,6 +53,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from odpm.config import InfluxConfig
+from odpm.models import AlarmEvent
 from odpm.storage.influx_writers import (
     AuthWriteError,
     DatabaseCreator,
@@ -98,19 +99,22 @@ def _scan_tail(s: StoredScan) -> str:
             temperature_c=s.temperature_c,
         )
     ]
-    for a in s.alarms:
-        parts.append(
-            alarm_line(
-                a.device_id,
-                time_to_us(a.time),
-                kind=a.kind.value,
-                channel=a.channel,
-                active=a.active,
-                value=a.value,
-                threshold=a.threshold,
-            )
-        )
+    parts.extend(alarm_event_line(a) for a in s.alarms)
     return "".join(parts)
+
+
+def alarm_event_line(a: AlarmEvent) -> str:
+    """The ``alarm`` line of one event."""
+    return alarm_line(
+        a.device_id,
+        time_to_us(a.time),
+        kind=a.kind.value,
+        channel=a.channel,
+        active=a.active,
+        value=a.value,
+        threshold=a.threshold,
+        reason=None if a.reason is None else a.reason.value,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,8 @@ class _Batch:
     first_scan_id: int | None
     last_scan_id: int | None
     last_rollup_id: int | None
+    #: The last scan-less alarm event (``device_lost``) in the batch.
+    last_alarm_id: int | None = None
 
 
 class Forwarder:
@@ -316,10 +322,19 @@ class Forwarder:
     def _encode_loop_inner(self) -> None:
         assert self._positions is not None
         scan_pos, rollup_pos = self._positions
+        alarm_pos = self._journal.alarm_cursor()
         pending: list[StoredScan] = []
         per_scan_guess = 81
         while not self._stop.is_set():
             made = False
+            standalone = self._journal.read_standalone_alarms(alarm_pos, self._batch_lines)
+            if standalone:
+                body = "".join(alarm_event_line(a) for _, a in standalone)
+                last_alarm = standalone[-1][0]
+                if not self._put(_Batch(body, len(standalone), 0, None, None, None, last_alarm)):
+                    return
+                alarm_pos = last_alarm
+                made = True
             rollups = self._journal.read_rollups(
                 rollup_pos, max(1, self._batch_lines // per_scan_guess)
             )
@@ -568,6 +583,10 @@ class Forwarder:
             )
         ):
             return  # stopping: the batch is sent again next start (harmless)
+        if batch.last_alarm_id is not None:
+            alarm_id = batch.last_alarm_id
+            if not self._persist(lambda: self._journal.set_alarm_cursor(alarm_id)):
+                return
         self._last_unexpected = None
         if delivered:
             self._forwarded_rows += batch.rows

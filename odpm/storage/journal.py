@@ -38,7 +38,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
-from odpm.models import AlarmEvent, AlarmKind, Mode, Reading
+from odpm.models import AlarmEvent, AlarmKind, ClearReason, Mode, Reading
 from odpm.storage.datadir import DataDirLock, JournalOpenError, check_journal, unwritable
 from odpm.storage.faults import WriteFaults
 
@@ -110,7 +110,8 @@ CREATE INDEX IF NOT EXISTS scans_device_time ON scans(device, time_us);
 CREATE TABLE IF NOT EXISTS alarms(
     id INTEGER PRIMARY KEY AUTOINCREMENT, scan_id INTEGER NOT NULL,
     device TEXT NOT NULL, time_us INTEGER NOT NULL, kind TEXT NOT NULL,
-    channel INTEGER, active INTEGER NOT NULL, value REAL, threshold REAL);
+    channel INTEGER, active INTEGER NOT NULL, value REAL, threshold REAL,
+    reason TEXT);
 CREATE INDEX IF NOT EXISTS alarms_scan ON alarms(scan_id);
 CREATE INDEX IF NOT EXISTS alarms_time ON alarms(time_us);
 CREATE TABLE IF NOT EXISTS devices(
@@ -292,9 +293,14 @@ _INSERT_SCAN = (
     "osnr_db, offset_ghz, plan_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _INSERT_ALARM = (
-    "INSERT INTO alarms(scan_id, device, time_us, kind, channel, active, value, threshold) "
-    "VALUES (?,?,?,?,?,?,?,?)"
+    "INSERT INTO alarms(scan_id, device, time_us, kind, channel, active, value, threshold, "
+    "reason) VALUES (?,?,?,?,?,?,?,?,?)"
 )
+#: ``alarms.scan_id`` of an event that belongs to no scan (``device_lost``, raised
+#: precisely because no scan arrives); the forwarder ships these by their own cursor.
+NO_SCAN_ID = 0
+
+
 _UPSERT_DEVICE = (
     "INSERT INTO devices(device, last_scan_id, last_time_us) VALUES (?,?,?) "
     "ON CONFLICT(device) DO UPDATE SET last_scan_id=excluded.last_scan_id, "
@@ -486,6 +492,41 @@ class Journal:
         row, plan_key, alarms = _encode(reading)
         self._last_append_mono[reading.device_id] = time.monotonic()
         return cast(int, self._run(_Write(row=row, plan_key=plan_key, alarms=alarms)))
+
+    def append_alarms(self, events: Sequence[AlarmEvent]) -> None:
+        """Store alarm events that belong to no scan (``device_lost``); returns once
+        committed.  The forwarder ships them by their own cursor (``fwd_alarm``)."""
+        rows = [(NO_SCAN_ID, *_encode_alarm(a)) for a in events]
+        if rows:
+            self._submit(lambda conn: conn.executemany(_INSERT_ALARM, rows))
+
+    def read_standalone_alarms(self, after_id: int, limit: int) -> list[tuple[int, AlarmEvent]]:
+        """Scan-less alarm events with id > ``after_id``, oldest first, with their ids."""
+        rows = (
+            self._reader()
+            .execute(
+                _SELECT_ALARM.replace(" FROM alarms", ", id FROM alarms")
+                + " WHERE scan_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (NO_SCAN_ID, after_id, limit),
+            )
+            .fetchall()
+        )
+        return [(int(r[-1]), _decode_alarm(r)) for r in rows]
+
+    def alarm_cursor(self) -> int:
+        """The last scan-less alarm event id the forwarder has shipped."""
+        row = self._reader().execute("SELECT value FROM meta WHERE key = 'fwd_alarm'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_alarm_cursor(self, alarm_id: int) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('fwd_alarm', ?) ON CONFLICT(key) "
+                "DO UPDATE SET value=max(value, excluded.value)",
+                (int(alarm_id),),
+            )
+
+        self._submit(write)
 
     def _run(self, item: _Write) -> Any:
         """Leader/follower group commit: queue ``item``, then commit it or wait for it.
@@ -1212,6 +1253,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
     cols = {r[1] for r in conn.execute("PRAGMA table_info(quarantine)").fetchall()}
     if "requeued" not in cols:
         conn.execute("ALTER TABLE quarantine ADD COLUMN requeued INTEGER NOT NULL DEFAULT 0")
+    alarm_columns = {r[1] for r in conn.execute("PRAGMA table_info(alarms)").fetchall()}
+    if "reason" not in alarm_columns:
+        conn.execute("ALTER TABLE alarms ADD COLUMN reason TEXT")
 
 
 def _outcome(w: _Write) -> Any:
@@ -1230,7 +1274,7 @@ _SELECT_ROLLUP = (
     "power_dbm_max, osnr_db_mean, osnr_db_min, osnr_db_max FROM rollups"
 )
 _SELECT_ALARM = (
-    "SELECT device, time_us, kind, channel, active, value, threshold, scan_id FROM alarms"
+    "SELECT device, time_us, kind, channel, active, value, threshold, reason, scan_id FROM alarms"
 )
 
 
@@ -1243,6 +1287,7 @@ def _decode_alarm(r: Any) -> AlarmEvent:
         active=bool(r[4]),
         value=r[5],
         threshold=r[6],
+        reason=None if r[7] is None else ClearReason(r[7]),
     )
 
 
@@ -1278,19 +1323,22 @@ def _encode(
         np.asarray(reading.quality, dtype=np.uint8).tobytes(),
         *(v.tobytes() for v in values),
     )
-    alarms = [
-        (
-            a.device_id,
-            time_to_us(a.time),
-            str(a.kind.value),
-            a.channel,
-            int(a.active),
-            _none_if_nan(a.value),
-            _none_if_nan(a.threshold),
-        )
-        for a in reading.alarms
-    ]
+    alarms = [_encode_alarm(a) for a in reading.alarms]
     return row, plan_key, alarms
+
+
+def _encode_alarm(a: AlarmEvent) -> tuple[Any, ...]:
+    """The alarms-table columns after ``scan_id``."""
+    return (
+        a.device_id,
+        time_to_us(a.time),
+        str(a.kind.value),
+        a.channel,
+        int(a.active),
+        _none_if_nan(a.value),
+        _none_if_nan(a.threshold),
+        None if a.reason is None else a.reason.value,
+    )
 
 
 def aggregate_buckets(

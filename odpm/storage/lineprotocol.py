@@ -52,6 +52,11 @@ _VALUE_FORMAT = f"%.{VALUE_DECIMALS}f"
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\"})
 
 
+def _escape_string_field(value: str) -> str:
+    """A string field value's escaping (line protocol: backslash and double quote)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def escape_tag(value: str) -> str:
     """Escape a tag value (commas, equals signs, spaces, backslashes)."""
     if not value:
@@ -277,8 +282,10 @@ def alarm_line(
     active: bool,
     value: float | None,
     threshold: float | None,
+    reason: str | None = None,
 ) -> str:
-    """An ``alarm`` line; ``channel`` None (device-wide) is tagged ``all``."""
+    """An ``alarm`` line; ``channel`` None (device-wide) is tagged ``all``; ``reason``
+    (why a clear happened, e.g. ``not_measured``) is a string field, absent when None."""
     ch = ALL_CHANNELS_TAG if channel is None else channel_tag(channel)
     fields = [
         f
@@ -286,6 +293,7 @@ def alarm_line(
             "active=true" if active else "active=false",
             _float_field("value", value),
             _float_field("threshold", threshold),
+            None if reason is None else f'reason="{_escape_string_field(reason)}"',
         )
         if f is not None
     ]

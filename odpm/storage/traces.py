@@ -129,6 +129,7 @@ class StoredTrace:
         power = self.power_dbm
         return {
             **self.info.to_dict(),
+            "mode": "trace",  # the shape of a live /trace too (an archive holds spectra only)
             "frequency_thz": self.frequency_thz.tolist(),
             "power_dbm": [None if p != p else round(p, 2) for p in power.tolist()],
         }

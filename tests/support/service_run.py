@@ -145,8 +145,11 @@ class LinePlan:
 class Simulator:
     """``python -m odpm sim --tcp 127.0.0.1:0`` as a subprocess, with a control connection."""
 
-    def __init__(self, seed: int) -> None:
-        cmd = [sys.executable, "-m", "odpm", "sim", "--tcp", "127.0.0.1:0", "--seed", str(seed)]
+    def __init__(self, seed: int, port: int = 0) -> None:
+        """``port`` 0 picks a free one; a given port restarts a "monitor" where it was."""
+        cmd = [
+            sys.executable, "-m", "odpm", "sim", "--tcp", f"127.0.0.1:{port}", "--seed", str(seed)
+        ]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
@@ -156,8 +159,9 @@ class Simulator:
         if not self.address.startswith("socket://"):
             self.stop()
             raise RuntimeError(f"odpm sim printed {self.address!r}, not a socket:// address")
-        host, _, port = self.address.removeprefix("socket://").rpartition(":")
-        self._sock = socket.create_connection((host, int(port)), timeout=10)
+        host, _, bound = self.address.removeprefix("socket://").rpartition(":")
+        self.port = int(bound)
+        self._sock = socket.create_connection((host, self.port), timeout=10)
         self._reader = self._sock.makefile("rb")
 
     def command(self, *commands: str) -> None:
