@@ -69,6 +69,11 @@ class Page:
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        # Which request failed (Chromium's console message does not say).
+        self.page.on(
+            "response",
+            lambda r: self.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+        )
         self.base = server.base_url
 
     def open(self, fragment: str = "") -> Any:
@@ -339,3 +344,151 @@ def test_page_shows_the_outage_and_reconnects_after_a_service_restart(
             p.wait_for_selector("#stale-banner[hidden]", state="attached", timeout=30_000)
     finally:
         context.close()
+
+
+# -- the trace archive in the device view --------------------------------------------------
+
+
+def _traces(server: ConsoleServer, dev: str, **query: str) -> list[dict[str, Any]]:
+    r = server.http.get(f"/api/v1/devices/{dev}/traces", params=query)
+    r.raise_for_status()
+    traces: list[dict[str, Any]] = r.json()["traces"]
+    return traces
+
+
+def test_stored_trace_picked_from_the_timeline_is_drawn_whole(
+    page: Page, server: ConsoleServer
+) -> None:
+    wait_for(lambda: _traces(server, "sim1"), 60, "a stored trace of sim1")
+    p = page.open("#/device/sim1")
+    items = p.locator("#archive-list li[data-trace-id]")
+    items.first.wait_for()
+    # Each row says why its trace was kept, in the kind's own colour class.
+    for i in range(items.count()):
+        kind = items.nth(i).get_attribute("data-kind")
+        assert kind in ("periodic", "alarm", "manual")
+        assert f"kind-{kind}" in (items.nth(i).get_attribute("class") or "")
+    p.wait_for_function("Number(document.querySelector('#spectrum').dataset.points || 0) > 0")
+    row = items.last  # the oldest listed
+    trace_id = row.get_attribute("data-trace-id")
+    row.locator("a").click()
+    p.wait_for_function(f"document.querySelector('#spectrum').dataset.storedId === '{trace_id}'")
+    stored = server.http.get(f"/api/v1/devices/sim1/traces/{trace_id}").json()
+    shown = p.evaluate("document.querySelector('#spectrum').dataset.storedPoints")
+    assert int(shown) == len(stored["frequency_thz"]) == len(stored["power_dbm"])
+    assert p.evaluate("document.querySelector('#spectrum').dataset.storedResampled") == ""
+    assert "selected" in (row.get_attribute("class") or "")
+    assert stored["reason"] in p.locator("#stored-label").inner_text()
+    # In wavelength it stays whole; "." steps to the next newer stored trace.
+    p.keyboard.press("u")
+    _wait_js(p, "document.querySelector('#spectrum .u-legend')?.textContent.includes('nm')")
+    p.wait_for_function(
+        "document.querySelector('#spectrum').dataset.storedPoints"
+        f" === '{len(stored['frequency_thz'])}'"
+    )
+    newer = items.nth(items.count() - 2).get_attribute("data-trace-id")
+    p.keyboard.press(".")
+    p.wait_for_function(f"document.querySelector('#spectrum').dataset.storedId === '{newer}'")
+    # The live trace keeps being drawn beside it; "c" removes the stored one.
+    p.keyboard.press("c")
+    p.wait_for_function("document.querySelector('#spectrum').dataset.storedId === ''")
+    assert page.errors == []
+
+
+def test_reference_saved_then_channel_power_changed_shows_its_delta(
+    page: Page, server: ConsoleServer
+) -> None:
+    dev, ch = "sim2", 20
+    wait_for(lambda: _traces(server, dev), 60, "a stored trace of sim2")
+    p = page.open(f"#/device/{dev}")
+    p.locator("#reference-panel:not([hidden])").wait_for()
+    p.locator("#archive-list li[data-trace-id]").first.wait_for()
+    # Without the key the page says what is missing and stores nothing.
+    p.locator("#reference-name").fill("golden")
+    p.locator("#reference-save").click()
+    p.wait_for_function("document.querySelector('#reference-result').textContent.includes('key')")
+    p.evaluate(f"sessionStorage.setItem('odpm.apiKey', '{API_KEY}')")
+    p.locator("#reference-save").click()
+    p.wait_for_function(
+        "document.querySelectorAll('#diff-bars .diff-bar').length === 80"
+        " && document.querySelector('#spectrum').dataset.reference === 'golden'"
+    )
+    refs = server.http.get(f"/api/v1/devices/{dev}/references").json()["references"]
+    assert [r["name"] for r in refs] == ["golden"]
+    truth = float(server.sim_query(dev, "SIM:TRUT:POW?").split(",")[ch - 1])
+    server.sim_command(dev, f"SIM:CHAN:POW {ch},{truth - 4:.3f}")
+    try:
+        scan = server.http.post(
+            f"/api/v1/devices/{dev}/scan", headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        assert scan.status_code == 200, scan.text
+        manual = _traces(server, dev, reason="manual")[-1]
+        # The panel compares the newest stored trace once its listing has it (10 s poll):
+        # the manual one, or one stored after it (a periodic trace may follow at once).
+        p.wait_for_function(
+            f"Number(document.querySelector('#diff-bars').dataset.trace) >= {manual['id']}",
+            timeout=40_000,
+        )
+        compared = int(p.evaluate("document.querySelector('#diff-bars').dataset.trace"))
+        shown = float(
+            p.locator(f'#diff-bars .diff-bar[data-channel="{ch}"]').get_attribute("data-delta")
+            or "nan"
+        )
+        api = server.http.get(
+            f"/api/v1/devices/{dev}/compare",
+            params={"reference": "golden", "trace_id": compared},
+        ).json()
+        delta = next(c for c in api["channels"] if c["channel"] == ch)["power_delta_db"]
+        assert shown == pytest.approx(delta, abs=0.1)
+        assert delta == pytest.approx(-4, abs=1)
+        others = [
+            c["power_delta_db"]
+            for c in api["channels"]
+            if c["channel"] != ch and c["power_delta_db"] is not None
+        ]
+        assert max(abs(d) for d in others) < 1
+    finally:
+        server.sim_command(dev, f"SIM:CHAN:POW {ch},{truth:.3f}")
+    # The commissioning report link names the reference.
+    href = p.locator("#report-link").get_attribute("href") or ""
+    assert href.startswith(f"/api/v1/devices/{dev}/report?") and "format=html" in href
+    assert "reference=golden" in href
+    report = server.http.get(href)
+    assert report.status_code == 200 and "text/html" in report.headers["content-type"]
+    assert page.errors == []
+
+
+def test_alarm_link_opens_the_spectrum_stored_at_that_moment(
+    page: Page, server: ConsoleServer
+) -> None:
+    p = page.open("#/device/sim1")
+    p.locator("#archive-panel:not([hidden])").wait_for()
+    server.sim_command("sim1", "SIM:CHAN:DARK 33")
+    try:
+        link = p.locator('#alarm-list .active-alarms li[data-channel="33"] a.trace-link')
+        link.wait_for(timeout=30_000)
+        event = server.http.get("/api/v1/alarms", params={"device": "sim1"}).json()
+        raised = next(e for e in event["active"] if e["channel"] == 33)
+        with p.expect_response(lambda r: "/trace?at=" in r.url) as answer:
+            link.click()
+        assert answer.value.status == 200
+        opened = json.loads(answer.value.body())
+        p.wait_for_function(
+            f"document.querySelector('#spectrum').dataset.storedId === '{opened['id']}'"
+        )
+        # The same question by a script gives the same stored trace.
+        api = server.http.get("/api/v1/devices/sim1/trace", params={"at": raised["time"]}).json()
+        assert api["id"] == opened["id"]
+        assert (
+            abs(
+                (
+                    datetime.fromisoformat(api["time"]) - datetime.fromisoformat(raised["time"])
+                ).total_seconds()
+            )
+            <= 2
+        )
+        shown = int(p.evaluate("document.querySelector('#spectrum').dataset.storedPoints"))
+        assert shown == len(api["frequency_thz"])
+    finally:
+        server.sim_command("sim1", "SIM:CHAN:DARK 33,OFF")
+    assert page.errors == []

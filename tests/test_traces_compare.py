@@ -22,7 +22,7 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from api.app import create_app
-from api.routes.references import CompareOut
+from api.routes.references import CompareOut, ReferenceTraceOut
 from drivers.odpm96 import Odpm96
 from drivers.transport import open_transport
 from odpm import __version__
@@ -144,6 +144,21 @@ def test_reference_from_uploaded_csv(run: tuple[TestClient, Service]) -> None:
         f"{V1}/devices/sim1/compare", params={"reference": "upload", "trace_id": trace["id"]}
     ).json()
     assert all(abs(c["power_delta_db"] or 0.0) <= 0.01 for c in body["channels"])
+    # One reference with its levels (the console overlays it): the stored trace's points,
+    # those below the floor (left out of the CSV) aside.
+    stored = client.get(f"{V1}/devices/sim1/traces/{trace['id']}").json()
+    ref = client.get(f"{V1}/devices/sim1/references/upload").json()
+    ReferenceTraceOut.model_validate(ref)
+    assert ref["name"] == "upload" and ref["source"] == "csv"
+    kept = [
+        (f, p)
+        for f, p in zip(stored["frequency_thz"], stored["power_dbm"], strict=True)
+        if p is not None
+    ]
+    assert list(zip(ref["frequency_thz"], ref["power_dbm"], strict=True)) == kept
+    assert ref["points"] == len(kept)
+    missing = client.get(f"{V1}/devices/sim1/references/nope")
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]
     bad = client.put(
         f"{V1}/devices/sim1/references/bad",
         json={"csv": "frequency_thz,power_dbm\n193.1,abc\n", "rbw_ghz": 6.25},

@@ -105,6 +105,26 @@ def list_references(dev: DeviceDep, service: ServiceDep) -> dict[str, Any]:
     }
 
 
+class ReferenceTraceOut(ReferenceOut):
+    frequency_thz: list[float]
+    power_dbm: list[float | None] = Field(description="0.01 dB resolution; null below floor")
+
+
+@router.get(
+    "/devices/{device_id}/references/{name}",
+    responses={200: {"model": ReferenceTraceOut}, **error_responses(401, 403, 404)},
+)
+def get_reference(dev: DeviceDep, service: ServiceDep, name: RefName) -> dict[str, Any]:
+    """One reference with its levels (to overlay it on a spectrum, e.g. in the console)."""
+    ref = reference_of(service, dev, name)
+    power = [None if p != p else round(p, 2) for p in ref.power_dbm.tolist()]
+    return {
+        **ref.summary(),
+        "frequency_thz": ref.frequency_thz.tolist(),
+        "power_dbm": power,
+    }
+
+
 def _from_csv(text: str) -> tuple[Any, Any]:
     with tempfile.TemporaryDirectory(prefix="odpm-ref-") as tmp:
         path = FilePath(tmp) / "upload.csv"

@@ -81,6 +81,17 @@ class ConsoleServer:
         if not answer.startswith("0,"):
             raise AssertionError(f"simulator refused {commands}: {answer}")
 
+    def sim_query(self, dev_id: str, query: str) -> str:
+        """One answer line of a device's simulator to a query (``SIM:TRUT:POW?``)."""
+        address = self.device(dev_id)["address"]
+        host, _, port = address.removeprefix("socket://").rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            sock.sendall(query.encode("ascii") + b"\n")
+            answer = reader.readline().decode("ascii").strip()
+            reader.close()
+        return answer
+
 
 @contextlib.contextmanager
 def console_server(
@@ -115,8 +126,16 @@ def console_server(
             if proc.poll() is not None:
                 raise AssertionError(f"odpm serve exited: {log_path.read_text()[-2000:]}")
             r = server.http.get("/api/v1/devices")
-            return r.status_code == 200 and all(
-                d["state"] == "running" and d["counters"]["scans"] > 0 for d in r.json()
+            if r.status_code != 200:
+                return False
+            devices = r.json()
+            # A scan counted is not yet a reading: the analysis of the first scan takes a
+            # while (it can take seconds since the model fit), and the page asks for it.
+            return all(
+                d["state"] == "running"
+                and d["counters"]["scans"] > 0
+                and server.http.get(f"/api/v1/devices/{d['id']}/latest").status_code == 200
+                for d in devices
             )
 
         wait_for(all_scanning, 60 + extra_config.count("[[devices]]") / 2, "every device scanning")

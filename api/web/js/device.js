@@ -7,11 +7,12 @@
 
 import { getJSON, getOptional } from "./api.js";
 import { AlarmPanel } from "./alarms.js";
-import { ArchivePanel } from "./archive.js";
+import { ArchivePanel, kindOf } from "./archive.js";
 import { ChannelTable } from "./channels.js";
 import { ControlPanel } from "./control.js";
 import { age, fmt } from "./format.js";
 import { HistoryChart, RANGES } from "./history.js";
+import { ReferencePanel } from "./reference.js";
 import { Spectrum } from "./spectrum.js";
 import { LiveStream } from "./stream.js";
 import { Thresholds } from "./thresholds.js";
@@ -40,8 +41,17 @@ export class DeviceView {
     });
     this.table.setUnit(this.unit);
     this.history = new HistoryChart($("#history-chart"), $("#history-status"));
-    this.archive = new ArchivePanel($("#archive-panel"), $("#archive-list"), {
-      onReference: (trace, item) => this.showReference(trace, item),
+    this.archive = new ArchivePanel($("#archive-panel"), {
+      onPick: (trace) => this.showStored(trace),
+      onChange: () => {
+        this.alarms.render(); // links to the spectrum at each event follow the listing
+        this.reference.traceChanged();
+      },
+    });
+    this.reference = new ReferencePanel($("#reference-panel"), {
+      archive: this.archive,
+      onOverlay: (ref) => this.showReference(ref),
+      onPickChannel: (ch) => this.selectChannel(ch),
     });
     this.alarms = new AlarmPanel($("#alarm-list"), {
       onPickChannel: (ch) => this.selectChannel(ch),
@@ -62,7 +72,13 @@ export class DeviceView {
     this.refreshDevice();
     this.refreshThresholds();
     this.alarms.load(id).catch((err) => this.note(`alarms: ${err.message}`));
-    this.archive.load(id);
+    $("#stored-note").hidden = true;
+    $("#reference-note").hidden = true;
+    $("#reference-panel").hidden = true;
+    this.archive.load(id).then(() => {
+      $("#reference-panel").hidden = !this.archive.available;
+      if (this.archive.available && !this.closed) this.reference.load(id);
+    });
     this.timers.push(setInterval(() => this.refreshDevice(), 5000));
     this.timers.push(setInterval(() => this.refreshThresholds(), 30000));
     this.timers.push(setInterval(() => this.alarms.load(id).catch(() => {}), 30000));
@@ -210,20 +226,29 @@ export class DeviceView {
     $("#device").classList.toggle("paused", this.paused);
   }
 
-  /** Overlay a stored trace (null: remove the overlay). */
-  showReference(trace, item) {
-    this.spectrum.setReference(trace);
-    $("#reference-note").hidden = trace == null;
+  /** Draw a stored trace beside the live one (null: remove it). */
+  showStored(trace) {
+    this.spectrum.setOverlay("stored", trace);
+    $("#stored-note").hidden = trace == null;
     if (trace) {
-      const why = item.reason ? ` (${item.reason})` : "";
-      $("#reference-label").textContent = `reference: stored trace of ${new Date(item.time).toLocaleString()}${why}`;
+      $("#stored-label").textContent =
+        `stored #${trace.id}: ${new Date(trace.time).toLocaleString()}, ${trace.reason}` +
+        ` (${kindOf(trace.reason)}), ${trace.frequency_thz.length} points`;
     }
-    if (this.reading) this.fetchTrace(this.reading);
+  }
+
+  /** Draw a reference trace (GET .../references/{name}) on the spectrum (null: none). */
+  showReference(ref) {
+    this.spectrum.setOverlay("reference", ref);
+    $("#reference-note").hidden = ref == null;
+    if (ref) $("#reference-label").textContent = `reference "${ref.name}" of ${new Date(ref.time).toLocaleString()}`;
   }
 
   close() {
     this.closed = true;
     this.stream.close();
+    this.archive.close();
+    this.reference.close();
     for (const t of this.timers) clearInterval(t);
     this.spectrum.destroy();
     this.history.plot.destroy();

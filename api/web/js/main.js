@@ -112,7 +112,7 @@ $("#key-forget").addEventListener("click", () => {
 
 $("#unit-button").addEventListener("click", () => deviceView && deviceView.toggleUnit());
 $("#zoom-reset").addEventListener("click", () => deviceView && deviceView.spectrum.resetZoom());
-$("#reference-clear").addEventListener("click", () => deviceView && deviceView.showReference(null));
+$("#stored-clear").addEventListener("click", () => deviceView && deviceView.archive.clear());
 $("#pause-button").addEventListener("click", () => deviceView && deviceView.togglePause());
 for (const b of document.querySelectorAll("#history-ranges button")) {
   b.addEventListener("click", () => deviceView && deviceView.setRange(b.dataset.range));
@@ -137,6 +137,9 @@ const SHORTCUTS = {
   d: () => deviceView && deviceView.setRange("day"),
   w: () => deviceView && deviceView.setRange("week"),
   p: () => deviceView && deviceView.togglePause(),
+  ",": () => deviceView && deviceView.archive.available && deviceView.archive.step(-1),
+  ".": () => deviceView && deviceView.archive.available && deviceView.archive.step(1),
+  c: () => deviceView && deviceView.archive.clear(),
   " ": () => deviceView && deviceView.togglePause(),
 };
 

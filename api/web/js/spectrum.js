@@ -18,7 +18,12 @@ export const QUALITY_COLOURS = {
 const GRID_COLOUR = "rgba(139,148,158,0.18)";
 const NOISE_COLOUR = "#f0883e";
 const SELECT_COLOUR = "rgba(88,166,255,0.14)";
+const STORED_COLOUR = "#f2cc60";
 const REFERENCE_COLOUR = "#a371f7";
+// Series index of each overlay and of the live trace (0 is x): the live trace is the
+// last, so it is drawn over the others.
+const OVERLAY_SERIES = { reference: 1, stored: 2 };
+const LIVE_SERIES = 3;
 
 export class Spectrum {
   constructor(container, { onPickChannel } = {}) {
@@ -31,8 +36,13 @@ export class Spectrum {
     this.points = 0;
     this.fullRange = null;
     this.xCache = { key: "", x: null };
-    this.reference = null; // {frequency_thz, power_dbm} overlaid when set
-    this.plot = new uPlot(this.options(), [[], [], []], container);
+    this.live = null; // the last live trace drawn
+    // Traces drawn beside the live one ({frequency_thz, power_dbm}): a stored trace picked
+    // from the archive, and a reference.  Resampled onto the live axis when it differs.
+    this.overlays = { stored: null, reference: null };
+    this.overlayCache = { stored: { key: "", y: null }, reference: { key: "", y: null } };
+    for (const k of ["storedId", "storedPoints", "storedResampled", "reference"]) delete container.dataset[k];
+    this.plot = new uPlot(this.options(), [[], [], [], []], container);
     this.installMouse();
     this.resizer = new ResizeObserver(() => this.fit());
     this.resizer.observe(container);
@@ -59,18 +69,27 @@ export class Spectrum {
           value: (u, v) => (v == null ? "—" : v.toFixed(4)),
         },
         {
-          label: "Trace",
-          stroke: "#58a6ff",
+          label: "Reference",
+          stroke: REFERENCE_COLOUR,
           width: 1,
-          spanGaps: false,
+          dash: [6, 3],
+          show: false,
           points: { show: false },
           value: (u, v) => (v == null ? "—" : `${v.toFixed(2)} dBm`),
         },
         {
-          label: "Reference",
-          stroke: REFERENCE_COLOUR,
+          label: "Stored",
+          stroke: STORED_COLOUR,
           width: 1,
           show: false,
+          points: { show: false },
+          value: (u, v) => (v == null ? "—" : `${v.toFixed(2)} dBm`),
+        },
+        {
+          label: "Trace",
+          stroke: "#58a6ff",
+          width: 1,
+          spanGaps: false,
           points: { show: false },
           value: (u, v) => (v == null ? "—" : `${v.toFixed(2)} dBm`),
         },
@@ -107,10 +126,22 @@ export class Spectrum {
     return power.slice().reverse();
   }
 
-  referenceValues(n) {
-    const r = this.reference;
-    if (!r || r.power_dbm.length !== n) return new Array(n).fill(null);
-    return this.yValues(r.power_dbm);
+  /** An overlay's levels on the axis `freq` (frequency order), cached per overlay and axis:
+   * the trace itself when its axis is the same, else linear interpolation (null outside it). */
+  overlayValues(kind, freq) {
+    const o = this.overlays[kind];
+    if (!o) return null;
+    const key = `${this.unit}:${freq.length}:${freq[0]}:${freq[freq.length - 1]}`;
+    const cache = this.overlayCache[kind];
+    if (cache.key === key && cache.trace === o) return cache.y;
+    const same = sameAxis(o.frequency_thz, freq);
+    const y = this.yValues(same ? o.power_dbm : resample(o.frequency_thz, o.power_dbm, freq));
+    this.overlayCache[kind] = { key, trace: o, y };
+    if (kind === "stored") {
+      this.container.dataset.storedPoints = String(same ? o.power_dbm.length : freq.length);
+      this.container.dataset.storedResampled = same ? "" : "1";
+    }
+    return y;
   }
 
   isZoomed() {
@@ -121,22 +152,47 @@ export class Spectrum {
 
   /** Draw a trace (TraceOut) with the channel marks of its reading (ReadingOut). */
   update(trace, reading) {
-    const x = this.xValues(trace.frequency_thz);
-    const y = this.yValues(trace.power_dbm);
+    this.live = trace;
     this.rbwGhz = trace.rbw_ghz;
     this.channels = reading ? reading.channels : [];
-    this.points = x.length;
-    this.container.dataset.points = String(x.length);
+    this.points = trace.frequency_thz.length;
+    this.container.dataset.points = String(this.points);
+    this.draw();
+  }
+
+  /** Draw the live trace and the overlays; without a live trace, on the first overlay's axis. */
+  draw() {
+    const base = this.live || this.overlays.stored || this.overlays.reference;
+    if (!base) return;
+    const freq = base.frequency_thz;
+    const n = freq.length;
+    const x = this.xValues(freq);
+    if (!this.nulls || this.nulls.length !== n) this.nulls = new Array(n).fill(null);
+    const y = this.live ? this.yValues(this.live.power_dbm) : this.nulls;
     const zoomed = this.isZoomed();
-    this.fullRange = [x[0], x[x.length - 1]];
-    const ref = this.referenceValues(x.length);
-    this.plot.setSeries(2, { show: this.reference != null });
-    this.plot.setData([x, y, ref], !zoomed);
+    this.fullRange = [x[0], x[n - 1]];
+    const data = [x, null, null, null];
+    data[LIVE_SERIES] = y;
+    for (const [kind, idx] of Object.entries(OVERLAY_SERIES)) {
+      const shown = this.overlays[kind] != null;
+      data[idx] = shown ? this.overlayValues(kind, freq) : this.nulls;
+      if (this.plot.series[idx].show !== shown) this.plot.setSeries(idx, { show: shown });
+    }
+    this.plot.setData(data, !zoomed);
     if (zoomed) this.plot.redraw(false, true);
   }
 
-  setReference(trace) {
-    this.reference = trace;
+  /** Draw a stored trace ("stored") or a reference ("reference") beside the live one;
+   * null removes it. */
+  setOverlay(kind, trace) {
+    this.overlays[kind] = trace;
+    this.overlayCache[kind] = { key: "", y: null };
+    if (kind === "stored") {
+      this.container.dataset.storedId = trace && trace.id != null ? String(trace.id) : "";
+      if (!trace) this.container.dataset.storedPoints = "";
+    }
+    if (kind === "reference") this.container.dataset.reference = trace ? trace.name || "" : "";
+    this.draw();
   }
 
   /** Switch the x axis between "thz" and "nm"; the caller draws the data again. */
@@ -146,8 +202,9 @@ export class Spectrum {
     this.xCache = { key: "", x: null };
     this.fullRange = null;
     this.plot.destroy();
-    this.plot = new uPlot(this.options(), [[], [], []], this.container);
+    this.plot = new uPlot(this.options(), [[], [], [], []], this.container);
     this.installMouse();
+    this.overlayCache = { stored: { key: "", y: null }, reference: { key: "", y: null } };
   }
 
   select(channel) {
@@ -292,6 +349,29 @@ export class Spectrum {
     this.resizer.disconnect();
     this.plot.destroy();
   }
+}
+
+/** Whether two frequency axes are the same points (same length and ends). */
+function sameAxis(a, b) {
+  return a.length === b.length && a[0] === b[0] && a[a.length - 1] === b[b.length - 1];
+}
+
+/** Levels `power` on axis `freq` (both ascending) linearly interpolated onto `onto`;
+ * null outside `freq` or next to a null level. One pass over both axes. */
+function resample(freq, power, onto) {
+  const out = new Array(onto.length).fill(null);
+  let j = 0;
+  for (let i = 0; i < onto.length; i++) {
+    const f = onto[i];
+    if (f < freq[0] || f > freq[freq.length - 1]) continue;
+    while (j < freq.length - 2 && freq[j + 1] < f) j++;
+    const a = power[j];
+    const b = power[j + 1];
+    if (a == null || b == null) continue;
+    const span = freq[j + 1] - freq[j];
+    out[i] = span > 0 ? a + ((b - a) * (f - freq[j])) / span : a;
+  }
+  return out;
 }
 
 function yRange(min, max) {
