@@ -379,9 +379,6 @@ class AcquisitionWorker:
         if self._connected_once:
             self._count(reconnects=1)
         self._connected_once = True
-        # The link works again: the error is history (``last_error_at`` and the
-        # ``errors`` counter keep it).
-        self._last_error = None
         log.info("%s: connected to %s", self.device.id, self._identity)
 
     def _close(self) -> None:
@@ -536,6 +533,12 @@ class AcquisitionWorker:
 
     def _deliver(self, scan: RawScan) -> None:
         self._count(scans=1)
+        if not self._scanned_since_open:
+            # The device works again: the error is history (``last_error_at`` and the
+            # ``errors`` counter keep it).  Cleared on the first scan, not on connect: a
+            # link that opens and then delivers nothing (a stream of garbage, a hung
+            # sweep) still has its error to show.
+            self._last_error = None
         self._scanned_since_open = True
         self._last_scan_time = scan.time
         try:

@@ -117,14 +117,21 @@ def test_unknown_device_is_404_everywhere(client: TestClient) -> None:
 
 
 def test_scan_now_returns_the_reading_and_caches_the_trace(client: TestClient) -> None:
-    before = client.get(f"{V1}/devices/sim1").json()["counters"]["scans"]
-    r = client.post(f"{V1}/devices/sim1/scan", json={"mode": "trace"}, headers=AUTH)
-    assert r.status_code == 200
-    reading = r.json()
-    assert reading["mode"] == "trace" and len(reading["channels"]) == 80
-    assert reading["min_osnr_db"] is not None  # a trace measures OSNR, ports do not
-    assert client.get(f"{V1}/devices/sim1").json()["counters"]["scans"] > before
-    trace = client.get(f"{V1}/devices/sim1/trace").json()
+    # Paused, so no scheduled power scan lands between the requested trace and the GET
+    # (/trace is 404 once the newest scan is a power reading); requests are still served.
+    control = f"{V1}/devices/sim1/acquisition"
+    assert client.put(control, json={"running": False}, headers=AUTH).status_code == 200
+    try:
+        before = client.get(f"{V1}/devices/sim1").json()["counters"]["scans"]
+        r = client.post(f"{V1}/devices/sim1/scan", json={"mode": "trace"}, headers=AUTH)
+        assert r.status_code == 200
+        reading = r.json()
+        assert reading["mode"] == "trace" and len(reading["channels"]) == 80
+        assert reading["min_osnr_db"] is not None  # a trace measures OSNR, ports do not
+        assert client.get(f"{V1}/devices/sim1").json()["counters"]["scans"] > before
+        trace = client.get(f"{V1}/devices/sim1/trace").json()
+    finally:
+        client.put(control, json={"running": True}, headers=AUTH)
     assert (
         trace["time"] == reading["time"].replace("+00:00", "Z") or trace["time"] == reading["time"]
     )
