@@ -355,3 +355,29 @@ class Neighbourhood:
             offset_ghz=f_ghz[idx] - centres_ghz[:, None],
             reach_ghz=np.maximum(hi - centres_ghz, centres_ghz - lo),
         )
+
+
+def half_crossings_ghz(
+    g: npt.NDArray[np.float32], level: FloatArray, offset_ghz: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Outermost crossings of ``level`` in each slot window ``g`` (``(N, C, L)``, offsets
+    ``(C, L)`` from the centre), interpolated linearly: (rising edge, falling edge)."""
+    n, c, length = g.shape
+    above = g >= level.astype(g.dtype)[..., None]  # compared in g's float32
+    first = above.argmax(axis=-1)
+    last = length - 1 - above[..., ::-1].argmax(axis=-1)
+    # Pick samples by (row, column) of g as (N x C, L): plain fancy indexing of a view,
+    # far cheaper than take_along_axis on (N, C, L).
+    g_rows = g.reshape(n * c, length)
+    row = np.arange(n * c).reshape(n, c)
+    chan = np.arange(c)
+
+    def at(i: IntArray) -> tuple[FloatArray, FloatArray]:
+        return g_rows[row, i].astype(np.float64), offset_ghz[chan, i]
+
+    (g_b, f_b), (g_f, f_f) = at(np.maximum(first - 1, 0)), at(first)
+    (g_l, f_l), (g_a, f_a) = at(last), at(np.minimum(last + 1, length - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rise = np.where(g_f > g_b, f_b + (level - g_b) / (g_f - g_b) * (f_f - f_b), f_f)
+        fall = np.where(g_l > g_a, f_l + (g_l - level) / (g_l - g_a) * (f_a - f_l), f_l)
+    return np.asarray(rise), np.asarray(fall)

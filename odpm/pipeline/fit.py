@@ -38,8 +38,8 @@ import numpy as np
 import numpy.typing as npt
 
 from odpm.models import FloatArray
-from odpm.pipeline.axis import TraceAxis
-from odpm.pipeline.formulas import OSNR_REFERENCE_BANDWIDTH_GHZ, IntArray
+from odpm.pipeline.axis import TraceAxis, half_crossings_ghz
+from odpm.pipeline.formulas import OSNR_REFERENCE_BANDWIDTH_GHZ
 from odpm.pipeline.shapes import ShapeTable, shape_table, stacked_tables
 
 #: 10 / ln 10: converts a relative standard deviation into dB.
@@ -89,30 +89,6 @@ def pit_noise_level(axis: TraceAxis, p: npt.NDArray[np.float32]) -> FloatArray:
     mid = np.take(p, axis.pit_idx, axis=1).min(axis=-1).astype(np.float64)
     t = axis.centre_t
     return np.asarray(mid[:, :-1] * (1 - t) + mid[:, 1:] * t)
-
-
-def half_crossings_ghz(
-    g: npt.NDArray[np.float32], level: FloatArray, offset_ghz: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """Outermost crossings of ``level`` in each slot window ``g`` (``(N, C, L)``, offsets
-    ``(C, L)`` from the centre), interpolated linearly: (rising edge, falling edge)."""
-    n, c, length = g.shape
-    above = g >= level.astype(g.dtype)[..., None]
-    first = above.argmax(axis=-1)
-    last = length - 1 - above[..., ::-1].argmax(axis=-1)
-    g_rows = g.reshape(n * c, length)
-    row = np.arange(n * c).reshape(n, c)
-    chan = np.arange(c)
-
-    def at(i: IntArray) -> tuple[FloatArray, FloatArray]:
-        return g_rows[row, i].astype(np.float64), offset_ghz[chan, i]
-
-    (g_b, f_b), (g_f, f_f) = at(np.maximum(first - 1, 0)), at(first)
-    (g_l, f_l), (g_a, f_a) = at(last), at(np.minimum(last + 1, length - 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rise = np.where(g_f > g_b, f_b + (level - g_b) / (g_f - g_b) * (f_f - f_b), f_f)
-        fall = np.where(g_l > g_a, f_l + (g_l - level) / (g_l - g_a) * (f_a - f_l), f_l)
-    return np.asarray(rise), np.asarray(fall)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,11 @@ import numpy as np
 import numpy.typing as npt
 
 from odpm.models import FloatArray, OsnrMethod, Quality
-from odpm.pipeline.axis import TraceAxis, _weighted_sums
+from odpm.pipeline.axis import TraceAxis, _weighted_sums, half_crossings_ghz
 from odpm.pipeline.companions import reference, signal_off
 from odpm.pipeline.formulas import (
     UNRESOLVED_CURVATURE_DB,
     BoolArray,
-    IntArray,
     _flatness_db,
     _nanmin_rows,
     osnr_db,
@@ -231,27 +230,6 @@ def _centre_offset_ghz(
     g: npt.NDArray[np.float32], half_level: FloatArray, slot_offset_ghz: FloatArray
 ) -> FloatArray:
     """Midpoint of the outermost crossings of ``half_level`` in each slot, relative to
-    the grid centre (the AQ6370's -3 dB centre, on the noise-subtracted level).
-
-    Crossings are interpolated linearly between the samples either side.
-    """
-    n, c, length = g.shape
-    above = g >= half_level.astype(g.dtype)[..., None]  # compared in g's float32
-    first = above.argmax(axis=-1)
-    last = length - 1 - above[..., ::-1].argmax(axis=-1)
-    # Pick samples by (row, column) of g as (N x C, L): plain fancy indexing of a view,
-    # far cheaper than take_along_axis on (N, C, L).
-    g_rows = g.reshape(n * c, length)
-    row = np.arange(n * c).reshape(n, c)
-    chan = np.arange(c)
-
-    def at(i: IntArray) -> tuple[FloatArray, FloatArray]:
-        return g_rows[row, i].astype(np.float64), slot_offset_ghz[chan, i]
-
-    (g_b, f_b), (g_f, f_f) = at(np.maximum(first - 1, 0)), at(first)
-    (g_l, f_l), (g_a, f_a) = at(last), at(np.minimum(last + 1, length - 1))
-    hh = half_level
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rise = np.where(g_f > g_b, f_b + (hh - g_b) / (g_f - g_b) * (f_f - f_b), f_f)
-        fall = np.where(g_l > g_a, f_l + (g_l - hh) / (g_l - g_a) * (f_a - f_l), f_l)
+    the grid centre (the AQ6370's -3 dB centre, on the noise-subtracted level)."""
+    rise, fall = half_crossings_ghz(g, half_level, slot_offset_ghz)
     return np.asarray((rise + fall) / 2, dtype=np.float64)
