@@ -22,8 +22,9 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from drivers.errors import DeviceError, DeviceTimeout, DriverError, ProtocolError
+from drivers.errors import DeviceTimeout, DriverError, ProtocolError
 from drivers.ieee488 import read_definite_block
+from drivers.scpi import ScpiInstrument, parse_int
 from drivers.stream import StreamFrame, StreamParser
 from drivers.transport import Transport
 from odpm.grid import PortGrid
@@ -32,8 +33,6 @@ from odpm.grid import PortGrid
 BELOW_FLOOR_DBM = -99.99
 #: Largest binary block we accept (a 3881-point trace is 15.5 kB).
 MAX_BLOCK_BYTES = 16 * 1024 * 1024
-#: ``SYST:ERR?`` is read at most this many times per check (the SCPI queue holds 10).
-_MAX_ERROR_READS = 32
 
 
 class DeviceStatus(IntFlag):
@@ -78,82 +77,16 @@ def _parse_float(text: str, what: str) -> float:
     return value
 
 
-def _parse_int(text: str, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ProtocolError(f"{what}: expected an integer, got {text!r}") from None
-
-
-def parse_error_answer(text: str) -> tuple[int, str]:
-    """``-113,"Undefined header"`` -> ``(-113, "Undefined header")``."""
-    code_text, sep, message = text.partition(",")
-    if not sep:
-        raise ProtocolError(f'SYST:ERR?: expected <code>,"<message>", got {text!r}')
-    code = _parse_int(code_text.strip(), "SYST:ERR? code")
-    return code, message.strip().strip('"')
-
-
-class Odpm96:
+class Odpm96(ScpiInstrument):
     """One ODPM-96 reached through ``transport`` (which the driver owns and closes)."""
 
     #: Acquisition modes this driver offers (see :mod:`drivers.registry`).
     modes: tuple[str, ...] = ("power", "trace", "stream")
 
     def __init__(self, transport: Transport, *, port_count: int = 96) -> None:
-        self.transport = transport
+        super().__init__(transport)
         self.port_count = port_count
         self._trace_axis: TraceAxis | None = None
-
-    # -- plumbing -----------------------------------------------------------------
-    def close(self) -> None:
-        self.transport.close()
-
-    def __enter__(self) -> Odpm96:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def write(self, command: str) -> None:
-        """Send one command line (no answer read)."""
-        if "\n" in command or "\r" in command:
-            raise ValueError(f"a command is one line, got {command!r}")
-        self.transport.write(command.encode("ascii") + b"\n")
-
-    def query(self, command: str) -> str:
-        """Send a query and return its one-line answer (decoded, stripped)."""
-        with self.transport.lock:
-            self.write(command)
-            raw = self.transport.read_line()
-        try:
-            return raw.decode("ascii").strip()
-        except UnicodeDecodeError:
-            raise ProtocolError(f"{command}: answer is not ASCII: {raw[:40]!r}") from None
-
-    def command(self, command: str) -> None:
-        """Send a setting command and raise :class:`DeviceError` if the device rejected it."""
-        with self.transport.lock:
-            self.write(command)
-            self.check_errors(command)
-
-    def read_error(self) -> tuple[int, str]:
-        """The oldest queued error (``(0, "No error")`` when the queue is empty)."""
-        return parse_error_answer(self.query("SYST:ERR?"))
-
-    def check_errors(self, command: str | None = None) -> None:
-        """Empty the error queue; raise the first error found, if any."""
-        first: tuple[int, str] | None = None
-        for _ in range(_MAX_ERROR_READS):
-            code, message = self.read_error()
-            if code == 0:
-                break
-            if first is None:
-                first = (code, message)
-        else:
-            raise ProtocolError("SYST:ERR? never reported 0 (error queue does not drain)")
-        if first is not None:
-            raise DeviceError(first[0], first[1], command)
 
     # -- identity and settings ----------------------------------------------------
     def identify(self) -> str:
@@ -177,7 +110,7 @@ class Odpm96:
     def read_port_grid(self) -> PortGrid:
         first_thz = _parse_float(self.query("SENS:GRID:STAR?"), "SENS:GRID:STAR?")
         spacing_ghz = _parse_float(self.query("SENS:GRID:SPAC?"), "SENS:GRID:SPAC?")
-        count = _parse_int(self.query("SENS:GRID:COUN?"), "SENS:GRID:COUN?")
+        count = parse_int(self.query("SENS:GRID:COUN?"), "SENS:GRID:COUN?")
         if count < 1 or spacing_ghz <= 0:
             raise ProtocolError(f"implausible grid: {count} ports every {spacing_ghz} GHz")
         self.port_count = count
@@ -189,13 +122,13 @@ class Odpm96:
         self.command(f"SENS:AVER {count}")
 
     def read_averaging(self) -> int:
-        return _parse_int(self.query("SENS:AVER?"), "SENS:AVER?")
+        return parse_int(self.query("SENS:AVER?"), "SENS:AVER?")
 
     def read_temperature_c(self) -> float:
         return _parse_float(self.query("SYST:TEMP?"), "SYST:TEMP?")
 
     def read_status(self) -> DeviceStatus:
-        return DeviceStatus(_parse_int(self.query("STAT:COND?"), "STAT:COND?") & 0xF)
+        return DeviceStatus(parse_int(self.query("STAT:COND?"), "STAT:COND?") & 0xF)
 
     def set_stream_rate(self, rate_hz: float) -> None:
         if not 0.1 <= rate_hz <= 1000:
@@ -226,7 +159,7 @@ class Odpm96:
         if self._trace_axis is None:
             start_thz = _parse_float(self.query("TRAC:STAR?"), "TRAC:STAR?")
             step_ghz = _parse_float(self.query("TRAC:STEP?"), "TRAC:STEP?")
-            points = _parse_int(self.query("TRAC:POIN?"), "TRAC:POIN?")
+            points = parse_int(self.query("TRAC:POIN?"), "TRAC:POIN?")
             rbw_ghz = _parse_float(self.query("TRAC:RBW?"), "TRAC:RBW?")
             if points < 1 or step_ghz <= 0 or rbw_ghz <= 0:
                 raise ProtocolError(

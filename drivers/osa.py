@@ -24,9 +24,10 @@ from typing import Literal, NoReturn
 import numpy as np
 import numpy.typing as npt
 
-from drivers.errors import DeviceError, DeviceTimeout, DriverError, ProtocolError
+from drivers.errors import DeviceTimeout, DriverError, ProtocolError
 from drivers.ieee488 import read_definite_block
-from drivers.odpm96 import Trace, parse_error_answer
+from drivers.odpm96 import Trace
+from drivers.scpi import ScpiInstrument
 from drivers.transport import Transport
 from odpm.air import air_to_vacuum_nm
 from odpm.grid import wavelength_nm_to_frequency_thz
@@ -35,7 +36,6 @@ WavelengthMedium = Literal["vacuum", "air"]
 #: Longest ASCII answer accepted: 50,001 values of up to 24 characters each.
 MAX_ASCII_ANSWER_BYTES = 50001 * 24
 #: ``:SYSTem:ERRor?`` is read at most this many times per check.
-_MAX_ERROR_READS = 32
 
 
 class UnsupportedMode(DriverError):  # noqa: N818 (reads as a sentence: "unsupported mode")
@@ -110,72 +110,25 @@ def parse_real_block(payload: bytes, points: int | None, what: str) -> npt.NDArr
     return np.frombuffer(payload, dtype="<f8").astype(np.float64)
 
 
-class ScpiOsa:
+class ScpiOsa(ScpiInstrument):
     """Plumbing for one OSA on ``transport`` (which the driver owns and closes)."""
 
     #: What :class:`~odpm.acquisition.AcquisitionWorker` may ask of this driver.
     modes: tuple[str, ...] = ("trace",)
     #: Shown in errors ("the AQ6370 has no port mode").
     model_name = "OSA"
-    #: Line terminator the driver sends.
-    terminator = b"\n"
+    #: The error-queue query, as the OSAs' manuals spell it.
+    error_query = ":SYSTem:ERRor?"
 
     def __init__(self, transport: Transport, *, poll_s: float = 0.05) -> None:
-        self.transport = transport
+        super().__init__(transport)
         self.poll_s = poll_s
         transport.max_line_bytes = max(transport.max_line_bytes, MAX_ASCII_ANSWER_BYTES)
-
-    # -- plumbing -----------------------------------------------------------------
-    def close(self) -> None:
-        self.transport.close()
-
-    def __enter__(self) -> ScpiOsa:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def write(self, command: str) -> None:
-        if "\n" in command or "\r" in command:
-            raise ValueError(f"a command is one line, got {command!r}")
-        self.transport.write(command.encode("ascii") + self.terminator)
-
-    def read_text(self, command: str) -> str:
-        raw = self.transport.read_line()
-        try:
-            return raw.decode("ascii").strip()
-        except UnicodeDecodeError:
-            raise ProtocolError(f"{command}: answer is not ASCII: {raw[:40]!r}") from None
-
-    def query(self, command: str) -> str:
-        with self.transport.lock:
-            self.write(command)
-            return self.read_text(command)
 
     def query_block(self, command: str) -> bytes:
         with self.transport.lock:
             self.write(command)
             return read_definite_block(self.transport)
-
-    def command(self, command: str) -> None:
-        """Send a setting and raise :class:`DeviceError` if the instrument queued an error."""
-        with self.transport.lock:
-            self.write(command)
-            self.check_errors(command)
-
-    def check_errors(self, command: str | None = None) -> None:
-        """Empty ``:SYSTem:ERRor?``; raise the first error found, if any."""
-        first: tuple[int, str] | None = None
-        for _ in range(_MAX_ERROR_READS):
-            code, message = parse_error_answer(self.query(":SYSTem:ERRor?"))
-            if code == 0:
-                break
-            if first is None:
-                first = (code, message)
-        else:
-            raise ProtocolError(":SYSTem:ERRor? never reported 0 (error queue does not drain)")
-        if first is not None:
-            raise DeviceError(first[0], first[1], command)
 
     def poll_until(self, done: Callable[[], bool], timeout_s: float, what: str) -> None:
         """Call ``done`` every ``poll_s`` until it is true; DeviceTimeout after ``timeout_s``."""
