@@ -133,12 +133,7 @@ class Aq6370(ScpiOsa):
 
     def identify(self) -> str:
         """The ``*IDN?`` answer; ProtocolError unless it names a Yokogawa AQ63xx."""
-        idn = self.query("*IDN?")
-        fields = [f.strip() for f in idn.split(",")]
-        maker_ok = len(fields) >= 2 and "YOKOGAWA" in fields[0].upper()
-        if not maker_ok or not fields[1].upper().startswith("AQ63"):
-            raise ProtocolError(f"*IDN?: not a Yokogawa AQ63xx OSA: {idn!r}")
-        self.model_name = fields[1]
+        idn = self.identify_as("YOKOGAWA", "AQ63", "a Yokogawa AQ63xx OSA")
         self.configure()
         return idn
 

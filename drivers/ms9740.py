@@ -76,12 +76,7 @@ class Ms9740(ScpiOsa):
 
     def identify(self) -> str:
         """The ``*IDN?`` answer; ProtocolError unless it names an Anritsu MS9740."""
-        idn = self.query("*IDN?")
-        fields = [f.strip() for f in idn.split(",")]
-        maker_ok = len(fields) >= 2 and "ANRITSU" in fields[0].upper()
-        if not maker_ok or not fields[1].upper().startswith("MS9740"):
-            raise ProtocolError(f"*IDN?: not an Anritsu MS9740: {idn!r}")
-        self.model_name = fields[1]
+        idn = self.identify_as("ANRITSU", "MS9740", "an Anritsu MS9740")
         if self.trace_format == "binary":
             self.command(":FORMat REAL")
         else:

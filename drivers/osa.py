@@ -130,6 +130,17 @@ class ScpiOsa(ScpiInstrument):
             self.write(command)
             return read_definite_block(self.transport)
 
+    def identify_as(self, maker: str, model_prefix: str, name: str) -> str:
+        """Ask ``*IDN?`` and check it names ``maker``'s ``model_prefix``...; the model
+        field (``AQ6370D``) becomes :attr:`model_name`.  ProtocolError otherwise."""
+        idn = self.query("*IDN?")
+        fields = [f.strip() for f in idn.split(",")]
+        maker_ok = len(fields) >= 2 and maker in fields[0].upper()
+        if not maker_ok or not fields[1].upper().startswith(model_prefix):
+            raise ProtocolError(f"*IDN?: not {name}: {idn!r}")
+        self.model_name = fields[1]
+        return idn
+
     def poll_until(self, done: Callable[[], bool], timeout_s: float, what: str) -> None:
         """Call ``done`` every ``poll_s`` until it is true; DeviceTimeout after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
