@@ -154,11 +154,6 @@ def test_no_confident_error_above_1db(
     assert np.all(np.isfinite(r.osnr_uncertainty_db[reported]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect (issue 15): a shallow (3 dB) WSS carving at 6.25 GHz RBW is not "
-    "flagged by interpolation; narrow channels then read ~1.5-2 dB too high",
-)
 def test_shallow_carving_under_interpolation_is_not_a_confident_error() -> None:
     osnr, lit, offset = random_scenario(GRID, 7)
     tr = make_trace(

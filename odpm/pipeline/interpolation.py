@@ -20,7 +20,8 @@ from odpm.pipeline.formulas import (
     signal_power_mw,
     tilt_db,
 )
-from odpm.pipeline.select import choose_inband
+from odpm.pipeline.select import check_interpolation, choose_inband
+from odpm.pipeline.shoulder import shoulder_noise
 from odpm.units import LN10_OVER_10, mw_to_dbm
 
 # --------------------------------------------------------------- the analysis
@@ -164,9 +165,37 @@ def analyse_traces(
     # without an OSNR or called a channel dark beside a window it could not resolve;
     # a trace of resolved narrow channels keeps interpolation's speed.
     slot_above = slot_dbm >= cfg.detection_threshold_dbm
+    carved = None
+    if inband and cfg.inband_methods:
+        # The shoulders check interpolation and stand in where it fails (select.py).
+        sh = shoulder_noise(axis, p, rbw_ghz)
+        check = check_interpolation(
+            present, osnr, noise_psd, unc, sh.noise_psd_mw_per_ghz, sh.uncertainty_db
+        )
+        use_sh = (
+            present
+            & ~check.interpolation_ok
+            & np.isfinite(sh.osnr_db)
+            & (sh.uncertainty_db <= cfg.fit_max_uncertainty_db)
+        )
+        osnr = np.where(check.interpolation_ok, osnr, np.where(use_sh, sh.osnr_db, np.nan))
+        signal_mw = np.where(use_sh, sh.signal_mw, signal_mw)
+        noise_psd = np.where(use_sh, sh.noise_psd_mw_per_ghz, noise_psd)
+        unc = np.where(use_sh, sh.uncertainty_db, np.where(np.isnan(osnr), np.nan, unc))
+        method = np.where(
+            use_sh,
+            OsnrMethod.SHOULDER,
+            np.where(np.isnan(osnr), OsnrMethod.NONE, method),
+        ).astype(np.uint8)
+        quality = np.where(
+            present,
+            np.where(np.isnan(osnr), Quality.NOISE_UNRESOLVED, Quality.OK),
+            Quality.DARK,
+        ).astype(np.uint8)
+        carved = check.carved
     needs_inband = (present & np.isnan(osnr)) | (~present & unresolved & slot_above)
     if inband and cfg.inband_methods and needs_inband.any():
-        chosen = choose_inband(axis, p, rbw_ghz, present, quality, osnr, slot_mw)
+        chosen = choose_inband(axis, p, rbw_ghz, present, quality, osnr, slot_mw, carved)
         present, quality, osnr = chosen.present, chosen.quality, chosen.osnr_db
         signal_mw = np.where(chosen.method == OsnrMethod.FIT, chosen.signal_mw, signal_mw)
         noise_psd = np.where(chosen.method == OsnrMethod.FIT, chosen.noise_psd, noise_psd)

@@ -1,11 +1,27 @@
 """Which OSNR a channel gets, and whether it is present at all, across methods.
 
-Order of trust, per channel: interpolation (IEC 61280-2-9) where its noise windows
-are flat (it is exact there and needs no model); else the raised-cosine model fit
-(:mod:`odpm.pipeline.fit`) when its uncertainty is at most
-``fit_max_uncertainty_db``; else no number and ``noise_unresolved``.  A confidently
-wrong number is the outcome to avoid, so a fit that cannot tell signal from noise
-(its uncertainty grows with the shape sensitivity) gives none.
+Order of trust, per channel (a channel gets the first that is credible):
+
+1. ``signal_off``, then ``reference`` (:mod:`odpm.pipeline.companions`): a second
+   trace measures the noise under the channel, or the channel's own shape; applied
+   last in :func:`~odpm.pipeline.interpolation.analyse_traces`, overriding the rest;
+2. ``interpolation`` (IEC 61280-2-9) where its noise windows are flat *and* no
+   shoulder says otherwise (:func:`check_interpolation`): it is exact there and needs
+   no model;
+3. ``shoulder`` (:mod:`odpm.pipeline.shoulder`): the noise read inside the channel's
+   own WSS passband, beside it, when its uncertainty is at most
+   ``fit_max_uncertainty_db``; it needs no model of the signal, only that the
+   shoulders are visible (narrow channels);
+4. ``fit``: the raised-cosine model fit (:mod:`odpm.pipeline.fit`) when its uncertainty
+   is at most ``fit_max_uncertainty_db`` and nothing in the trace shows ROADM carving
+   (a dark slot's floor, :mod:`odpm.pipeline.carving`; shoulders above the midpoints,
+   :func:`check_interpolation`; the trace dipping below the fitted pedestal between
+   channels, :func:`carved_between_channels`);
+5. no number and ``noise_unresolved``.
+
+A confidently wrong number is the outcome to avoid, so a fit that cannot tell signal
+from noise (its uncertainty grows with the shape sensitivity) gives none, and an
+interpolated OSNR whose midpoint noise disagrees with the shoulders is dropped.
 
 Presence: a channel is present when its slot power passes the absolute threshold and
 its signal stands ``detection_relative_db`` above the noise by *either* estimate: the
@@ -51,8 +67,11 @@ def choose_inband(
     quality: npt.NDArray[np.uint8],
     osnr: FloatArray,
     slot_mw: FloatArray,
+    carved_hint: BoolArray | None = None,
 ) -> Choice:
-    """Combine interpolation's verdicts (``present``, ``quality``, ``osnr``) with the fit."""
+    """Combine the verdicts so far (``present``, ``quality``, ``osnr``, from
+    interpolation and the shoulders) with the fit.  ``carved_hint`` ``(N,)``: traces
+    already known to be ROADM-carved (no fitted OSNR is credible there)."""
     cfg = axis.config
     fit = fit_raised_cosine(axis, p, rbw_ghz)
     noise_level = fit.noise_psd_mw_per_ghz * rbw_ghz
@@ -69,6 +88,9 @@ def choose_inband(
     # then no fitted OSNR of that trace is credible (see odpm.pipeline.carving).
     fitted = np.isfinite(fit.osnr_db) & (fit.uncertainty_db <= 3 * cfg.fit_max_uncertainty_db)
     carved = carved_by_roadm(dark_floor(axis, p, rbw_ghz), now_present, noise_level, fitted)
+    carved |= carved_between_channels(axis, p, now_present, noise_level, fitted)
+    if carved_hint is not None:
+        carved |= carved_hint
     credible &= ~carved[:, None]
     use_fit = now_present & np.isnan(osnr) & credible
     new_osnr = np.where(use_fit, fit.osnr_db, osnr)
@@ -87,3 +109,87 @@ def choose_inband(
         signal_mw=fit.signal_mw,
         noise_psd=fit.noise_psd_mw_per_ghz,
     )
+
+
+#: Interpolation and shoulder noise may differ by this much beyond their claimed
+#: uncertainties before the midpoints count as carved or contaminated (dB).
+AGREEMENT_MARGIN_DB = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """Interpolation checked against the shoulders: per channel ``(N, C)`` whether the
+    interpolated OSNR stands, per trace ``(N,)`` whether the midpoints read carved
+    noise (the shoulders, inside a WSS passband, lie above them)."""
+
+    interpolation_ok: BoolArray
+    carved: BoolArray
+
+
+def check_interpolation(
+    present: BoolArray,
+    osnr: FloatArray,
+    noise_psd: FloatArray,
+    uncertainty_db: FloatArray,
+    shoulder_noise_psd: FloatArray,
+    shoulder_uncertainty_db: FloatArray,
+) -> Check:
+    """Use the shoulder noise to *check* interpolation.
+
+    Where both exist and the midpoint noise differs from the shoulder noise by more
+    than both uncertainties plus :data:`AGREEMENT_MARGIN_DB`, the midpoints do not hold
+    the noise under the channel: below the shoulders they are carved by a WSS (and a
+    WSS carves every channel of the trace, so then no interpolated OSNR of that trace
+    stands, and no fitted one either); above, a neighbour's skirt reaches them.  A
+    shallow carving (3 dB at 6.25 GHz RBW) leaves the midpoint windows flat, so
+    interpolation's own flatness test cannot see it: this check does.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff_db = 10 * np.log10(noise_psd / shoulder_noise_psd)
+    tolerance = AGREEMENT_MARGIN_DB + np.nan_to_num(uncertainty_db) + shoulder_uncertainty_db
+    compared = present & np.isfinite(diff_db) & np.isfinite(tolerance)
+    below = compared & (diff_db < -tolerance)
+    above = compared & (diff_db > tolerance)
+    carved = below.any(axis=-1)
+    ok = np.isfinite(osnr) & ~below & ~above & ~carved[:, None]
+    return Check(interpolation_ok=ok, carved=carved)
+
+
+#: The trace at the midpoint between two lit channels below this fraction of the
+#: lower of their fitted noise levels (-0.15 dB) is carving.  Measured on the
+#: first-principles generator (every slot lit, the fits credible): uncarved
+#: -0.07..+2.4 dB over 28-40 GBd, roll-off 0.05-0.35, RBW 2.5-12.5 GHz (the trace is
+#: signal plus noise, never below the noise); WSS carving of 3-15 dB: the lowest pair
+#: of each trace at -0.19..-0.38 dB, with fitted OSNRs 2-4.5 dB too high.
+CARVED_GAP_RATIO = 10 ** (-0.15 / 10)
+
+
+def carved_between_channels(
+    axis: TraceAxis,
+    p: npt.NDArray[np.float32],
+    lit: BoolArray,
+    noise_level: FloatArray,
+    credible: BoolArray,
+) -> BoolArray:
+    """Per trace ``(N,)``: does the trace's mean over the middle third of a noise
+    window (about 2 GHz around the midpoint between two lit channels) fall below
+    :data:`CARVED_GAP_RATIO` x the lower of the two fitted noise levels (trace units),
+    where both fits are credible?
+
+    Why: with every slot lit there is no dark slot to show the carved floor
+    (:mod:`odpm.pipeline.carving`), and the fit explains the notch a WSS cuts between
+    two passbands by a lower pedestal and slightly wider signals, reporting OSNRs
+    several dB too high at a small uncertainty.  But the fitted pedestal is linear from
+    neighbour to neighbour and cannot follow the notch all the way: the trace at the
+    notch stays a little below it, while on an uncarved line the trace is signal plus
+    noise and never below the noise.  The mean over ~2 GHz (not the minimum point)
+    keeps a noisy trace's scatter from looking like a notch."""
+    n, c = lit.shape
+    third_mw = axis.thirds.integrate(np.take(p, axis.thirds.idx, axis=1))
+    width = axis.range_width_ghz[c:-1].reshape(c + 1, 3)
+    middle = (third_mw.reshape(n, c + 1, 3) / width)[..., 1][:, 1:-1]  # (N, C - 1)
+    trusted = lit & credible & (noise_level > 0)
+    pair = trusted[:, :-1] & trusted[:, 1:]
+    level = np.minimum(noise_level[:, :-1], noise_level[:, 1:])
+    with np.errstate(invalid="ignore"):
+        return np.asarray((pair & (middle < CARVED_GAP_RATIO * level)).any(axis=-1))
