@@ -86,7 +86,10 @@ def test_default_demo_gives_every_lit_channel_an_osnr(driver: Odpm96) -> None:
     assert err.max() <= 0.5, f"worst OSNR error {err.max():.3f} dB"
     assert reading.osnr_method is not None and reading.osnr_uncertainty_db is not None
     methods = {OsnrMethod(int(m)) for m in reading.osnr_method[lit]}
-    assert methods == {OsnrMethod.INTERPOLATION, OsnrMethod.FIT}
+    # The shoulders (issue 15) may stand in where a wide neighbour's skirt lifts a
+    # narrow channel's midpoint noise above its shoulders.
+    assert {OsnrMethod.INTERPOLATION, OsnrMethod.FIT} <= methods
+    assert methods <= {OsnrMethod.INTERPOLATION, OsnrMethod.SHOULDER, OsnrMethod.FIT}
     assert np.all(reading.osnr_uncertainty_db[lit] <= 0.4)
 
 

@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from odpm.models import FloatArray, OsnrMethod, Quality
 from odpm.pipeline.axis import TraceAxis, _weighted_sums, half_crossings_ghz
+from odpm.pipeline.carving import dark_floor
 from odpm.pipeline.companions import reference, signal_off
 from odpm.pipeline.formulas import (
     UNRESOLVED_CURVATURE_DB,
@@ -20,7 +21,7 @@ from odpm.pipeline.formulas import (
     signal_power_mw,
     tilt_db,
 )
-from odpm.pipeline.select import check_interpolation, choose_inband
+from odpm.pipeline.select import carved_dark_slots, check_interpolation, choose_inband
 from odpm.pipeline.shoulder import shoulder_noise
 from odpm.units import LN10_OVER_10, mw_to_dbm
 
@@ -169,8 +170,19 @@ def analyse_traces(
     if inband and cfg.inband_methods:
         # The shoulders check interpolation and stand in where it fails (select.py).
         sh = shoulder_noise(axis, p, rbw_ghz)
+        # A dark slot's floor below a resolved neighbour's midpoint noise: carving.
+        # Wide: the -3 dB width (half the slot) reaches past a quarter of the slot.
+        rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
+        wide = (fall - rise) > np.asarray(axis.slot_width_ghz) / 2
+        floor_carved = carved_dark_slots(dark_floor(axis, p, rbw_ghz), present, noise_level, wide)
         check = check_interpolation(
-            present, osnr, noise_psd, unc, sh.noise_psd_mw_per_ghz, sh.uncertainty_db
+            present,
+            osnr,
+            noise_psd,
+            unc,
+            sh.noise_psd_mw_per_ghz,
+            sh.uncertainty_db,
+            floor_carved,
         )
         use_sh = (
             present

@@ -133,6 +133,7 @@ def check_interpolation(
     uncertainty_db: FloatArray,
     shoulder_noise_psd: FloatArray,
     shoulder_uncertainty_db: FloatArray,
+    carved_elsewhere: BoolArray | None = None,
 ) -> Check:
     """Use the shoulder noise to *check* interpolation.
 
@@ -151,7 +152,8 @@ def check_interpolation(
     below = compared & (diff_db < -tolerance)
     above = compared & (diff_db > tolerance)
     carved = below.any(axis=-1)
-    ok = np.isfinite(osnr) & ~below & ~above & ~carved[:, None]
+    drop = carved if carved_elsewhere is None else carved | carved_elsewhere
+    ok = np.isfinite(osnr) & ~below & ~above & ~drop[:, None]
     return Check(interpolation_ok=ok, carved=carved)
 
 
@@ -193,3 +195,28 @@ def carved_between_channels(
     level = np.minimum(noise_level[:, :-1], noise_level[:, 1:])
     with np.errstate(invalid="ignore"):
         return np.asarray((pair & (middle < CARVED_GAP_RATIO * level)).any(axis=-1))
+
+
+#: A dark slot's floor this far below a lit neighbour's interpolated noise level
+#: (-6 dB) shows the midpoints carved.  Loose on purpose: the neighbour's midpoint
+#: windows may be unresolved, and an uncarved 10 GBd neighbour at 32 dB OSNR through a
+#: 12.5 GHz RBW lifts them by ~2 dB with its skirt; carving of 10 dB or more at
+#: 12.5 GHz RBW puts the floor 10-13.5 dB below (measured on the generator).
+CARVED_DARK_RATIO = 10 ** (-6.0 / 10)
+
+
+def carved_dark_slots(
+    floor: FloatArray, lit: BoolArray, noise_level: FloatArray, wide: BoolArray
+) -> BoolArray:
+    """Per trace ``(N,)``: a dark slot's ``floor`` below :data:`CARVED_DARK_RATIO` x a
+    narrow lit neighbour's interpolated ``noise_level`` (trace units).  ``wide``
+    ``(N, C)`` marks channels whose own signal reaches the midpoints (their
+    "noise" there is signal, so they are no evidence)."""
+    dark = ~lit
+    level = np.where(lit & ~wide & (noise_level > 0), noise_level, np.nan)
+    pad = np.full_like(level[:, :1], np.nan)
+    lo = np.concatenate((pad, level[:, :-1]), axis=1)
+    hi = np.concatenate((level[:, 1:], pad), axis=1)
+    with np.errstate(invalid="ignore"):
+        below = (floor < CARVED_DARK_RATIO * lo) | (floor < CARVED_DARK_RATIO * hi)
+    return np.asarray((dark & below).any(axis=-1))

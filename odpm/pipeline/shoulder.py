@@ -17,8 +17,10 @@ Per channel (all channels and traces at once, :func:`shoulder_noise`):
 1. the occupied band: the outermost crossings of half the way from the slot's floor
    to its peak (the -3 dB width, ~ the symbol rate) widened by ``1 + roll-off`` for
    the largest roll-off in use (0.35), plus one RBW for the instrument's filter;
-2. candidate noise areas: windows of three thirds (each ``_THIRD_GHZ`` wide) inside
-   the slot and outside that mask, one side each;
+2. candidate noise areas: windows of three thirds (each ``_THIRD_GHZ`` wide) outside
+   that mask and at least the RBW's reach inside the slot's edge (where a WSS filter
+   may cut: a 12.5 GHz RBW smears a carved notch into a broad, flat-bottomed dip that
+   would otherwise pass for a floor), one side each;
 3. on each side the *flattest* window is taken (the largest deviation, in dB, of an
    outer third's mean from the middle third's): a signal skirt or a WSS edge roll-off
    makes a window sloped, and a sloped window's mean is biased; so the flattest one
@@ -153,7 +155,10 @@ def shoulder_noise(axis: TraceAxis, p: npt.NDArray[np.float32], rbw_ghz: float) 
         )
     level = means.mean(axis=0)
     reach = 1.5 * _THIRD_GHZ
-    inside_slot = (np.abs(x) + reach <= half_slot[:, None]) & a.filled  # (C, J)
+    # The slot's edge is where a ROADM's filter may cut (a WSS passband never exceeds
+    # the slot): keep the RBW's reach away from it, as from the signal.
+    edge = half_slot[:, None] - _REACH_RBW * rbw_ghz
+    inside_slot = (np.abs(x) + reach <= edge) & a.filled  # (C, J)
     beyond = np.abs(x[None] - centre[..., None]) - reach >= mask[..., None]  # (N, C, J)
     usable = inside_slot[None] & beyond & np.isfinite(dev)
 
