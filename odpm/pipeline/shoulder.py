@@ -93,42 +93,40 @@ class ShoulderResult:
 
 @dataclass(frozen=True, slots=True)
 class _Areas:
-    """Per axis: candidate noise areas centred on each slot point, as averaging
-    matrices ``(3, C, L, L)`` (third k of the area centred on point j, over points l),
-    with each area's centre ``(C, L)``, whether all three thirds hold a point, and the
-    trapezoid width of each slot point ``(C, L)``."""
+    """Per axis: candidate noise areas centred on each slot point.  Third ``k`` of the
+    area centred on point ``j`` of channel ``c`` spans the slot points
+    ``bounds[k, c, j] : bounds[k + 1, c, j]`` (so its mean is a difference of cumulative
+    sums); with each area's centre ``(C, L)``, whether all three thirds hold a point,
+    and the trapezoid width of each slot point ``(C, L)``."""
 
-    averages: npt.NDArray[np.float64]
+    bounds: npt.NDArray[np.intp]
     centre_ghz: FloatArray
     filled: npt.NDArray[np.bool_]
     width_ghz: FloatArray
 
 
 def _areas(axis: TraceAxis) -> _Areas:
+    """Built once per axis (kept with it, like its neighbourhoods)."""
     cache: dict[str, _Areas] = axis.__dict__.setdefault("_shoulder_areas", {})
     if "areas" in cache:
         return cache["areas"]
     x = axis.slot_offset_ghz  # (C, L); padding repeats the last point
     valid = np.concatenate((np.ones_like(x[:, :1], dtype=bool), np.diff(x, axis=-1) > 0), axis=-1)
+    count = valid.sum(axis=-1)
     h = _THIRD_GHZ
-    rel = x[:, None, :] - x[:, :, None]  # (C, J, L): point l from area centre j
-    thirds = []
-    for k in range(3):
-        lo, hi = (k - 1.5) * h, (k - 0.5) * h
-        inside = (rel >= lo) & (rel < hi) & valid[:, None, :]
-        thirds.append(inside)
-    masks = np.stack(thirds)  # (3, C, J, L)
-    count = masks.sum(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        averages = np.where(count[..., None] > 0, masks / count[..., None], 0.0)
-    filled = (count > 0).all(axis=0) & valid
+    bounds = np.empty((4, *x.shape), dtype=np.intp)
+    for c in range(x.shape[0]):  # once per axis, not per scan
+        xc = x[c, : count[c]]
+        for k in range(4):
+            bounds[k, c] = np.searchsorted(xc, x[c] + (k - 1.5) * h, side="left")
+    filled = (np.diff(bounds, axis=0) > 0).all(axis=0) & valid
     # Trapezoid widths of the valid points (for the signal integral).
     xv = np.where(valid, x, np.nan)
     left = np.concatenate((np.full_like(x[:, :1], np.nan), np.diff(xv, axis=-1)), axis=-1)
     right = np.concatenate((np.diff(xv, axis=-1), np.full_like(x[:, :1], np.nan)), axis=-1)
     width = np.nan_to_num(left / 2) + np.nan_to_num(right / 2)
     width = np.where(valid, width, 0.0)
-    areas = _Areas(averages=averages, centre_ghz=x, filled=filled, width_ghz=width)
+    areas = _Areas(bounds=bounds, centre_ghz=x, filled=filled, width_ghz=width)
     cache["areas"] = areas
     return areas
 
@@ -148,7 +146,11 @@ def shoulder_noise(axis: TraceAxis, p: npt.NDArray[np.float32], rbw_ghz: float) 
     mask = (fall - rise) / 2 * (1 + _MAX_ROLLOFF) + _REACH_RBW * rbw_ghz  # (N, C)
 
     # 2. Candidate areas: thirds' means and flatness, for every centre point.
-    means = np.einsum("ncl,kcjl->kncj", g, a.averages)  # (3, N, C, J)
+    cs = np.concatenate((np.zeros_like(g[..., :1]), np.cumsum(g, axis=-1)), axis=-1)
+    chan = np.arange(c)[:, None]
+    edges = [cs[:, chan, a.bounds[k]] for k in range(4)]  # (N, C, J) each
+    sizes = np.maximum(np.diff(a.bounds, axis=0), 1)
+    means = np.stack([(edges[k + 1] - edges[k]) / sizes[k] for k in range(3)])  # (3, N, C, J)
     with np.errstate(divide="ignore", invalid="ignore"):
         dev = np.maximum(
             np.abs(10 * np.log10(means[0] / means[1])), np.abs(10 * np.log10(means[2] / means[1]))
