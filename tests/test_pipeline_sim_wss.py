@@ -1,0 +1,132 @@
+"""Wide channels behind a ROADM (the simulator's WSS stage), over a real TCP socket: the
+pipeline given a signal-off or a reference trace taken from the same simulator, judged
+against the simulator's own truth (``SIM:TRUTH:OSNR?``: the in-band definition, the
+ASE density at the carrier *after* the WSS)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from drivers.odpm96 import Odpm96
+from drivers.simulator import SimulatorServer
+from drivers.transport import open_transport
+from odpm.config import AlarmConfig, CalibrationConfig, PipelineConfig
+from odpm.grid import ChannelPlan
+from odpm.models import OsnrMethod, TraceScan
+from odpm.pipeline import Pipeline
+
+
+@pytest.fixture
+def driver() -> Iterator[Odpm96]:
+    with (
+        SimulatorServer.start_tcp(seed=1515) as server,
+        Odpm96(open_transport(server.address, timeout_s=5.0)) as drv,
+    ):
+        yield drv
+
+
+def _truth(driver: Odpm96, what: str) -> np.ndarray:
+    return np.array(driver.query(f"SIM:TRUTH:{what}?").split(","), dtype=float)
+
+
+def _carved_32gbd(driver: Odpm96) -> None:
+    """32 GBd on every 50 GHz slot, two slots not provisioned, a WSS carving 20 dB."""
+    for ch in range(1, 81):
+        driver.write(f"SIM:CHAN:SRAT {ch},32")
+    driver.write("SIM:CHAN:DARK 12")
+    driver.write("SIM:CHAN:DARK 55")
+    driver.write("SIM:WSS ON")
+    driver.write("SIM:WSS:DEPT 20")
+    driver.check_errors()
+
+
+def _pipeline() -> Pipeline:
+    return Pipeline(ChannelPlan(), PipelineConfig(), AlarmConfig(), CalibrationConfig())
+
+
+def _live_scan(driver: Odpm96, **companions: np.ndarray) -> TraceScan:
+    live = driver.read_trace()
+    return TraceScan(
+        "sim",
+        datetime.now(UTC),
+        live.frequency_thz,
+        live.power_dbm,
+        live.rbw_ghz,
+        **companions,  # type: ignore[arg-type]
+    )
+
+
+def test_the_wss_carves_the_noise_between_channels(driver: Odpm96) -> None:
+    # The premise of the cases below: between two lit slots the trace sits well below
+    # the noise under the channels, and a blocked (dark) slot is carved too.
+    _carved_32gbd(driver)
+    driver.write("SIM:SIGN ON")
+    off = driver.read_trace()
+    driver.write("SIM:SIGN OFF")
+    f = off.frequency_thz
+    centres = ChannelPlan().frequencies_thz
+
+    def level(thz: float) -> float:
+        return float(off.power_dbm[np.argmin(np.abs(f - thz))])
+
+    under = level(centres[30])
+    between = level(centres[30] + 0.025)
+    blocked = level(centres[11])
+    assert under - between > 3.0  # a 6 GHz gap seen through the 6.25 GHz RBW
+    assert under - blocked > 15.0
+    # truth: the transmission at a lit carrier is about 0 dB
+    assert np.nanmax(np.abs(_truth(driver, "WSS")[~np.isnan(_truth(driver, "OSNR"))])) < 0.05
+
+
+def test_wide_carved_channels_with_a_signal_off_trace(driver: Odpm96) -> None:
+    _carved_32gbd(driver)
+    driver.write("SIM:OSNR 18")
+    truth = _truth(driver, "OSNR")
+    lit = ~np.isnan(truth)
+    assert lit.sum() == 78
+    live = driver.read_trace()
+    driver.write("SIM:SIGN ON")  # transmitters off, passbands stay: the noise under them
+    off = driver.read_trace()
+    driver.write("SIM:SIGN OFF")
+    driver.check_errors()
+    scan = TraceScan(
+        "sim",
+        datetime.now(UTC),
+        live.frequency_thz,
+        live.power_dbm,
+        live.rbw_ghz,
+        noise_power_dbm=off.power_dbm,
+    )
+    reading = _pipeline().process(scan)
+    assert np.array_equal(reading.present, lit)
+    assert reading.osnr_method is not None
+    assert np.all(reading.osnr_method[lit] == OsnrMethod.SIGNAL_OFF)
+    err = np.abs(reading.osnr_db[lit] - truth[lit])
+    within = float(np.mean(err <= 0.5))
+    assert within >= 0.95, f"{within:.0%} within 0.5 dB; worst {np.nanmax(err):.2f} dB"
+
+
+def test_wide_carved_channels_with_a_reference_trace(driver: Odpm96) -> None:
+    _carved_32gbd(driver)
+    # The reference: the same channels at high OSNR (a low-noise amplifier, as at
+    # commissioning), then the live trace at a working OSNR.
+    driver.write("SIM:AMP:NF 3")
+    ref = driver.read_trace()
+    driver.write("SIM:OSNR 16")
+    driver.check_errors()
+    truth = _truth(driver, "OSNR")
+    lit = ~np.isnan(truth)
+    reading = _pipeline().process(_live_scan(driver, reference_power_dbm=ref.power_dbm))
+    assert np.array_equal(reading.present, lit)
+    assert reading.osnr_method is not None
+    ok = np.isfinite(reading.osnr_db) & lit
+    err = np.abs(reading.osnr_db[lit] - truth[lit])
+    within = float(np.mean(err <= 0.5))
+    methods = {OsnrMethod(int(m)).name for m in reading.osnr_method[ok]}
+    assert within >= 0.95, (
+        f"{within:.0%} within 0.5 dB (methods {methods}); worst {np.nanmax(err):.2f} dB"
+    )
