@@ -23,8 +23,9 @@ import numpy as np
 from drivers.simulator.device import SimulatedOdpm96
 from drivers.simulator.model import (
     MAX_SYMBOL_RATE_GBD,
+    RBW_MAX_GHZ,
+    RBW_MIN_GHZ,
     TRACE_POINTS,
-    TRACE_RBW_GHZ,
     TRACE_START_THZ,
     TRACE_STEP_GHZ,
     WSS_MAX_DEPTH_DB,
@@ -311,7 +312,7 @@ def _trac_points(s: ScpiSession, args: list[str]) -> str:
 
 @command("TRACe:RBW?")
 def _trac_rbw(s: ScpiSession, args: list[str]) -> str:
-    return f"{TRACE_RBW_GHZ:g}"
+    return f"{s.device.model.rbw_ghz:g}"
 
 
 # -- stream -----------------------------------------------------------------------------------
@@ -458,6 +459,17 @@ def _sim_wss_edge_q(s: ScpiSession, args: list[str]) -> str:
 def _sim_wss_bandwidth_q(s: ScpiSession, args: list[str]) -> str:
     _expect_args(args, 0)
     return _format_values(s.device.model.wss_passband_ghz(), "{:.3f}")
+
+
+@command("SIMulation:RBW")
+def _sim_rbw(s: ScpiSession, args: list[str]) -> None:
+    _expect_args(args, 1)
+    s.device.model.set_rbw(_float_arg(args, 0, "RBW", RBW_MIN_GHZ, RBW_MAX_GHZ))
+
+
+@command("SIMulation:RBW?")
+def _sim_rbw_q(s: ScpiSession, args: list[str]) -> str:
+    return f"{s.device.model.rbw_ghz:g}"
 
 
 @command("SIMulation:AMPlifier:GAIN")
