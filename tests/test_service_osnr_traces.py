@@ -116,11 +116,11 @@ def client(line: dict[str, Any]) -> Iterator[TestClient]:
     )
     with TestClient(create_app(service)) as c:
         for dev in ("ref", "off", "missing", "narrow"):
-            wait_for(
-                lambda dev=dev: c.get(f"{V1}/devices/{dev}/latest").status_code == 200,
-                60,
-                f"a reading of {dev}",
-            )
+
+            def has_reading(dev: str = dev) -> bool:
+                return c.get(f"{V1}/devices/{dev}/latest").status_code == 200
+
+            wait_for(has_reading, 60, f"a reading of {dev}")
         yield c
 
 
@@ -139,7 +139,7 @@ def _within(channels: list[dict[str, Any]], truth: np.ndarray, method: str) -> f
         for c in channels
         if lit[c["channel"] - 1]
     ]
-    return sum(ok) / len(ok)
+    return float(sum(ok) / len(ok))
 
 
 def test_configured_reference_gives_the_reference_method(
