@@ -118,7 +118,7 @@ def client(line: dict[str, Any]) -> Iterator[TestClient]:
         for dev in ("ref", "off", "missing", "narrow"):
 
             def has_reading(dev: str = dev) -> bool:
-                return c.get(f"{V1}/devices/{dev}/latest").status_code == 200
+                return bool(c.get(f"{V1}/devices/{dev}/latest").status_code == 200)
 
             wait_for(has_reading, 60, f"a reading of {dev}")
         yield c
