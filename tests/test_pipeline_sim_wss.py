@@ -164,3 +164,41 @@ def test_wide_carved_channels_with_a_reference_trace(driver: Odpm96) -> None:
     err = np.abs(reading.osnr_db[lit] - truth[lit])
     within = float(np.mean(err <= 0.5))
     assert within >= 0.95, f"{within:.0%} within 0.5 dB"
+
+
+@pytest.mark.parametrize(
+    "depth_db",
+    [
+        10,
+        20,
+        pytest.param(
+            40,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="pipeline's part: at 40 dB carving (blocked slots ~-80 dBm, near the "
+                "detector noise) odpm/pipeline/carving.py's dark-slot test lets the fit "
+                "through: 66 of 78 channels 4.2-4.7 dB too high at a claimed <= 0.39 dB",
+            ),
+        ),
+    ],
+)
+def test_wide_carved_channels_without_a_second_trace_are_flagged_not_wrong(
+    depth_db: int,
+) -> None:
+    # No second trace: each lit channel is within 0.5 dB of the truth, or has no number.
+    with (
+        SimulatorServer.start_tcp(seed=1) as server,
+        Odpm96(open_transport(server.address, timeout_s=5.0)) as driver,
+    ):
+        _carved_32gbd(driver)
+        driver.write(f"SIM:WSS:DEPT {depth_db}")
+        driver.write("SIM:OSNR 18")
+        truth = _truth(driver, "OSNR")
+        lit = ~np.isnan(truth)
+        reading = _pipeline().process(_live_scan(driver))
+    assert np.array_equal(reading.present, lit)
+    numbered = lit & np.isfinite(reading.osnr_db)
+    err = np.abs(reading.osnr_db[numbered] - truth[numbered])
+    assert err.size == 0 or err.max() <= 0.5, (
+        f"{int((err > 1).sum())} channels off by > 1 dB, worst {err.max():.2f} dB"
+    )
