@@ -5,6 +5,7 @@ ASE density at the carrier *after* the WSS)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from drivers.odpm96 import Odpm96
-from drivers.simulator import SimulatorServer
+from drivers.simulator import OpticalModel, SimulatedOdpm96, SimulatorServer
 from drivers.transport import open_transport
 from odpm.config import AlarmConfig, CalibrationConfig, PipelineConfig
 from odpm.grid import ChannelPlan
@@ -202,3 +203,53 @@ def test_wide_carved_channels_without_a_second_trace_are_flagged_not_wrong(
     assert err.size == 0 or err.max() <= 0.5, (
         f"{int((err > 1).sum())} channels off by > 1 dB, worst {err.max():.2f} dB"
     )
+
+
+#: A 75 GHz plan (G.694.1 flexgrid: 12 x 6.25 GHz steps) of 51 slots around 193.1 THz.
+PLAN_75 = ChannelPlan.custom((193.1 + 0.075 * np.arange(-12, 39)).tolist(), 75.0)
+
+
+def _400g_on_75ghz(wss: bool) -> tuple[np.ndarray, TraceScan, np.ndarray]:
+    """60-64 GBd channels (400G class) on the 75 GHz plan, one dark: (truth, live, off)."""
+    model = OpticalModel(seed=2, plan=PLAN_75, wss=wss)
+    with (
+        SimulatorServer.start_tcp(device=SimulatedOdpm96(seed=2, model=model)) as server,
+        Odpm96(open_transport(server.address, timeout_s=5.0)) as driver,
+    ):
+        for ch in range(1, PLAN_75.count + 1):
+            driver.write(f"SIM:CHAN:SRAT {ch},{60 + ch % 5}")
+        driver.write("SIM:CHAN:DARK 7")
+        driver.write("SIM:OSNR 18")
+        driver.check_errors()
+        truth = _truth(driver, "OSNR")
+        live = _live_scan(driver)
+        driver.write("SIM:SIGN ON")
+        off = driver.read_trace()
+        driver.write("SIM:SIGN OFF")
+    return truth, live, off.power_dbm
+
+
+@pytest.mark.parametrize("wss", [False, True])
+def test_400g_on_a_75ghz_grid_with_a_signal_off_trace(wss: bool) -> None:
+    truth, live, off = _400g_on_75ghz(wss)
+    lit = ~np.isnan(truth)
+    pipeline = Pipeline(PLAN_75, PipelineConfig(), AlarmConfig(), CalibrationConfig())
+    reading = pipeline.process(dataclasses.replace(live, noise_power_dbm=off))
+    assert np.array_equal(reading.present, lit)
+    err = np.abs(reading.osnr_db[lit] - truth[lit])
+    within = float(np.mean(err <= 0.5))
+    assert within >= 0.95, f"{within:.0%} within 0.5 dB; worst {np.nanmax(err):.2f} dB"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 15 target (>= 90 % within 0.5 dB); today the fit gives 0-1 of 51 a number "
+    "(the rest flagged, none wrong): pipeline's part",
+)
+def test_400g_on_a_75ghz_grid_without_a_second_trace() -> None:
+    truth, live, _ = _400g_on_75ghz(False)
+    lit = ~np.isnan(truth)
+    pipeline = Pipeline(PLAN_75, PipelineConfig(), AlarmConfig(), CalibrationConfig())
+    reading = pipeline.process(live)
+    err = np.abs(reading.osnr_db[lit] - truth[lit])
+    assert float(np.mean(err <= 0.5)) >= 0.90
