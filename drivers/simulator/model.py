@@ -319,8 +319,10 @@ class OpticalModel:
             self.lit[i] = True
             self._changed()
             # The power is the one after the WSS: make up for its loss on the signal.
-            self._refresh()
-            through_db = float(linear_to_db(self._signal_through_wss[i]))
+            through_db = 0.0
+            if self.wss_enabled:
+                self._refresh()
+                through_db = float(linear_to_db(self._signal_through_wss[i]))
             g = self._gain_profile_db(self.carrier_thz()[i : i + 1])[0]
             self.input_power_dbm[i] = power_dbm - g + self.tap_loss_db - through_db
             self._changed()
