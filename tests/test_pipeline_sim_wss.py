@@ -172,15 +172,7 @@ def test_wide_carved_channels_with_a_reference_trace(driver: Odpm96) -> None:
     [
         10,
         20,
-        pytest.param(
-            40,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="pipeline's part: at 40 dB carving (blocked slots ~-80 dBm, near the "
-                "detector noise) odpm/pipeline/carving.py's dark-slot test lets the fit "
-                "through: 66 of 78 channels 4.2-4.7 dB too high at a claimed <= 0.39 dB",
-            ),
-        ),
+        40,
     ],
 )
 def test_wide_carved_channels_without_a_second_trace_are_flagged_not_wrong(
@@ -255,11 +247,6 @@ def test_400g_on_a_75ghz_grid_without_a_second_trace() -> None:
     assert float(np.mean(err <= 0.5)) >= 0.90
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15 target (>= 95 % within 0.5 dB); today every channel is flagged (no "
-    "number, none wrong): the shoulder method's part",
-)
 def test_narrow_channels_behind_the_wss_without_a_second_trace(driver: Odpm96) -> None:
     # 10 GBd: the noise is visible inside each passband, beside the channel.
     for ch in range(1, 81):

@@ -89,6 +89,14 @@ def choose_inband(
     fitted = np.isfinite(fit.osnr_db) & (fit.uncertainty_db <= 3 * cfg.fit_max_uncertainty_db)
     carved = carved_by_roadm(dark_floor(axis, p, rbw_ghz), now_present, noise_level, fitted)
     carved |= carved_between_channels(axis, p, now_present, noise_level, fitted)
+    # A dark slot's floor far below a neighbour's pedestal is carving even when that
+    # neighbour's fit is too uncertain for the fine test above: a fit claiming 1-4 dB
+    # cannot be 10 dB off in its noise (simulator, 40 dB WSS depth: floor -32 dB
+    # below neighbours fitted at 1.2-1.3 dB, whose fitted OSNRs were 4.2-4.7 dB high).
+    loose = np.isfinite(fit.osnr_db) & (fit.uncertainty_db <= 10 * cfg.fit_max_uncertainty_db)
+    carved |= carved_dark_slots(
+        dark_floor(axis, p, rbw_ghz), now_present, noise_level, ~loose, DEEP_CARVED_RATIO
+    )
     if carved_hint is not None:
         carved |= carved_hint
     credible &= ~carved[:, None]
@@ -203,20 +211,27 @@ def carved_between_channels(
 #: 12.5 GHz RBW lifts them by ~2 dB with its skirt; carving of 10 dB or more at
 #: 12.5 GHz RBW puts the floor 10-13.5 dB below (measured on the generator).
 CARVED_DARK_RATIO = 10 ** (-6.0 / 10)
+#: The same against a loosely trusted fitted pedestal (-10 dB).
+DEEP_CARVED_RATIO = 10 ** (-10.0 / 10)
 
 
 def carved_dark_slots(
-    floor: FloatArray, lit: BoolArray, noise_level: FloatArray, wide: BoolArray
+    floor: FloatArray,
+    lit: BoolArray,
+    noise_level: FloatArray,
+    wide: BoolArray,
+    ratio: float = CARVED_DARK_RATIO,
 ) -> BoolArray:
     """Per trace ``(N,)``: a dark slot's ``floor`` below :data:`CARVED_DARK_RATIO` x a
     narrow lit neighbour's interpolated ``noise_level`` (trace units).  ``wide``
     ``(N, C)`` marks channels whose own signal reaches the midpoints (their
-    "noise" there is signal, so they are no evidence)."""
+    "noise" there is signal, so they are no evidence).  Also used against the fit with
+    :data:`DEEP_CARVED_RATIO` (see :func:`choose_inband`)."""
     dark = ~lit
     level = np.where(lit & ~wide & (noise_level > 0), noise_level, np.nan)
     pad = np.full_like(level[:, :1], np.nan)
     lo = np.concatenate((pad, level[:, :-1]), axis=1)
     hi = np.concatenate((level[:, 1:], pad), axis=1)
     with np.errstate(invalid="ignore"):
-        below = (floor < CARVED_DARK_RATIO * lo) | (floor < CARVED_DARK_RATIO * hi)
+        below = (floor < ratio * lo) | (floor < ratio * hi)
     return np.asarray((dark & below).any(axis=-1))
