@@ -131,13 +131,50 @@ def _areas(axis: TraceAxis) -> _Areas:
     return areas
 
 
-def shoulder_noise(axis: TraceAxis, p: npt.NDArray[np.float32], rbw_ghz: float) -> ShoulderResult:
-    """The shoulder method on ``N`` linear traces ``p`` (see the module docstring)."""
+def shoulder_noise(
+    axis: TraceAxis,
+    p: npt.NDArray[np.float32],
+    rbw_ghz: float,
+    channels: npt.NDArray[np.intp] | None = None,
+) -> ShoulderResult:
+    """The shoulder method on ``N`` linear traces ``p`` (see the module docstring), on
+    every channel or only on ``channels`` (indices; the others come back NaN)."""
     a = _areas(axis)
-    c = axis.n_channels
-    g = np.take(p, axis.slots.idx, axis=1)[..., 1:-1].astype(np.float64)  # (N, C, L)
-    x = a.centre_ghz
-    half_slot = np.broadcast_to(np.asarray(axis.slot_width_ghz, dtype=np.float64), (c,)) / 2
+    every = np.arange(axis.n_channels)
+    pick = every if channels is None else np.asarray(channels, dtype=np.intp)
+    result = _shoulders(axis, a, p, rbw_ghz, pick)
+    if channels is None:
+        return result
+    shape = (p.shape[0], axis.n_channels)
+
+    def full(v: FloatArray) -> FloatArray:
+        out = np.full(shape, np.nan)
+        out[:, pick] = v
+        return out
+
+    return ShoulderResult(
+        noise_psd_mw_per_ghz=full(result.noise_psd_mw_per_ghz),
+        signal_mw=full(result.signal_mw),
+        osnr_db=full(result.osnr_db),
+        uncertainty_db=full(result.uncertainty_db),
+    )
+
+
+def _shoulders(
+    axis: TraceAxis,
+    a: _Areas,
+    p: npt.NDArray[np.float32],
+    rbw_ghz: float,
+    pick: npt.NDArray[np.intp],
+) -> ShoulderResult:
+    c = pick.size
+    g = np.take(p, axis.slots.idx[pick], axis=1)[..., 1:-1].astype(np.float64)  # (N, c, L)
+    x = a.centre_ghz[pick]
+    half_slot = (
+        np.broadcast_to(np.asarray(axis.slot_width_ghz, dtype=np.float64), (axis.n_channels,))[pick]
+        / 2
+    )
+    bounds, filled, width_ghz = a.bounds[:, pick], a.filled[pick], a.width_ghz[pick]
 
     # 1. The occupied band, from the -3 dB crossings between the floor and the peak.
     peak, floor = g.max(axis=-1), g.min(axis=-1)
@@ -148,8 +185,8 @@ def shoulder_noise(axis: TraceAxis, p: npt.NDArray[np.float32], rbw_ghz: float) 
     # 2. Candidate areas: thirds' means and flatness, for every centre point.
     cs = np.concatenate((np.zeros_like(g[..., :1]), np.cumsum(g, axis=-1)), axis=-1)
     chan = np.arange(c)[:, None]
-    edges = [cs[:, chan, a.bounds[k]] for k in range(4)]  # (N, C, J) each
-    sizes = np.maximum(np.diff(a.bounds, axis=0), 1)
+    edges = [cs[:, chan, bounds[k]] for k in range(4)]  # (N, C, J) each
+    sizes = np.maximum(np.diff(bounds, axis=0), 1)
     means = np.stack([(edges[k + 1] - edges[k]) / sizes[k] for k in range(3)])  # (3, N, C, J)
     with np.errstate(divide="ignore", invalid="ignore"):
         dev = np.maximum(
@@ -160,7 +197,7 @@ def shoulder_noise(axis: TraceAxis, p: npt.NDArray[np.float32], rbw_ghz: float) 
     # The slot's edge is where a ROADM's filter may cut (a WSS passband never exceeds
     # the slot): keep the RBW's reach away from it, as from the signal.
     edge = half_slot[:, None] - _REACH_RBW * rbw_ghz
-    inside_slot = (np.abs(x) + reach <= edge) & a.filled  # (C, J)
+    inside_slot = (np.abs(x) + reach <= edge) & filled  # (C, J)
     beyond = np.abs(x[None] - centre[..., None]) - reach >= mask[..., None]  # (N, C, J)
     usable = inside_slot[None] & beyond & np.isfinite(dev)
 
@@ -196,7 +233,7 @@ def shoulder_noise(axis: TraceAxis, p: npt.NDArray[np.float32], rbw_ghz: float) 
     inner_lo, inner_hi = x_lo + reach, x_hi - reach
     between = (x[None] >= inner_lo[..., None]) & (x[None] <= inner_hi[..., None])
     noise_at = centre_level[..., None] + slope[..., None] * (x[None] - centre[..., None])
-    excess = np.where(between, (g - noise_at) * a.width_ghz[None], 0.0)
+    excess = np.where(between, (g - noise_at) * width_ghz[None], 0.0)
     signal_mw = excess.sum(axis=-1) / rbw_ghz
     noise_psd = centre_level / rbw_ghz
 
