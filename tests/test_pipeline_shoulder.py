@@ -10,6 +10,7 @@ claims: a user (and the alarm engine) acts on the number, not on its error bar.
 from __future__ import annotations
 
 import functools
+import os
 from datetime import UTC, datetime
 
 import numpy as np
@@ -283,6 +284,10 @@ def test_no_case_gives_a_confident_error_above_1db(
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("ODPM_FULL_SWEEP"),
+    reason="270 cases, ~14 min on a loaded 2-core machine: set ODPM_FULL_SWEEP=1 to run",
+)
 @pytest.mark.parametrize(
     ("rate_gbd", "slot_ghz", "roll_off", "rbw_ghz", "carve_db", "all_lit"), SWEEP
 )
