@@ -340,7 +340,7 @@ def flex_indices(
     if hit.size:
         i = int(hit[0])
         raise ValueError(
-            f"channel {i + 1}: centre {centres[i]:g} THz is not on the 6.25 GHz flex grid "
+            f"channel {i + 1}: centre {centres[i]:.6f} THz is not on the 6.25 GHz flex grid "
             "(193.1 THz + n x 6.25 GHz)"
         )
     hit = np.flatnonzero(off_width)
