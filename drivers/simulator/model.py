@@ -36,7 +36,7 @@ Monitor.  The spectrum is laid on a fine grid (0.3125 GHz).
   through its passband.  The AWG shifts with chip temperature
   (``awg_tempco_ghz_per_c``), which the TEC normally holds to a few mK.
 * Trace: each point is the spectrum integrated through a Gaussian filter whose
-  noise-equivalent bandwidth is ``rbw_ghz`` (6.25 GHz), so a flat ASE density
+  noise-equivalent bandwidth is ``rbw_ghz`` (6.25 GHz; ``SIM:RBW`` sets it), so a flat ASE density
   ``S`` reads ``S * rbw``.
 * Detection: ports below the photodiode floor (-60 dBm) read as "below floor";
   every reading has a multiplicative noise (``reading_noise_db``) and an
@@ -90,6 +90,17 @@ PORT_FLOOR_DBM = -60.0
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
+#: Resolution bandwidths the simulated trace may have (GHz): at least two trace steps,
+#: at most a quarter of a 100 GHz slot.
+RBW_MIN_GHZ = 2.5
+RBW_MAX_GHZ = 25.0
+
+
+def _checked_rbw_ghz(rbw_ghz: float) -> float:
+    if not RBW_MIN_GHZ <= rbw_ghz <= RBW_MAX_GHZ:
+        raise ValueError(f"RBW must be in {RBW_MIN_GHZ:g}..{RBW_MAX_GHZ:g} GHz, got {rbw_ghz}")
+    return float(rbw_ghz)
+
 
 def ase_psd_mw_per_ghz(
     frequency_thz: npt.ArrayLike, gain_db: npt.ArrayLike, nf_db: float
@@ -139,8 +150,11 @@ class OpticalModel:
         awg_tempco_ghz_per_c: float = -1.4,
         reading_noise_db: float = 0.02,
         detector_noise_dbm: float = -75.0,
+        rbw_ghz: float = TRACE_RBW_GHZ,
     ) -> None:
         self._lock = threading.RLock()
+        #: Noise-equivalent bandwidth of the trace's resolution filter (``SIM:RBW``).
+        self.rbw_ghz = _checked_rbw_ghz(rbw_ghz)
         self.rng = np.random.default_rng(seed)
         self.plan = plan or ChannelPlan.c_band_50ghz()
         self.ports = ports or PortGrid(
@@ -252,6 +266,14 @@ class OpticalModel:
                 self.ripple_db = ripple_db
             self._changed()
 
+    def set_rbw(self, rbw_ghz: float) -> None:
+        """Change the trace's resolution bandwidth (a bench OSA's RESOLUTION setting):
+        wide channels through 12.5 GHz (0.1 nm) hide the noise floor that 6.25 GHz shows."""
+        with self._lock:
+            self.rbw_ghz = _checked_rbw_ghz(rbw_ghz)
+            self._kernels = self._make_kernels()
+            self._changed()
+
     def set_mean_osnr(self, osnr_db: float) -> None:
         """Choose the noise figure so the lit channels' mean OSNR (dB) is ``osnr_db``.
 
@@ -344,7 +366,7 @@ class OpticalModel:
             -(offset_ghz**2) / (2 * sigma_w**2)
         )
         # Gaussian with peak 1 and noise-equivalent bandwidth sigma * sqrt(2 pi) = RBW.
-        sigma_r = TRACE_RBW_GHZ / math.sqrt(2 * math.pi)
+        sigma_r = self.rbw_ghz / math.sqrt(2 * math.pi)
         rbw = np.exp(-(offset_ghz**2) / (2 * sigma_r**2))
         return np.fft.rfft(port), np.fft.rfft(rbw)
 

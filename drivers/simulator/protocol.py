@@ -23,8 +23,9 @@ import numpy as np
 from drivers.simulator.device import SimulatedOdpm96
 from drivers.simulator.model import (
     MAX_SYMBOL_RATE_GBD,
+    RBW_MAX_GHZ,
+    RBW_MIN_GHZ,
     TRACE_POINTS,
-    TRACE_RBW_GHZ,
     TRACE_START_THZ,
     TRACE_STEP_GHZ,
 )
@@ -308,7 +309,7 @@ def _trac_points(s: ScpiSession, args: list[str]) -> str:
 
 @command("TRACe:RBW?")
 def _trac_rbw(s: ScpiSession, args: list[str]) -> str:
-    return f"{TRACE_RBW_GHZ:g}"
+    return f"{s.device.model.rbw_ghz:g}"
 
 
 # -- stream -----------------------------------------------------------------------------------
@@ -369,6 +370,17 @@ def _sim_chan_srate(s: ScpiSession, args: list[str]) -> None:
 def _sim_signal_off(s: ScpiSession, args: list[str]) -> None:
     _expect_args(args, 1)
     s.device.model.set_signals_off(_bool_arg(args, 0, "signal off", default=True))
+
+
+@command("SIMulation:RBW")
+def _sim_rbw(s: ScpiSession, args: list[str]) -> None:
+    _expect_args(args, 1)
+    s.device.model.set_rbw(_float_arg(args, 0, "RBW", RBW_MIN_GHZ, RBW_MAX_GHZ))
+
+
+@command("SIMulation:RBW?")
+def _sim_rbw_q(s: ScpiSession, args: list[str]) -> str:
+    return f"{s.device.model.rbw_ghz:g}"
 
 
 @command("SIMulation:AMPlifier:GAIN")
