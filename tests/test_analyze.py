@@ -21,6 +21,7 @@ PLAN = ChannelPlan.c_band_50ghz()
 KEYS = [
     "channel",
     "frequency_thz",
+    "width_ghz",
     "present",
     "power_dbm",
     "signal_power_dbm",

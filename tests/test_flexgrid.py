@@ -4,6 +4,7 @@ config and plan files, through the trace and port pipelines."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -14,10 +15,12 @@ import pytest
 
 from odpm.config import AlarmConfig, CalibrationConfig, ConfigError, PipelineConfig, load_settings
 from odpm.grid import ChannelPlan, PortGrid
-from odpm.models import PortScan, Quality, TraceScan
+from odpm.models import PortScan, Quality, Reading, TraceScan
+from odpm.openconfig import channel_monitor
 from odpm.pipeline import Pipeline, TraceAxis
 from odpm.pipeline.axis import _midpoints_ghz
 from odpm.planfile import PlanFileError, read_plan_csv, write_plan_csv
+from odpm.storage import Journal
 from tests.support.synthetic_traces import make_trace, random_scenario
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -401,3 +404,93 @@ def test_analyze_with_a_plan_file(tmp_path: Path) -> None:
     assert res.returncode != 0
     assert "lacks column 'width_ghz'" in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ storage
+
+
+def _flex_reading(plan: ChannelPlan, device: str = "flex") -> Reading:
+    pf = PortGrid().frequencies_thz
+    power = np.random.default_rng(6).uniform(-20, -5, pf.size)
+    return _pipeline(plan).process(PortScan(device, NOW, power, pf))
+
+
+def test_journal_round_trips_a_flex_plan(tmp_path: Path) -> None:
+    plan = ChannelPlan.flex([(-276, 4), (-266, 6), (-248, 12), (-232, 4)])
+    reading = _flex_reading(plan)
+    np.testing.assert_array_equal(reading.width_ghz, [50, 75, 150, 50])
+    # Same centres, other widths: a plan of its own, not confused with the first.
+    same_centres = ChannelPlan.from_slots(plan.frequencies_thz, [50, 50, 100, 50])
+    other = _flex_reading(same_centres, "other")
+    j = Journal(tmp_path / "j.sqlite3", retention_days=7, max_bytes=10**9)
+    try:
+        j.append(reading)
+        j.append(other)
+        for want in (reading, other):
+            got = j.latest(want.device_id)
+            assert got is not None and got.width_ghz is not None
+            np.testing.assert_array_equal(got.width_ghz, want.width_ghz)
+            np.testing.assert_array_equal(got.frequency_thz, want.frequency_thz)
+            (stored,) = j.scans_between(want.device_id, 0, 2**62)
+            np.testing.assert_array_equal(stored.width_ghz, want.width_ghz)
+        row = got.channels_as_dicts()[1]
+        assert row["width_ghz"] == 50.0 and row["frequency_thz"] == 191.4375
+    finally:
+        j.close()
+
+
+def _to_old_layout(path: Path) -> None:
+    """The ``plans`` table as journals before the flex grid had it (no width column)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(
+        "BEGIN; CREATE TABLE plans_old(id INTEGER PRIMARY KEY, channel BLOB NOT NULL, "
+        "frequency_thz BLOB NOT NULL, UNIQUE(channel, frequency_thz)); "
+        "INSERT INTO plans_old SELECT id, channel, frequency_thz FROM plans; "
+        "DROP TABLE plans; ALTER TABLE plans_old RENAME TO plans; COMMIT;"
+    )
+    conn.close()
+
+
+def test_journal_migration_reads_old_plans_with_their_spacing(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    old = Pipeline(ChannelPlan.c_band_100ghz(), PipelineConfig(), QUIET, CalibrationConfig())
+    pf = PortGrid().frequencies_thz
+    reading = old.process(PortScan("old", NOW, np.full(pf.size, -10.0), pf))
+    j = Journal(path, retention_days=7, max_bytes=10**9)
+    j.append(reading)
+    j.close()
+    _to_old_layout(path)
+    conn = sqlite3.connect(path)
+    assert "width_ghz" not in {r[1] for r in conn.execute("PRAGMA table_info(plans)")}
+    conn.close()
+    j = Journal(path, retention_days=7, max_bytes=10**9)
+    try:
+        got = j.latest("old")
+        assert got is not None and got.width_ghz is not None
+        np.testing.assert_array_equal(got.width_ghz, np.full(40, 100.0))
+        np.testing.assert_array_equal(got.power_dbm, reading.power_dbm)
+        # New scans keep being written after the migration, flex ones included.
+        j.append(_flex_reading(ChannelPlan.flex([(-276, 4), (-266, 6)])))
+        flex = j.latest("flex")
+        assert flex is not None and flex.width_ghz is not None
+        np.testing.assert_array_equal(flex.width_ghz, [50.0, 75.0])
+    finally:
+        j.close()
+
+
+# ---------------------------------------------------------------- openconfig
+
+
+def test_openconfig_uses_each_flex_channel_slot() -> None:
+    plan = ChannelPlan.flex([(-276, 4), (-266, 6), (-248, 12)])
+    reading = _flex_reading(plan)
+    tree = channel_monitor("flex", plan, reading)
+    (monitor,) = tree["openconfig-channel-monitor:channel-monitors"]["channel-monitor"]
+    channels = monitor["channels"]["channel"]
+    assert [(c["lower-frequency"], c["upper-frequency"]) for c in channels] == [
+        ("191350000", "191400000"),
+        ("191400000", "191475000"),
+        ("191475000", "191625000"),
+    ]
+    # Power integrated over the slot: the linear sum of the ports it covers.
+    assert [c["state"]["power"] for c in channels] == [f"{p:.2f}" for p in reading.power_dbm]

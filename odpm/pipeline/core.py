@@ -72,6 +72,8 @@ class Pipeline:
         self._channels = plan.channel_numbers
         self._centres_thz = plan.frequencies_thz
         self._centres_ghz = (self._centres_thz - _ANCHOR) * 1000.0
+        self._widths_ghz = plan.widths_ghz
+        self._widths_ghz.flags.writeable = False
         self._band_ghz = float(self._centres_ghz[-1] - self._centres_ghz[0])
         # Shared read-only arrays for values a port reading cannot have.
         self._nan = np.full(plan.count, np.nan)
@@ -283,6 +285,7 @@ class Pipeline:
             mode=scan.mode,
             channel=self._channels,
             frequency_thz=self._centres_thz,
+            width_ghz=self._widths_ghz,
             present=present,
             power_dbm=power_dbm,
             signal_power_dbm=signal_power_dbm,
