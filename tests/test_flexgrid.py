@@ -420,7 +420,7 @@ def test_journal_round_trips_a_flex_plan(tmp_path: Path) -> None:
     reading = _flex_reading(plan)
     np.testing.assert_array_equal(reading.width_ghz, [50, 75, 150, 50])
     # Same centres, other widths: a plan of its own, not confused with the first.
-    same_centres = ChannelPlan.from_slots(plan.frequencies_thz, [50, 50, 100, 50])
+    same_centres = ChannelPlan.from_slots(plan.frequencies_thz.tolist(), [50, 50, 100, 50])
     other = _flex_reading(same_centres, "other")
     j = Journal(tmp_path / "j.sqlite3", retention_days=7, max_bytes=10**9)
     try:
@@ -433,8 +433,10 @@ def test_journal_round_trips_a_flex_plan(tmp_path: Path) -> None:
             np.testing.assert_array_equal(got.frequency_thz, want.frequency_thz)
             (stored,) = j.scans_between(want.device_id, 0, 2**62)
             np.testing.assert_array_equal(stored.width_ghz, want.width_ghz)
-        row = got.channels_as_dicts()[1]
-        assert row["width_ghz"] == 50.0 and row["frequency_thz"] == 191.4375
+        latest = j.latest("flex")
+        assert latest is not None
+        row = latest.channels_as_dicts()[1]
+        assert row["width_ghz"] == 75.0 and row["frequency_thz"] == 191.4375
     finally:
         j.close()
 

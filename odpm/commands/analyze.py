@@ -184,6 +184,7 @@ def _json(reading: Reading) -> str:
 _COLUMNS = (
     "channel",
     "frequency_thz",
+    "width_ghz",
     "present",
     "power_dbm",
     "signal_power_dbm",
