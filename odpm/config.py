@@ -110,7 +110,7 @@ class PlanConfig(_Strict):
     channels: Annotated[
         Annotated[Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT)], Tag("count")]
         | Annotated[
-            Annotated[list[FlexChannelConfig], Field(min_length=1, max_length=1_000)],
+            Annotated[list[FlexChannelConfig], Field(min_length=1, max_length=ODPM96_PORT_COUNT)],
             Tag("flex"),
         ],
         Discriminator(lambda v: "flex" if isinstance(v, list) else "count"),
