@@ -116,7 +116,7 @@ def test_decimal_centres_on_the_flex_grid_are_accepted() -> None:
 def _config(tmp_path: Path, channels: str) -> Path:
     path = tmp_path / "odpm.toml"
     path.write_text(
-        '[[devices]]\nid = "a"\naddress = "tcp://127.0.0.1:1"\n' + channels,
+        '[[devices]]\nid = "a"\naddress = "socket://127.0.0.1:1"\n' + channels,
     )
     return path
 
