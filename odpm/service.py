@@ -52,6 +52,7 @@ from odpm.instrument_analysis import STORE_FILE as INSTRUMENT_STORE_FILE
 from odpm.instrument_analysis import InstrumentAnalysisStore
 from odpm.live import Broadcaster
 from odpm.models import AlarmEvent, InstrumentAnalysis, Mode, RawScan, Reading, TraceScan
+from odpm.osnr_traces import CompanionTraces
 from odpm.roles import AgentRole, ReplicaRole, Role
 from odpm.summary import reading_summary
 
@@ -192,6 +193,8 @@ class DeviceRuntime:
         self.scan_gap_s: float | None = None
         #: A bench OSA's own analysis of its latest sweep, with odpm's reading of it.
         self.instrument: tuple[datetime, InstrumentAnalysis, Reading | None] | None = None
+        #: Reference / signal-off traces from ``[devices.osnr]`` (odpm.osnr_traces).
+        self.companions = CompanionTraces(config.id, config.osnr)
 
     @property
     def id(self) -> str:
@@ -469,6 +472,8 @@ class Service:
         if dev.pipeline is None:
             return None
         dev.last_scan_mono = time.monotonic()
+        if isinstance(scan, TraceScan) and dev.companions.configured:
+            scan = self._with_companions(dev, scan)
         with dev.lock:
             try:
                 reading = dev.pipeline.process(scan)
@@ -540,9 +545,31 @@ class Service:
             calibration=dev.config.calibration,
         ).power_dbm
 
+    def _with_companions(self, dev: DeviceRuntime, scan: TraceScan) -> TraceScan:
+        """The scan with the device's configured reference / signal-off traces on its
+        axis (those that fit; ``dev.companions.problem`` says why another does not)."""
+        archive = self.traces.archive if self.traces is not None else None
+        try:
+            got = dev.companions.for_axis(scan.frequency_thz, scan.rbw_ghz, archive)
+        except Exception:
+            log.exception("%s: loading the OSNR reference / signal-off traces failed", dev.id)
+            return scan
+        reference, noise = got.get("reference"), got.get("noise_trace")
+        if reference is None and noise is None:
+            return scan
+        return dataclasses.replace(
+            scan,
+            reference_power_dbm=scan.reference_power_dbm
+            if scan.reference_power_dbm is not None
+            else reference,
+            noise_power_dbm=scan.noise_power_dbm if scan.noise_power_dbm is not None else noise,
+        )
+
     def reference_changed(self, device_id: str) -> None:
-        """A reference or the default name changed: reload it for the ``deviation`` alarm."""
+        """A reference or the default name changed: reload it for the ``deviation`` alarm,
+        and the device's OSNR reference / signal-off traces (they may name it)."""
         dev = self.device(device_id)
+        dev.companions.reload()
         check = self._deviation.get(device_id)
         if check is not None and self.traces is not None:
             check.set_reference(self._reference_power(dev))
