@@ -63,9 +63,14 @@ class CompanionTrace:
     power_dbm: FloatArray
     rbw_ghz: float | None
 
-    def on_axis(self, frequency_thz: FloatArray, rbw_ghz: float) -> npt.NDArray[np.float32]:
-        """The levels on the live axis; CompanionError when they cannot be."""
-        if self.rbw_ghz is not None and abs(self.rbw_ghz / rbw_ghz - 1.0) > RBW_TOLERANCE:
+    def on_axis(self, frequency_thz: FloatArray, rbw_ghz: float | None) -> npt.NDArray[np.float32]:
+        """The levels on the live axis; CompanionError when they cannot be (``rbw_ghz``
+        None: the live trace's resolution is not known, so it is not compared)."""
+        if (
+            rbw_ghz is not None
+            and self.rbw_ghz is not None
+            and abs(self.rbw_ghz / rbw_ghz - 1.0) > RBW_TOLERANCE
+        ):
             raise CompanionError(
                 f"{self.kind} ({self.source}) was taken at {self.rbw_ghz:g} GHz resolution, "
                 f"the live trace at {rbw_ghz:g} GHz"
@@ -77,7 +82,7 @@ class CompanionTrace:
         if f.min() < lo - _COVER_SLACK_THZ or f.max() > hi + _COVER_SLACK_THZ:
             raise CompanionError(
                 f"{self.kind} ({self.source}) covers {lo:.4f}-{hi:.4f} THz, the live trace "
-                f"{f.min():.4f}-{f.max():.4f} THz"
+                f"{f.min():.4f}-{f.max():.4f} THz: it must cover the live trace"
             )
         mw = np.interp(f, self.frequency_thz, dbm_to_mw(self.power_dbm))
         return np.asarray(mw_to_dbm(mw), dtype=np.float32)
