@@ -40,29 +40,37 @@ import numpy.typing as npt
 from odpm.models import FloatArray
 from odpm.pipeline.axis import TraceAxis, half_crossings_ghz
 from odpm.pipeline.formulas import OSNR_REFERENCE_BANDWIDTH_GHZ
-from odpm.pipeline.shapes import ShapeTable, shape_table, stacked_tables
+from odpm.pipeline.shapes import rate_limit_gbd, shape_table
 
 #: 10 / ln 10: converts a relative standard deviation into dB.
 _DB_PER_NEPER = 10.0 / math.log(10.0)
-#: Ridge added to the normal matrix, relative to its diagonal.
+#: Ridge added to the (column-scaled, unit-diagonal) normal matrix.
 _RIDGE = 1e-9
 #: Points farther from the centre than this fraction of the window are the
 #: "outer" region whose mean residual is tested (see fit_raised_cosine).
 _INNER_FRACTION = 0.45
 #: A mean outer residual beyond this many standard errors rejects the fit.
 _MAX_RESIDUAL_Z = 4.0
-#: Relative change of the symbol rate whose effect on the OSNR counts as uncertainty.
-_SENSITIVITY_STEP = 0.02
-#: Roll-off factors tried (the first also measures widths): coherent transceivers
-#: use 0.01-0.2 digitally; 0.35 covers older and looser shapes.
-DEFAULT_ROLLOFFS = (0.1, 0.05, 0.2, 0.35)
+#: Roll-off factors tried, all at once: coherent transceivers use 0.01-0.2
+#: digitally; 0.35 covers older and looser shapes.
+DEFAULT_ROLLOFFS = (0.05, 0.1, 0.2, 0.35)
 #: Where a missing neighbour (beyond the plan's ends) is put: its shape is zero here.
 _FAR_GHZ = 1e5
-#: Relative steps of the two rounds of the symbol-rate search (a parabola through the
-#: residual at rate x (1 - s, 1, 1 + s), its vertex clipped to 1.5 s).
-_RATE_SPANS = (0.04, 0.015)
+#: Gauss-Newton steps on (rate, centre) after the start from the widths.
+_ITERATIONS = 2
+#: Largest step per iteration: relative for the rate, absolute (GHz) for the centre.
+_MAX_RATE_STEP = 0.1
+_MAX_CENTRE_STEP_GHZ = 1.0
+#: A last step larger than this (relative rate) means the fit did not converge.
+_CONVERGED_RATE_STEP = 0.01
 #: Window points kept per RBW (see fit_raised_cosine).
 _POINTS_PER_RBW = 3.0
+#: A roll-off whose residual is within this chi-square of the best one is as
+#: plausible; the OSNR spread over the plausible roll-offs counts as uncertainty.
+_PLAUSIBLE_CHI2 = 4.0
+#: Columns of the design matrix.
+_OWN, _LEFT, _RIGHT, _LEVEL, _SLOPE, _D_RATE, _D_CENTRE = range(7)
+_N_COLUMNS = 11
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,122 +99,26 @@ def pit_noise_level(axis: TraceAxis, p: npt.NDArray[np.float32]) -> FloatArray:
     return np.asarray(mid[:, :-1] * (1 - t) + mid[:, 1:] * t)
 
 
-@dataclass(frozen=True, slots=True)
-class _Fixed:
-    """The parts of the weighted normal equations that do not depend on the channel's
-    own shape: its neighbours, the noise pedestal and the data (``(N, C, ...)``).
-    Each candidate shape then costs a few dot products over the window, not a fit."""
-
-    columns: FloatArray  # (N, C, W, 4) weighted [left, right, 1, slope]
-    data: FloatArray  # (N, C, W) weighted y
-    #: The fixed block solved once: ``G_ff^-1`` (with the ridge) ``(N, C, 4, 4)``,
-    #: ``z = G_ff^-1 h_f`` ``(N, C, 4)`` and the RSS of the fixed columns alone ``(N, C)``.
-    inv: FloatArray
-    z: FloatArray
-    rss_fixed: FloatArray
-
-    @classmethod
-    def build(cls, y: FloatArray, w: FloatArray, columns: FloatArray) -> _Fixed:
-        a = columns * w[..., None]
-        b = y * w
-        gram = np.einsum("ncwp,ncwq->ncpq", a, a)
-        rhs = np.einsum("ncwp,ncw->ncp", a, b)
-        diag = np.einsum("ncpp->ncp", gram)
-        diag += np.where(diag > 0, _RIDGE * diag, 1.0)
-        inv = np.asarray(np.linalg.inv(gram), dtype=np.float64)
-        z = np.einsum("ncpq,ncq->ncp", inv, rhs)
-        return cls(
-            columns=a,
-            data=b,
-            inv=inv,
-            z=np.asarray(z),
-            rss_fixed=np.asarray(np.einsum("ncw,ncw->nc", b, b) - np.einsum("ncp,ncp->nc", z, rhs)),
-        )
-
-    def _reduced(self) -> tuple[FloatArray, FloatArray, FloatArray]:
-        return self.inv, self.z, self.rss_fixed
-
-    def rss(self, own: FloatArray, w: FloatArray) -> FloatArray:
-        """The weighted RSS with ``own`` added, by the Schur complement of the fixed
-        block: ``RSS_f - (h_o - g_of . z)^2 / (g_oo - g_of . G_ff^-1 g_of)``.  A few
-        dot products per candidate shape instead of a 5 x 5 solve."""
-        inv, z, rss_fixed = self._reduced()
-        a = own * w
-        g_oo = np.einsum("ncw,ncw->nc", a, a)
-        g_of = np.einsum("ncw,ncwp->ncp", a, self.columns)
-        h_o = np.einsum("ncw,ncw->nc", a, self.data)
-        schur = g_oo * (1 + _RIDGE) - np.einsum("ncp,ncpq,ncq->nc", g_of, inv, g_of)
-        gain = h_o - np.einsum("ncp,ncp->nc", g_of, z)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.where(schur > 0, rss_fixed - gain * gain / schur, rss_fixed)
-        return np.asarray(np.maximum(out, 0.0))
-
-    def solve(self, own: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Least squares with ``own`` (``(N, C, W)``, unweighted) as the first column,
-        by the same block elimination as :meth:`rss`.  Returns ``(coef (N, C, 5),
-        inverse normal matrix (N, C, 5, 5), weighted RSS (N, C))`` with the entries the
-        OSNR needs filled (own amplitude 0 and noise level 3, their (co)variances)."""
-        inv_f, z, rss_fixed = self._reduced()
-        a = own * w
-        g_oo = np.einsum("ncw,ncw->nc", a, a)
-        g_of = np.einsum("ncw,ncwp->ncp", a, self.columns)
-        h_o = np.einsum("ncw,ncw->nc", a, self.data)
-        m = np.einsum("ncpq,ncq->ncp", inv_f, g_of)  # G_ff^-1 g_of
-        schur = g_oo * (1 + _RIDGE) - np.einsum("ncp,ncp->nc", g_of, m)
-        gain = h_o - np.einsum("ncp,ncp->nc", g_of, z)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            own_coef = gain / schur
-            n, c = own_coef.shape
-            coef = np.zeros((n, c, 5))
-            coef[..., 0] = own_coef
-            coef[..., 1:] = z - m * own_coef[..., None]
-            inv = np.zeros((n, c, 5, 5))
-            inv[..., 0, 0] = 1.0 / schur
-            inv[..., 0, 3] = inv[..., 3, 0] = -m[..., 2] / schur
-            inv[..., 3, 3] = inv_f[..., 2, 2] + m[..., 2] ** 2 / schur
-            rss = np.maximum(rss_fixed - gain * own_coef, 0.0)
-        return coef, inv, np.asarray(rss)
-
-
-def _osnr(
-    coef: FloatArray,
-    inv: FloatArray,
-    rss: FloatArray,
-    dof: FloatArray,
-    correlation: float,
-    rbw_ghz: float,
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Signal (mW), noise PSD (mW/GHz), OSNR and its uncertainty (dB) from a fit."""
-    sig, n0 = coef[..., 0], coef[..., 3]
-    var = rss / np.maximum(dof, 1.0) * correlation
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = (
-            inv[..., 0, 0] / sig**2 + inv[..., 3, 3] / n0**2 - 2 * inv[..., 0, 3] / (sig * n0)
-        ) * var
-        unc = _DB_PER_NEPER * np.sqrt(np.maximum(rel, 0.0))
-        psd = n0 / rbw_ghz
-        osnr = 10 * np.log10(sig / (psd * OSNR_REFERENCE_BANDWIDTH_GHZ))
-    ok = (sig > 0) & (n0 > 0)
-    return (
-        sig,
-        psd,
-        np.asarray(np.where(ok, osnr, np.nan)),
-        np.asarray(np.where(ok, unc, np.nan)),
-    )
-
-
-def _shapes(
-    table: ShapeTable, rows: npt.NDArray[np.intp], u: FloatArray, centre_ghz: FloatArray
-) -> FloatArray:
-    """Shapes ``(N, C, W)`` of rows ``(N, C)`` at window offsets ``u`` ``(C, W)`` from the
-    grid centre, each shifted to its channel's measured centre ``(N, C)``."""
-    return table.evaluate(rows[..., None], u[None, :, :] - centre_ghz[..., None])
-
 
 def _neighbours(x: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Each channel's lower and upper neighbour's value along axis 1 (zero at the ends)."""
-    z = np.zeros_like(x[:, :1])
-    return np.concatenate((z, x[:, :-1]), axis=1), np.concatenate((x[:, 1:], z), axis=1)
+    """Each channel's lower and upper neighbour's value along the last axis (zero at
+    the ends)."""
+    z = np.zeros_like(x[..., :1])
+    return np.concatenate((z, x[..., :-1]), axis=-1), np.concatenate((x[..., 1:], z), axis=-1)
+
+
+def _solve_scaled(gram: FloatArray, rhs: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Solve the batched normal equations ``gram x = rhs`` (``(..., P, P)``, ``(..., P)``)
+    after scaling them to a unit diagonal (the columns differ by many orders of
+    magnitude: shapes ~1e-2, slope ~1, derivatives, all times weights ~1/p), with a
+    tiny ridge; returns the solution and the inverse normal matrix, both unscaled."""
+    diag = np.einsum("...pp->...p", gram)
+    scale = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
+    g = gram * scale[..., :, None] * scale[..., None, :]
+    g += np.eye(gram.shape[-1]) * _RIDGE
+    inv = np.linalg.inv(g) * scale[..., :, None] * scale[..., None, :]
+    x = np.matmul(inv, rhs[..., None])[..., 0]
+    return np.asarray(x), np.asarray(inv)
 
 
 def fit_raised_cosine(
@@ -221,9 +133,10 @@ def fit_raised_cosine(
     ``noise_level`` (trace units at each centre, ``(N, C)``) sets the half-maximum level
     used to measure widths; the pit noise is used when it is None.
     """
-    table = shape_table(float(rbw_ghz), float(rolloffs[0]))
-    stack = stacked_tables(float(rbw_ghz), tuple(float(b) for b in rolloffs))
-    n_rates = table.symbol_rate_gbd.size
+    gaps = np.diff(axis.channel_ghz)
+    widest = float(gaps.max()) if gaps.size else float(np.max(axis.slot_width_ghz))
+    table = shape_table(float(rbw_ghz), tuple(float(b) for b in rolloffs), rate_limit_gbd(widest))
+    n_rolloffs = len(rolloffs)
     step_ghz = float(np.median(np.diff(axis.frequency_ghz)))
     # Points closer than a fraction of the RBW carry little new information (the
     # filter smooths the trace over its width): keep one every RBW / _POINTS_PER_RBW.
@@ -231,124 +144,138 @@ def fit_raised_cosine(
     nb = axis.neighbourhood(stride)
     if noise_level is None:
         noise_level = pit_noise_level(axis, p)
+    n, c = noise_level.shape
 
-    # Width at half maximum (above the noise) -> symbol rate; centre from the crossings.
+    # Start: the rate from the width at half maximum (above the noise), per roll-off;
+    # the centre from the crossings.
     g = np.take(p, axis.slots.idx, axis=1)[..., 1:-1]
     peak = g.max(axis=-1).astype(np.float64)
     rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
-    centre = (rise + fall) / 2
-    rate0 = table.rate_from_fwhm(fall - rise)
+    # Every roll-off candidate is fitted at once: a leading axis of B (flattened with N).
+    rate = np.stack([table.rate_from_fwhm(fall - rise, b) for b in range(n_rolloffs)])
+    rate = rate.reshape(n_rolloffs * n, c)
+    centre = np.tile((rise + fall) / 2, (n_rolloffs, 1))
+    width_rate = rate[:n]
+    first_row = (np.repeat(np.arange(n_rolloffs), n) * table.n_rates)[:, None, None]
 
     y = np.take(p, nb.idx, axis=1).astype(np.float64)  # (N, C, W)
     w = np.where(nb.valid[None], 1.0 / np.maximum(y, 1e-30), 0.0)
-    slope = np.broadcast_to(nb.offset_ghz / nb.reach_ghz[:, None], y.shape)
+    wy = np.tile(y * w, (n_rolloffs, 1, 1))
+    w = np.tile(w, (n_rolloffs, 1, 1))
+    offset = nb.offset_ghz[None]  # (1, C, W)
+    level = np.broadcast_to(np.ones_like(offset), wy.shape)
+    slope = np.broadcast_to(offset / nb.reach_ghz[:, None], wy.shape)
     # Neighbour shapes on this channel's window: shift by the centre-to-centre distance.
-    gaps = np.diff(axis.channel_ghz)
-    gap_lo = np.concatenate(([_FAR_GHZ], gaps))
-    gap_hi = np.concatenate((gaps, [_FAR_GHZ]))
-    cen_lo, cen_hi = _neighbours(centre)
+    gap_lo = np.concatenate(([_FAR_GHZ], gaps))[None, :, None]
+    gap_hi = np.concatenate((gaps, [_FAR_GHZ]))[None, :, None]
 
-    def build_fixed(rows: npt.NDArray[np.intp]) -> _Fixed:
-        """The fixed columns with the neighbours' shapes of stacked-table ``rows``."""
-        row_lo, row_hi = (r.astype(np.intp) for r in _neighbours(rows.astype(np.float64)))
-        left = stack.evaluate(
-            row_lo[..., None], nb.offset_ghz[None] + gap_lo[None, :, None] - cen_lo[..., None]
+    def design(rate: FloatArray, centre: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Weighted design matrix ``(M, C, W, 7)`` at these rates and centres, and the
+        own shape (for the signal's peak)."""
+        own, d_rate, d_u = table.evaluate(first_row, rate[..., None], offset - centre[..., None])
+        assert d_rate is not None and d_u is not None
+        rate_lo, rate_hi = _neighbours(rate)
+        cen_lo, cen_hi = _neighbours(centre)
+        left, l_rate, l_u = table.evaluate(
+            first_row, rate_lo[..., None], offset + gap_lo - cen_lo[..., None]
         )
-        right = stack.evaluate(
-            row_hi[..., None], nb.offset_ghz[None] - gap_hi[None, :, None] - cen_hi[..., None]
+        right, r_rate, r_u = table.evaluate(
+            first_row, rate_hi[..., None], offset - gap_hi - cen_hi[..., None]
         )
-        return _Fixed.build(y, w, np.stack((left, right, np.ones_like(left), slope), axis=-1))
+        assert l_rate is not None and l_u is not None and r_rate is not None and r_u is not None
+        # The model's own term a T(x - c): d/d rate = a T_rate, d/dc = -a T_u; the
+        # neighbours' likewise, so that a neighbour's rate or centre still being off
+        # is absorbed here rather than bent into this channel's noise.
+        cols = np.stack(
+            (own, left, right, level, slope, d_rate, d_u, l_rate, l_u, r_rate, r_u), axis=-1
+        )
+        return cols * w[..., None], own
 
-    fixed = build_fixed(table.rate_index(rate0))
-    dof = nb.valid.sum(axis=-1)[None, :] - 5.0
-    correlation = max(1.0, rbw_ghz * _POINTS_PER_RBW / (2 * step_ghz * stride))
+    def solve(a: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Weighted least squares: coefficients, inverse normal matrix, weighted RSS."""
+        at = np.swapaxes(a, -1, -2)
+        coef, inv = _solve_scaled(np.matmul(at, a), np.matmul(at, wy[..., None])[..., 0])
+        resid = wy - np.matmul(a, coef[..., None])[..., 0]
+        return coef, inv, np.asarray(np.einsum("mcw,mcw->mc", resid, resid))
 
-    def own(rate: FloatArray, beta: npt.NDArray[np.intp]) -> FloatArray:
-        return _shapes(stack, table.rate_index(rate) + beta * n_rates, nb.offset_ghz, centre)
-
-    def solve(
-        rate: FloatArray, beta: npt.NDArray[np.intp]
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        return fixed.solve(own(rate, beta), w)
-
-    # The rate: rounds of a parabola through the residual at three rates (the
-    # residual is close to quadratic near its minimum), each vertex clipped to 1.5
-    # spans; the roll-off: the candidate with the smallest residual at that rate.
-    # Rate and roll-off trade against each other a little, so the rate is searched
-    # again at the chosen roll-off.
-    def refine(rate: FloatArray, beta: npt.NDArray[np.intp], span: float) -> FloatArray:
-        r_lo, r_mid, r_hi = (fixed.rss(own(rate * (1 + k * span), beta), w) for k in (-1, 0, 1))
-        curve = r_lo + r_hi - 2 * r_mid
+    # Gauss-Newton on the nonlinear (rate, centre), the linear amplitudes and noise
+    # solved exactly at each step (the derivative columns' coefficients are the
+    # steps times the amplitude).  The start from the widths is within a few per
+    # cent, so a few steps converge.
+    step_rate = np.zeros_like(rate)
+    for _ in range(_ITERATIONS):
+        cols, _own = design(rate, centre)
+        coef = solve(cols)[0]
+        amp = coef[..., _OWN]
+        ok = amp > 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            vertex = np.where(curve > 0, (r_lo - r_hi) / (2 * curve), 0.0)
-        return np.asarray(rate * (1 + np.clip(np.nan_to_num(vertex), -1.5, 1.5) * span))
+            d_rate = np.where(ok, coef[..., _D_RATE] / amp, 0.0)
+            d_centre = np.where(ok, -coef[..., _D_CENTRE] / amp, 0.0)
+        d_rate = np.clip(d_rate, -_MAX_RATE_STEP * rate, _MAX_RATE_STEP * rate)
+        step_rate = d_rate / rate
+        rate = table.clip_rate(rate + d_rate)
+        centre = centre + np.clip(d_centre, -_MAX_CENTRE_STEP_GHZ, _MAX_CENTRE_STEP_GHZ)
 
-    def choose_rolloff(rate: FloatArray) -> npt.NDArray[np.intp]:
-        best_rss = np.full(rate.shape, np.inf)
-        beta = np.zeros(rate.shape, dtype=np.intp)
-        for b in range(len(rolloffs)):
-            rss_b = fixed.rss(own(rate, np.full(rate.shape, b, dtype=np.intp)), w)
-            better = rss_b < best_rss
-            best_rss = np.where(better, rss_b, best_rss)
-            beta = np.where(better, b, beta)
-        return beta
+    # The final fit keeps the derivative columns: their coefficients are ~0 at the
+    # optimum, and the covariance of (amplitude, noise) then includes what the rate
+    # and centre are free to trade (the linearised joint uncertainty).
+    cols, own = design(rate, centre)
+    coef, inv, rss = solve(cols)
+    valid_points = nb.valid.sum(axis=-1)[None, :].astype(np.float64)
+    dof = np.maximum(valid_points - _N_COLUMNS, 1.0)
+    correlation = max(1.0, rbw_ghz * _POINTS_PER_RBW / (2 * step_ghz * stride))
+    sig, n0 = coef[..., _OWN], coef[..., _LEVEL]
+    var = rss / dof * correlation
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = (
+            inv[..., _OWN, _OWN] / sig**2
+            + inv[..., _LEVEL, _LEVEL] / n0**2
+            - 2 * inv[..., _OWN, _LEVEL] / (sig * n0)
+        ) * var
+        unc = _DB_PER_NEPER * np.sqrt(np.maximum(rel, 0.0))
+        osnr = 10 * np.log10(sig / (n0 / rbw_ghz * OSNR_REFERENCE_BANDWIDTH_GHZ))
+    fitted = (sig > 0) & (n0 > 0)
+    osnr = np.where(fitted, osnr, np.nan)
+    # A fit that is still moving, or pinned at the table's end, did not converge.
+    pinned = (rate <= table.symbol_rate_gbd[0]) | (rate >= table.symbol_rate_gbd[-1])
+    unc = np.where(fitted & ~pinned & (np.abs(step_rate) <= _CONVERGED_RATE_STEP), unc, np.inf)
 
-    beta = np.zeros(rate0.shape, dtype=np.intp)
-    rate = rate0
-    for span in _RATE_SPANS:
-        rate = refine(rate, beta, span)
-    beta = choose_rolloff(rate)
-    rate = refine(rate, beta, _RATE_SPANS[-1])
-    # Second pass: the neighbours' shapes with their own fitted rate and roll-off; a
-    # narrower roll-off at a slightly higher rate mimics a wider one, so each roll-off
-    # gets its own rate before they are compared.
-    fixed = build_fixed(table.rate_index(rate) + beta * n_rates)
-    best_rss = np.full(rate.shape, np.inf)
-    best_rate = rate
-    for b in range(len(rolloffs)):
-        beta_b = np.full(rate.shape, b, dtype=np.intp)
-        rate_b = refine(refine(rate, beta_b, _RATE_SPANS[0]), beta_b, _RATE_SPANS[-1])
-        rss_b = fixed.rss(own(rate_b, beta_b), w)
-        better = rss_b < best_rss
-        best_rss = np.where(better, rss_b, best_rss)
-        beta = np.where(better, b, beta)
-        best_rate = np.where(better, rate_b, best_rate)
-    rate = best_rate
-
-    coef, inv, rss = solve(rate, beta)
-    sig, psd, osnr, unc = _osnr(coef, inv, rss, dof, correlation, rbw_ghz)
-    # Shape sensitivity: how far the OSNR moves when the rate moves by
-    # _SENSITIVITY_STEP.  Where the floor is hidden (wide channels through a wide RBW)
-    # a small change of shape trades signal for noise and this term grows, so the fit
-    # says it does not know rather than report a confident number.
-    for step in (-_SENSITIVITY_STEP, _SENSITIVITY_STEP):
-        c2, i2, r2 = solve(rate * (1 + step), beta)
-        moved = _osnr(c2, i2, r2, dof, correlation, rbw_ghz)[2]
-        unc = np.sqrt(unc**2 + (moved - osnr) ** 2)
     # Shape of the residual: noise that is not smooth across the window (ASE carved
     # between channels by ROADM filters) leaves the trace systematically below the
     # model near the midpoints.  Compare the mean residual there with what the
     # residual scatter allows; a channel that fails has no credible fit.
-    a_own = own(rate, beta) * w
-    resid = (
-        fixed.data
-        - a_own * coef[..., :1]
-        - np.einsum("ncwp,ncp->ncw", fixed.columns, coef[..., 1:])
-    )
+    resid = wy - np.matmul(cols, coef[..., None])[..., 0]
     outer = (np.abs(nb.offset_ghz) > _INNER_FRACTION * nb.reach_ghz[:, None]) & nb.valid
     n_outer = outer.sum(axis=-1) / correlation
-    sigma = np.sqrt(rss / np.maximum(dof, 1.0))
+    sigma = np.sqrt(rss / dof)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_outer = np.where(outer[None], resid, 0.0).sum(axis=-1) / outer.sum(axis=-1)
         z = np.abs(mean_outer) / (sigma / np.sqrt(np.maximum(n_outer, 1.0)))
     unc = np.where(z > _MAX_RESIDUAL_Z, np.inf, unc)
-    rows = table.rate_index(rate)
+
+    # The roll-off: the candidate with the smallest residual; those whose residual is
+    # within _PLAUSIBLE_CHI2 of it fit as well, and their OSNR spread is uncertainty.
+    def per_rolloff(x: FloatArray) -> FloatArray:
+        return x.reshape(n_rolloffs, n, c)
+
+    rss_b, osnr_b = per_rolloff(rss), per_rolloff(osnr)
+    best = np.argmin(np.where(np.isfinite(osnr_b), rss_b, np.inf), axis=0)[None]
+
+    def pick(x: FloatArray) -> FloatArray:
+        return np.take_along_axis(per_rolloff(x), best, axis=0)[0]
+
+    best_rss = pick(rss)
+    chi2 = (rss_b - best_rss[None]) / (np.maximum(best_rss, 1e-300) / dof * correlation)
+    best_osnr = pick(osnr)
+    spread = np.where((chi2 <= _PLAUSIBLE_CHI2) & np.isfinite(osnr_b), osnr_b - best_osnr, 0.0)
+    unc_best = np.sqrt(pick(unc) ** 2 + np.max(spread**2, axis=0))
+    peak_shape = table.evaluate(first_row[:, :, 0], rate, np.zeros_like(rate), False)[0]
     return FitResult(
-        signal_mw=sig,
-        noise_psd_mw_per_ghz=psd,
-        osnr_db=osnr,
-        uncertainty_db=unc,
-        symbol_rate_gbd=table.symbol_rate_gbd[rows],
-        signal_peak=sig * stack.values[rows + beta * n_rates, 0],
-        width_rate_gbd=rate0,
+        signal_mw=pick(sig),
+        noise_psd_mw_per_ghz=pick(n0) / rbw_ghz,
+        osnr_db=best_osnr,
+        uncertainty_db=np.where(np.isfinite(best_osnr), unc_best, np.nan),
+        symbol_rate_gbd=pick(rate),
+        signal_peak=pick(sig * peak_shape),
+        width_rate_gbd=width_rate,
     )
