@@ -83,7 +83,8 @@ class FitResult:
     osnr_db: FloatArray
     uncertainty_db: FloatArray
     symbol_rate_gbd: FloatArray
-    #: Peak of the fitted signal in the trace, in trace units (for presence).
+    #: Peak of the fitted signal in the trace, in trace units, at its lower two-sigma
+    #: bound, zero where the fit did not converge (for presence).
     signal_peak: FloatArray
     #: The rate read from the width at half maximum, before the residual search: a fit
     #: whose best rate lands at the edge of the search did not converge.
@@ -202,7 +203,6 @@ def fit_raised_cosine(
     # solved exactly at each step (the derivative columns' coefficients are the
     # steps times the amplitude).  The start from the widths is within a few per
     # cent, so a few steps converge.
-    step_rate = np.zeros_like(rate)
     for _ in range(_ITERATIONS):
         cols, _own = design(rate, centre)
         coef = solve(cols)[0]
@@ -212,7 +212,6 @@ def fit_raised_cosine(
             d_rate = np.where(ok, coef[..., _D_RATE] / amp, 0.0)
             d_centre = np.where(ok, -coef[..., _D_CENTRE] / amp, 0.0)
         d_rate = np.clip(d_rate, -_MAX_RATE_STEP * rate, _MAX_RATE_STEP * rate)
-        step_rate = d_rate / rate
         rate = table.clip_rate(rate + d_rate)
         centre = centre + np.clip(d_centre, -_MAX_CENTRE_STEP_GHZ, _MAX_CENTRE_STEP_GHZ)
 
@@ -236,9 +235,13 @@ def fit_raised_cosine(
         osnr = 10 * np.log10(sig / (n0 / rbw_ghz * OSNR_REFERENCE_BANDWIDTH_GHZ))
     fitted = (sig > 0) & (n0 > 0)
     osnr = np.where(fitted, osnr, np.nan)
-    # A fit that is still moving, or pinned at the table's end, did not converge.
+    # A fit that would still move (the step the final solve asks for), or is pinned
+    # at the table's end, did not converge.
     pinned = (rate <= table.symbol_rate_gbd[0]) | (rate >= table.symbol_rate_gbd[-1])
-    unc = np.where(fitted & ~pinned & (np.abs(step_rate) <= _CONVERGED_RATE_STEP), unc, np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step_rate = np.abs(coef[..., _D_RATE] / sig) / rate
+    converged = fitted & ~pinned & (step_rate <= _CONVERGED_RATE_STEP)
+    unc = np.where(converged, unc, np.inf)
 
     # Shape of the residual: noise that is not smooth across the window (ASE carved
     # between channels by ROADM filters) leaves the trace systematically below the
@@ -269,13 +272,19 @@ def fit_raised_cosine(
     best_osnr = pick(osnr)
     spread = np.where((chi2 <= _PLAUSIBLE_CHI2) & np.isfinite(osnr_b), osnr_b - best_osnr, 0.0)
     unc_best = np.sqrt(pick(unc) ** 2 + np.max(spread**2, axis=0))
+    # For presence: the signal's peak at its lower two-sigma bound, and none where the
+    # fit did not converge.  A dark slot's own column has nothing to fit; its rate
+    # wanders to a shape that trades with the pedestal or a neighbour, and its
+    # amplitude then means nothing.
     peak_shape = table.evaluate(first_row[:, :, 0], rate, np.zeros_like(rate), False)[0]
+    sig_low = sig - 2.0 * np.sqrt(np.maximum(inv[..., _OWN, _OWN] * var, 0.0))
+    peak_low = np.where(converged, np.maximum(sig_low, 0.0) * peak_shape, 0.0)
     return FitResult(
         signal_mw=pick(sig),
         noise_psd_mw_per_ghz=pick(n0) / rbw_ghz,
         osnr_db=best_osnr,
         uncertainty_db=np.where(np.isfinite(best_osnr), unc_best, np.nan),
         symbol_rate_gbd=pick(rate),
-        signal_peak=pick(sig * peak_shape),
+        signal_peak=pick(peak_low),
         width_rate_gbd=width_rate,
     )
