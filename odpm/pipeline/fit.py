@@ -51,26 +51,30 @@ _RIDGE = 1e-9
 _INNER_FRACTION = 0.45
 #: A mean outer residual beyond this many standard errors rejects the fit.
 _MAX_RESIDUAL_Z = 4.0
-#: Roll-off factors tried, all at once: coherent transceivers use 0.01-0.2
-#: digitally; 0.35 covers older and looser shapes.
-DEFAULT_ROLLOFFS = (0.05, 0.1, 0.2, 0.35)
+#: Roll-off factors tabulated; the fitted roll-off is continuous between the first and
+#: the last (shapes blended linearly between neighbouring tables).  Coherent
+#: transceivers use 0.01-0.2 digitally; 0.35 covers older and looser shapes.
+DEFAULT_ROLLOFFS = (0.02, 0.06, 0.1, 0.15, 0.2, 0.27, 0.35)
+#: The roll-off the fit starts from.
+_START_ROLLOFF = 0.1
 #: Where a missing neighbour (beyond the plan's ends) is put: its shape is zero here.
 _FAR_GHZ = 1e5
 #: Gauss-Newton steps on (rate, centre) after the start from the widths.
-_ITERATIONS = 2
-#: Largest step per iteration: relative for the rate, absolute (GHz) for the centre.
+_ITERATIONS = 3
+#: Largest step per iteration: relative for the rate, absolute (GHz) for the centre,
+#: absolute for the roll-off.
 _MAX_RATE_STEP = 0.1
 _MAX_CENTRE_STEP_GHZ = 1.0
-#: A last step larger than this (relative rate) means the fit did not converge.
+_MAX_ROLLOFF_STEP = 0.1
+#: A remaining step larger than this (relative rate) means the fit did not converge.
 _CONVERGED_RATE_STEP = 0.01
-#: Window points kept per RBW (see fit_raised_cosine).
+#: Window points kept per RBW, and at least this many per window (see
+#: fit_raised_cosine).
 _POINTS_PER_RBW = 3.0
-#: A roll-off whose residual is within this chi-square of the best one is as
-#: plausible; the OSNR spread over the plausible roll-offs counts as uncertainty.
-_PLAUSIBLE_CHI2 = 4.0
+_MIN_POINTS = 48
 #: Columns of the design matrix.
-_OWN, _LEFT, _RIGHT, _LEVEL, _SLOPE, _D_RATE, _D_CENTRE = range(7)
-_N_COLUMNS = 11
+_OWN, _LEFT, _RIGHT, _LEVEL, _SLOPE, _D_RATE, _D_CENTRE, _D_ROLLOFF = range(8)
+_N_COLUMNS = 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,8 @@ class FitResult:
     #: The rate read from the width at half maximum, before the residual search: a fit
     #: whose best rate lands at the edge of the search did not converge.
     width_rate_gbd: FloatArray
+    #: The fitted roll-off.
+    rolloff: FloatArray
 
 
 def pit_noise_level(axis: TraceAxis, p: npt.NDArray[np.float32]) -> FloatArray:
@@ -98,7 +104,6 @@ def pit_noise_level(axis: TraceAxis, p: npt.NDArray[np.float32]) -> FloatArray:
     mid = np.take(p, axis.pit_idx, axis=1).min(axis=-1).astype(np.float64)
     t = axis.centre_t
     return np.asarray(mid[:, :-1] * (1 - t) + mid[:, 1:] * t)
-
 
 
 def _neighbours(x: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -137,32 +142,33 @@ def fit_raised_cosine(
     gaps = np.diff(axis.channel_ghz)
     widest = float(gaps.max()) if gaps.size else float(np.max(axis.slot_width_ghz))
     table = shape_table(float(rbw_ghz), tuple(float(b) for b in rolloffs), rate_limit_gbd(widest))
-    n_rolloffs = len(rolloffs)
+    betas = np.asarray(rolloffs, dtype=np.float64)
     step_ghz = float(np.median(np.diff(axis.frequency_ghz)))
     # Points closer than a fraction of the RBW carry little new information (the
-    # filter smooths the trace over its width): keep one every RBW / _POINTS_PER_RBW.
-    stride = max(1, int(rbw_ghz / _POINTS_PER_RBW / step_ghz))
+    # filter smooths the trace over its width): keep one every RBW / _POINTS_PER_RBW,
+    # but at least _MIN_POINTS in the narrowest window.
+    reach = float(np.min(np.diff(axis.channel_ghz))) * 2 if gaps.size else 1e9
+    stride = max(
+        1, min(int(rbw_ghz / _POINTS_PER_RBW / step_ghz), int(reach / _MIN_POINTS / step_ghz))
+    )
     nb = axis.neighbourhood(stride)
     if noise_level is None:
         noise_level = pit_noise_level(axis, p)
-    n, c = noise_level.shape
 
-    # Start: the rate from the width at half maximum (above the noise), per roll-off;
-    # the centre from the crossings.
+    # Start: the rate from the width at half maximum (above the noise) at the start
+    # roll-off; the centre from the crossings.
     g = np.take(p, axis.slots.idx, axis=1)[..., 1:-1]
     peak = g.max(axis=-1).astype(np.float64)
     rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
-    # Every roll-off candidate is fitted at once: a leading axis of B (flattened with N).
-    rate = np.stack([table.rate_from_fwhm(fall - rise, b) for b in range(n_rolloffs)])
-    rate = rate.reshape(n_rolloffs * n, c)
-    centre = np.tile((rise + fall) / 2, (n_rolloffs, 1))
-    width_rate = rate[:n]
-    first_row = (np.repeat(np.arange(n_rolloffs), n) * table.n_rates)[:, None, None]
+    start = int(np.argmin(np.abs(betas - _START_ROLLOFF)))
+    rate = table.rate_from_fwhm(fall - rise, start)
+    width_rate = rate
+    centre = (rise + fall) / 2
+    beta = np.full_like(rate, betas[start])
 
     y = np.take(p, nb.idx, axis=1).astype(np.float64)  # (N, C, W)
     w = np.where(nb.valid[None], 1.0 / np.maximum(y, 1e-30), 0.0)
-    wy = np.tile(y * w, (n_rolloffs, 1, 1))
-    w = np.tile(w, (n_rolloffs, 1, 1))
+    wy = y * w
     offset = nb.offset_ghz[None]  # (1, C, W)
     level = np.broadcast_to(np.ones_like(offset), wy.shape)
     slope = np.broadcast_to(offset / nb.reach_ghz[:, None], wy.shape)
@@ -170,25 +176,46 @@ def fit_raised_cosine(
     gap_lo = np.concatenate(([_FAR_GHZ], gaps))[None, :, None]
     gap_hi = np.concatenate((gaps, [_FAR_GHZ]))[None, :, None]
 
-    def design(rate: FloatArray, centre: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Weighted design matrix ``(M, C, W, 7)`` at these rates and centres, and the
-        own shape (for the signal's peak)."""
-        own, d_rate, d_u = table.evaluate(first_row, rate[..., None], offset - centre[..., None])
-        assert d_rate is not None and d_u is not None
+    def shape(
+        beta: FloatArray, rate: FloatArray, u: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """A raised cosine at continuous roll-off ``beta`` (blended between the two
+        tabulated roll-offs around it), rate and offset ``u``: value and derivatives
+        in rate, ``u`` and roll-off."""
+        k = np.clip(np.searchsorted(betas, beta, side="right") - 1, 0, betas.size - 2)
+        span = betas[k + 1] - betas[k]
+        t = ((beta - betas[k]) / span)[..., None]
+        row = (k * table.n_rates)[..., None]
+        lo, lo_rate, lo_u = table.evaluate(row, rate[..., None], u)
+        hi, hi_rate, hi_u = table.evaluate(row + table.n_rates, rate[..., None], u)
+        assert lo_rate is not None and lo_u is not None and hi_rate is not None
+        assert hi_u is not None
+        across = hi - lo
+        return (
+            lo + across * t,
+            lo_rate + (hi_rate - lo_rate) * t,
+            lo_u + (hi_u - lo_u) * t,
+            across / span[..., None],
+        )
+
+    def design(
+        beta: FloatArray, rate: FloatArray, centre: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Weighted design matrix ``(N, C, W, 12)`` at these roll-offs, rates and
+        centres, and the own shape."""
+        own, d_rate, d_u, d_beta = shape(beta, rate, offset - centre[..., None])
+        beta_lo, beta_hi = _neighbours(beta)
         rate_lo, rate_hi = _neighbours(rate)
         cen_lo, cen_hi = _neighbours(centre)
-        left, l_rate, l_u = table.evaluate(
-            first_row, rate_lo[..., None], offset + gap_lo - cen_lo[..., None]
-        )
-        right, r_rate, r_u = table.evaluate(
-            first_row, rate_hi[..., None], offset - gap_hi - cen_hi[..., None]
-        )
-        assert l_rate is not None and l_u is not None and r_rate is not None and r_u is not None
-        # The model's own term a T(x - c): d/d rate = a T_rate, d/dc = -a T_u; the
-        # neighbours' likewise, so that a neighbour's rate or centre still being off
-        # is absorbed here rather than bent into this channel's noise.
+        left, l_rate, l_u, l_beta = shape(beta_lo, rate_lo, offset + gap_lo - cen_lo[..., None])
+        right, r_rate, r_u, r_beta = shape(beta_hi, rate_hi, offset - gap_hi - cen_hi[..., None])
+        # The model's own term a T(x - c): d/d rate = a T_rate, d/dc = -a T_u, d/d beta =
+        # a T_beta; the neighbours' rate and centre likewise, so that a neighbour still
+        # off is absorbed here rather than bent into this channel's noise.
         cols = np.stack(
-            (own, left, right, level, slope, d_rate, d_u, l_rate, l_u, r_rate, r_u), axis=-1
+            (own, left, right, level, slope, d_rate, d_u, d_beta)
+            + (l_rate, l_u, l_beta, r_rate, r_u, r_beta),
+            axis=-1,
         )
         return cols * w[..., None], own
 
@@ -197,28 +224,32 @@ def fit_raised_cosine(
         at = np.swapaxes(a, -1, -2)
         coef, inv = _solve_scaled(np.matmul(at, a), np.matmul(at, wy[..., None])[..., 0])
         resid = wy - np.matmul(a, coef[..., None])[..., 0]
-        return coef, inv, np.asarray(np.einsum("mcw,mcw->mc", resid, resid))
+        return coef, inv, np.asarray(np.einsum("ncw,ncw->nc", resid, resid))
 
-    # Gauss-Newton on the nonlinear (rate, centre), the linear amplitudes and noise
-    # solved exactly at each step (the derivative columns' coefficients are the
-    # steps times the amplitude).  The start from the widths is within a few per
-    # cent, so a few steps converge.
+    # Gauss-Newton on the nonlinear (rate, centre, roll-off), the linear amplitudes
+    # and noise solved exactly at each step (the derivative columns' coefficients are
+    # the steps times the amplitude).  The start from the widths is within a few per
+    # cent, and the neighbours' derivative columns decouple the channels, so a few
+    # steps converge.
     for _ in range(_ITERATIONS):
-        cols, _own = design(rate, centre)
-        coef = solve(cols)[0]
+        coef = solve(design(beta, rate, centre)[0])[0]
         amp = coef[..., _OWN]
         ok = amp > 0
         with np.errstate(divide="ignore", invalid="ignore"):
             d_rate = np.where(ok, coef[..., _D_RATE] / amp, 0.0)
             d_centre = np.where(ok, -coef[..., _D_CENTRE] / amp, 0.0)
+            d_beta = np.where(ok, coef[..., _D_ROLLOFF] / amp, 0.0)
         d_rate = np.clip(d_rate, -_MAX_RATE_STEP * rate, _MAX_RATE_STEP * rate)
         rate = table.clip_rate(rate + d_rate)
         centre = centre + np.clip(d_centre, -_MAX_CENTRE_STEP_GHZ, _MAX_CENTRE_STEP_GHZ)
+        beta = np.clip(
+            beta + np.clip(d_beta, -_MAX_ROLLOFF_STEP, _MAX_ROLLOFF_STEP), betas[0], betas[-1]
+        )
 
     # The final fit keeps the derivative columns: their coefficients are ~0 at the
-    # optimum, and the covariance of (amplitude, noise) then includes what the rate
-    # and centre are free to trade (the linearised joint uncertainty).
-    cols, own = design(rate, centre)
+    # optimum, and the covariance of (amplitude, noise) then includes what the shape
+    # is free to trade (the linearised joint uncertainty).
+    cols, own = design(beta, rate, centre)
     coef, inv, rss = solve(cols)
     valid_points = nb.valid.sum(axis=-1)[None, :].astype(np.float64)
     dof = np.maximum(valid_points - _N_COLUMNS, 1.0)
@@ -233,13 +264,12 @@ def fit_raised_cosine(
         ) * var
         unc = _DB_PER_NEPER * np.sqrt(np.maximum(rel, 0.0))
         osnr = 10 * np.log10(sig / (n0 / rbw_ghz * OSNR_REFERENCE_BANDWIDTH_GHZ))
+        step_rate = np.abs(coef[..., _D_RATE] / sig) / rate
     fitted = (sig > 0) & (n0 > 0)
     osnr = np.where(fitted, osnr, np.nan)
     # A fit that would still move (the step the final solve asks for), or is pinned
     # at the table's end, did not converge.
     pinned = (rate <= table.symbol_rate_gbd[0]) | (rate >= table.symbol_rate_gbd[-1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        step_rate = np.abs(coef[..., _D_RATE] / sig) / rate
     converged = fitted & ~pinned & (step_rate <= _CONVERGED_RATE_STEP)
     unc = np.where(converged, unc, np.inf)
 
@@ -256,35 +286,20 @@ def fit_raised_cosine(
         z = np.abs(mean_outer) / (sigma / np.sqrt(np.maximum(n_outer, 1.0)))
     unc = np.where(z > _MAX_RESIDUAL_Z, np.inf, unc)
 
-    # The roll-off: the candidate with the smallest residual; those whose residual is
-    # within _PLAUSIBLE_CHI2 of it fit as well, and their OSNR spread is uncertainty.
-    def per_rolloff(x: FloatArray) -> FloatArray:
-        return x.reshape(n_rolloffs, n, c)
-
-    rss_b, osnr_b = per_rolloff(rss), per_rolloff(osnr)
-    best = np.argmin(np.where(np.isfinite(osnr_b), rss_b, np.inf), axis=0)[None]
-
-    def pick(x: FloatArray) -> FloatArray:
-        return np.take_along_axis(per_rolloff(x), best, axis=0)[0]
-
-    best_rss = pick(rss)
-    chi2 = (rss_b - best_rss[None]) / (np.maximum(best_rss, 1e-300) / dof * correlation)
-    best_osnr = pick(osnr)
-    spread = np.where((chi2 <= _PLAUSIBLE_CHI2) & np.isfinite(osnr_b), osnr_b - best_osnr, 0.0)
-    unc_best = np.sqrt(pick(unc) ** 2 + np.max(spread**2, axis=0))
     # For presence: the signal's peak at its lower two-sigma bound, and none where the
     # fit did not converge.  A dark slot's own column has nothing to fit; its rate
     # wanders to a shape that trades with the pedestal or a neighbour, and its
     # amplitude then means nothing.
-    peak_shape = table.evaluate(first_row[:, :, 0], rate, np.zeros_like(rate), False)[0]
+    peak_shape = shape(beta, rate, np.zeros_like(rate)[..., None])[0][..., 0]
     sig_low = sig - 2.0 * np.sqrt(np.maximum(inv[..., _OWN, _OWN] * var, 0.0))
     peak_low = np.where(converged, np.maximum(sig_low, 0.0) * peak_shape, 0.0)
     return FitResult(
-        signal_mw=pick(sig),
-        noise_psd_mw_per_ghz=pick(n0) / rbw_ghz,
-        osnr_db=best_osnr,
-        uncertainty_db=np.where(np.isfinite(best_osnr), unc_best, np.nan),
-        symbol_rate_gbd=pick(rate),
-        signal_peak=pick(peak_low),
+        signal_mw=sig,
+        noise_psd_mw_per_ghz=n0 / rbw_ghz,
+        osnr_db=osnr,
+        uncertainty_db=np.where(np.isfinite(osnr), unc, np.nan),
+        symbol_rate_gbd=rate,
+        signal_peak=peak_low,
         width_rate_gbd=width_rate,
+        rolloff=beta,
     )
