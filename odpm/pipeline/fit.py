@@ -66,11 +66,14 @@ _ITERATIONS = 3
 _MAX_RATE_STEP = 0.1
 _MAX_CENTRE_STEP_GHZ = 1.0
 _MAX_ROLLOFF_STEP = 0.1
-#: A remaining step larger than this (relative rate) means the fit did not converge.
-_CONVERGED_RATE_STEP = 0.01
+#: A remaining step larger than these (relative rate, centre in GHz, roll-off) means
+#: the fit did not converge: a shape still moving moves the noise with it.
+_CONVERGED_RATE_STEP = 0.002
+_CONVERGED_CENTRE_STEP_GHZ = 0.1
+_CONVERGED_ROLLOFF_STEP = 0.01
 #: Window points kept per RBW, and at least this many per window (see
 #: fit_raised_cosine).
-_POINTS_PER_RBW = 3.0
+_POINTS_PER_RBW = 2.0
 _MIN_POINTS = 48
 #: Columns of the design matrix.
 _OWN, _LEFT, _RIGHT, _LEVEL, _SLOPE, _D_RATE, _D_CENTRE, _D_ROLLOFF = range(8)
@@ -219,6 +222,15 @@ def fit_raised_cosine(
         )
         return cols * w[..., None], own
 
+    def step(a: FloatArray) -> FloatArray:
+        """Weighted least-squares coefficients alone (a Gauss-Newton step)."""
+        at = np.swapaxes(a, -1, -2)
+        gram, rhs = np.matmul(at, a), np.matmul(at, wy[..., None])
+        diag = np.einsum("...pp->...p", gram)
+        scale = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
+        g = gram * scale[..., :, None] * scale[..., None, :] + np.eye(_N_COLUMNS) * _RIDGE
+        return np.asarray(np.linalg.solve(g, rhs * scale[..., None])[..., 0] * scale)
+
     def solve(a: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Weighted least squares: coefficients, inverse normal matrix, weighted RSS."""
         at = np.swapaxes(a, -1, -2)
@@ -232,7 +244,7 @@ def fit_raised_cosine(
     # cent, and the neighbours' derivative columns decouple the channels, so a few
     # steps converge.
     for _ in range(_ITERATIONS):
-        coef = solve(design(beta, rate, centre)[0])[0]
+        coef = step(design(beta, rate, centre)[0])
         amp = coef[..., _OWN]
         ok = amp > 0
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -265,12 +277,20 @@ def fit_raised_cosine(
         unc = _DB_PER_NEPER * np.sqrt(np.maximum(rel, 0.0))
         osnr = 10 * np.log10(sig / (n0 / rbw_ghz * OSNR_REFERENCE_BANDWIDTH_GHZ))
         step_rate = np.abs(coef[..., _D_RATE] / sig) / rate
+        step_centre = np.abs(coef[..., _D_CENTRE] / sig)
+        step_beta = np.abs(coef[..., _D_ROLLOFF] / sig)
     fitted = (sig > 0) & (n0 > 0)
     osnr = np.where(fitted, osnr, np.nan)
     # A fit that would still move (the step the final solve asks for), or is pinned
     # at the table's end, did not converge.
     pinned = (rate <= table.symbol_rate_gbd[0]) | (rate >= table.symbol_rate_gbd[-1])
-    converged = fitted & ~pinned & (step_rate <= _CONVERGED_RATE_STEP)
+    converged = (
+        fitted
+        & ~pinned
+        & (step_rate <= _CONVERGED_RATE_STEP)
+        & (step_centre <= _CONVERGED_CENTRE_STEP_GHZ)
+        & (step_beta <= _CONVERGED_ROLLOFF_STEP)
+    )
     unc = np.where(converged, unc, np.inf)
 
     # Shape of the residual: noise that is not smooth across the window (ASE carved
