@@ -71,6 +71,9 @@ _MAX_ROLLOFF_STEP = 0.1
 _CONVERGED_RATE_STEP = 0.002
 _CONVERGED_CENTRE_STEP_GHZ = 0.1
 _CONVERGED_ROLLOFF_STEP = 0.01
+#: How far (relative) an unconverged fit's rate may drift from the width's and still
+#: count for presence.
+_PRESENCE_RATE_DRIFT = 0.1
 #: Window points kept per RBW, and at least this many per window (see
 #: fit_raised_cosine).
 _POINTS_PER_RBW = 2.0
@@ -312,7 +315,13 @@ def fit_raised_cosine(
     # amplitude then means nothing.
     peak_shape = shape(beta, rate, np.zeros_like(rate)[..., None])[0][..., 0]
     sig_low = sig - 2.0 * np.sqrt(np.maximum(inv[..., _OWN, _OWN] * var, 0.0))
-    peak_low = np.where(converged, np.maximum(sig_low, 0.0) * peak_shape, 0.0)
+    # An unconverged fit still counts when its shape stayed where the trace put it
+    # (rate within _PRESENCE_RATE_DRIFT of the width's, centre within a quarter of
+    # the spacing): a lit channel the fit cannot pin down to 0.2 % is still lit.
+    settled = (np.abs(rate / np.maximum(width_rate, 1e-9) - 1.0) <= _PRESENCE_RATE_DRIFT) & (
+        np.abs(centre) <= np.asarray(nb.reach_ghz) / 8
+    )
+    peak_low = np.where(converged | settled, np.maximum(sig_low, 0.0) * peak_shape, 0.0)
     return FitResult(
         signal_mw=sig,
         noise_psd_mw_per_ghz=n0 / rbw_ghz,
