@@ -20,6 +20,11 @@ class Disconnected(DriverError):  # noqa: N818 (name fixed by the architecture c
     """The link is gone or could not be opened (socket closed, pty hung up, USB unplugged)."""
 
 
+class Interrupted(DriverError):  # noqa: N818 (reads like the others: DeviceTimeout, Disconnected)
+    """A long wait on the device (a bench OSA's sweep) was abandoned because the
+    acquisition is stopping: not a fault of the device, so not counted as one."""
+
+
 class ProtocolError(DriverError):
     """The device answered, but not in the documented format (garbled line, short block)."""
 

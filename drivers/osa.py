@@ -24,7 +24,7 @@ from typing import Literal, NoReturn
 import numpy as np
 import numpy.typing as npt
 
-from drivers.errors import DeviceTimeout, DriverError, ProtocolError
+from drivers.errors import DeviceTimeout, DriverError, Interrupted, ProtocolError
 from drivers.ieee488 import read_definite_block
 from drivers.odpm96 import Trace
 from drivers.scpi import ScpiInstrument
@@ -110,6 +110,10 @@ def parse_real_block(payload: bytes, points: int | None, what: str) -> npt.NDArr
     return np.frombuffer(payload, dtype="<f8").astype(np.float64)
 
 
+def _never() -> bool:
+    return False
+
+
 class ScpiOsa(ScpiInstrument):
     """Plumbing for one OSA on ``transport`` (which the driver owns and closes)."""
 
@@ -123,6 +127,7 @@ class ScpiOsa(ScpiInstrument):
     def __init__(self, transport: Transport, *, poll_s: float = 0.05) -> None:
         super().__init__(transport)
         self.poll_s = poll_s
+        self._should_stop: Callable[[], bool] = _never
         transport.max_line_bytes = max(transport.max_line_bytes, MAX_ASCII_ANSWER_BYTES)
 
     def query_block(self, command: str) -> bytes:
@@ -141,10 +146,19 @@ class ScpiOsa(ScpiInstrument):
         self.model_name = fields[1]
         return idn
 
+    def set_stop_check(self, should_stop: Callable[[], bool]) -> None:
+        """``should_stop`` is asked at every poll of a long wait (a sweep can take
+        minutes); when it says yes the wait ends with :class:`Interrupted`, so stopping
+        the acquisition never waits for the instrument."""
+        self._should_stop = should_stop
+
     def poll_until(self, done: Callable[[], bool], timeout_s: float, what: str) -> None:
-        """Call ``done`` every ``poll_s`` until it is true; DeviceTimeout after ``timeout_s``."""
+        """Call ``done`` every ``poll_s`` until it is true; DeviceTimeout after
+        ``timeout_s``, Interrupted as soon as the stop check (see set_stop_check) says so."""
         deadline = time.monotonic() + timeout_s
         while not done():
+            if self._should_stop():
+                raise Interrupted(f"{what} abandoned: the acquisition is stopping")
             if time.monotonic() >= deadline:
                 raise DeviceTimeout(f"{what} did not complete within {timeout_s:.1f} s")
             time.sleep(self.poll_s)

@@ -8,8 +8,9 @@ OSAs sweep traces and have neither photodiode ports nor a stream.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,14 @@ class MonitorDriver(Protocol):
     def read_powers(self) -> npt.NDArray[np.float64]: ...
     def read_trace(self) -> Trace: ...
     def stream(self, rate_hz: float | None = None) -> FrameStream: ...
+
+
+@runtime_checkable
+class Interruptible(Protocol):
+    """A driver whose long waits (a bench OSA's sweep) can be cut short when the
+    acquisition stops (drivers.osa.ScpiOsa.set_stop_check)."""
+
+    def set_stop_check(self, should_stop: Callable[[], bool]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from drivers.errors import DriverError
+from drivers.errors import DriverError, Interrupted
 from drivers.odpm96 import FrameStream
-from drivers.registry import MonitorDriver, check_mode, open_driver
+from drivers.registry import Interruptible, MonitorDriver, check_mode, open_driver
 from drivers.stream import DEVICE_TIME_MODULUS
 from odpm.config import DeviceConfig
 from odpm.grid import PortGrid
@@ -332,6 +332,8 @@ class AcquisitionWorker:
                         self._open()
                     self._serve()
                 except Exception as exc:
+                    if isinstance(exc, Interrupted) and self._stop.is_set():
+                        break  # stopping cut a sweep short: not a fault of the device
                     # DriverError/OSError are the expected failures; anything else (a
                     # library bug, select() on fd > 1024, ...) is logged with its traceback
                     # but handled the same way: the worker must survive it.
@@ -371,6 +373,8 @@ class AcquisitionWorker:
     def _open(self) -> None:
         driver = self._connect(self.device)
         self._driver = driver
+        if isinstance(driver, Interruptible):
+            driver.set_stop_check(self._stop.is_set)
         self._scanned_since_open = False
         self._identity = driver.identify()
         # Bench OSAs have no ports (drivers.registry): their grid stays None.

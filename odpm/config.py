@@ -153,6 +153,19 @@ class ArchiveConfig(ArchivePolicy):
         return base.model_copy(update=changes)
 
 
+class OsnrTracesConfig(_Strict):
+    """A device's second traces for OSNR (``[devices.osnr]``, :mod:`odpm.osnr_traces`).
+
+    Each is the name of an archived reference trace of the device, or a path ending in
+    ``.csv`` (a trace file as ``odpm analyze`` reads it).  ``reference``: the same
+    channels at high OSNR (the ``reference`` method); ``noise_trace``: the channels'
+    transmitters switched off, ROADM passbands kept (the ``signal_off`` method, used
+    in preference when both are set)."""
+
+    reference: str | None = Field(None, min_length=1, max_length=4096, pattern=r"^[^\r\n]+$")
+    noise_trace: str | None = Field(None, min_length=1, max_length=4096, pattern=r"^[^\r\n]+$")
+
+
 class DeviceConfig(_Strict):
     """One monitor: how to reach it and how to acquire from it."""
 
@@ -175,6 +188,8 @@ class DeviceConfig(_Strict):
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     #: Changes to the global ``[archive]`` policy for this device.
     archive: ArchivePolicyOverride = Field(default_factory=ArchivePolicyOverride)
+    #: Reference / signal-off traces for the OSNR methods that need a second trace.
+    osnr: OsnrTracesConfig = Field(default_factory=OsnrTracesConfig)
     #: The API of the agent that acquires this device (replicas name it when asked for
     #: a stored trace, which stays on that agent).
     agent_url: str = ""

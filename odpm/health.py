@@ -86,6 +86,16 @@ def _silent_devices(service: Service, now: float) -> list[str]:
     return out
 
 
+def _companion_problems(service: Service) -> list[str]:
+    """A reason per device whose configured reference / signal-off trace is not in use."""
+    out = []
+    for dev in list(service.devices.values()):
+        problem = dev.companions.problem
+        if problem:
+            out.append(f"device {dev.id}: {problem}: not used for OSNR")
+    return out
+
+
 def _lost_devices(service: Service, silent: list[str]) -> list[str]:
     """A reason per device whose ``device_lost`` alarm is active (``alarms.device_lost_s``
     may be shorter than :func:`stale_after_s`), unless already reported as silent."""
@@ -151,6 +161,7 @@ def assess(service: Service) -> Health:
     silent = _silent_devices(service, now)
     degraded.extend(silent)
     degraded.extend(_lost_devices(service, silent))
+    degraded.extend(_companion_problems(service))
     if down:
         return Health("down", down + degraded)
     return Health("degraded" if degraded else "ok", degraded)

@@ -11,6 +11,9 @@ shapes from the same code:
   storage, refreshing its latest-reading cache from it periodically and adding
   the devices it finds there (an InfluxDB replica needs no ``[[devices]]``).
 
+The service is the read side every shape shares; what differs (workers and pipelines,
+or a refresh from storage) is its :attr:`Service.role` (:mod:`odpm.roles`).
+
 Everything the API reads is in memory here (latest reading and trace per device,
 the worker's own state snapshot, the cached ``*IDN?`` answer, active alarms) or
 in storage; only :meth:`Service.scan_now` talks to a device.
@@ -36,8 +39,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import ValidationError
-
 from odpm.config import (
     AlarmConfig,
     DeviceConfig,
@@ -46,12 +47,13 @@ from odpm.config import (
     StorageConfig,
     redact_url,
 )
-from odpm.device_watch import DeviceWatch
 from odpm.grid import ChannelPlan
 from odpm.instrument_analysis import STORE_FILE as INSTRUMENT_STORE_FILE
 from odpm.instrument_analysis import InstrumentAnalysisStore
 from odpm.live import Broadcaster
 from odpm.models import AlarmEvent, InstrumentAnalysis, Mode, RawScan, Reading, TraceScan
+from odpm.osnr_traces import CompanionTraces
+from odpm.roles import AgentRole, ReplicaRole, Role
 from odpm.summary import reading_summary
 
 if TYPE_CHECKING:
@@ -74,12 +76,8 @@ _T = TypeVar("_T")
 
 #: Counters every worker reports (names as exported to Prometheus).
 COUNTER_NAMES = ("scans", "errors", "reconnects", "crc_failures", "lost_frames")
-#: How often a replica (no acquisition) re-reads the latest readings from storage.
-REPLICA_REFRESH_S = 5.0
 #: How long ``stop`` lets the forwarder ship the journal's last rows.
 FORWARDER_DRAIN_S = 4.0
-#: How long ``stop`` waits for each worker thread.
-WORKER_STOP_TIMEOUT_S = 3.0
 
 
 class ServiceError(Exception):
@@ -195,6 +193,8 @@ class DeviceRuntime:
         self.scan_gap_s: float | None = None
         #: A bench OSA's own analysis of its latest sweep, with odpm's reading of it.
         self.instrument: tuple[datetime, InstrumentAnalysis, Reading | None] | None = None
+        #: Reference / signal-off traces from ``[devices.osnr]`` (odpm.osnr_traces).
+        self.companions = CompanionTraces(config.id, config.osnr)
 
     @property
     def id(self) -> str:
@@ -323,6 +323,8 @@ class Service:
         self.forwarder = forwarder
         self.history = history
         self.acquisition = acquisition
+        #: What this service does besides serving reads (odpm.roles).
+        self.role: Role = AgentRole(self) if acquisition else ReplicaRole(self)
         self.broadcaster = broadcaster or Broadcaster()
         self._on_close = list(on_close)
         self._lock = threading.Lock()
@@ -331,27 +333,14 @@ class Service:
         #: Replaced, never mutated, once started (a replica adds the devices it
         #: discovers), so readers on other threads can iterate it without a lock.
         self.devices: dict[str, DeviceRuntime] = {
-            cfg.id: DeviceRuntime(cfg, self._pipeline_for(cfg)) for cfg in devices
+            cfg.id: DeviceRuntime(cfg, self.role.pipeline_for(cfg)) for cfg in devices
         }
         self.started = False
         self.stopping = False
         self.started_at: float | None = None
         self.influx_reachable: bool | None = None
-        self._replica_stop = threading.Event()
-        self._replica_thread: threading.Thread | None = None
-        self._device_watch: DeviceWatch | None = None
         #: Opened on first use (only devices with ``instrument_analysis`` need it).
         self.instrument_store: InstrumentAnalysisStore | None = None
-
-    def _pipeline_for(self, cfg: DeviceConfig) -> Pipeline | None:
-        """A device's pipeline; a replica analyses nothing and has none."""
-        if not self.acquisition:
-            return None
-        from odpm.pipeline import Pipeline
-
-        return Pipeline(
-            cfg.plan.to_plan(), self.settings.pipeline, self.alarm_config, cfg.calibration
-        )
 
     # -- construction -----------------------------------------------------------------
 
@@ -407,35 +396,14 @@ class Service:
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Rebuild the latest cache from storage, then start forwarder and workers."""
+        """Rebuild the latest cache from storage, then start the forwarder and the role
+        (an agent's workers, a replica's refresh)."""
         if self.started:
             return
         self.refresh_latest_from_storage()
         if self.forwarder is not None:
             self.forwarder.start()
-        if self.acquisition:
-            from odpm.acquisition import AcquisitionWorker
-
-            for dev in self.devices.values():
-                if dev.pipeline is not None:
-                    # What the last run left active, so its first readings can clear it.
-                    dev.pipeline.restore_alarms(self.active_alarms(dev.id))
-            for dev in self.devices.values():
-                dev.worker = AcquisitionWorker(dev.config, self._make_on_scan(dev))
-                dev.last_scan_mono = time.monotonic()
-                if dev.config.enabled:
-                    dev.worker.start()
-            self._device_watch = DeviceWatch(
-                lambda: list(self.devices.values()),
-                lambda: self.alarm_config.device_lost_s,
-                self._raise_scanless_alarm,
-            )
-            self._device_watch.start()
-        else:
-            self._replica_thread = threading.Thread(
-                target=self._replica_loop, name="odpm-replica-refresh", daemon=True
-            )
-            self._replica_thread.start()
+        self.role.start()
         self.started = True
         self.started_at = time.monotonic()
         log.info(
@@ -447,26 +415,10 @@ class Service:
         )
 
     def stop(self) -> None:
-        """Stop workers (closing their transports), then flush forwarder and journal.
-
-        Workers stop in parallel so shutdown takes one worker's stop time, not N.
-        """
+        """Stop the role (an agent's workers close their transports), then flush the
+        forwarder and close the journal."""
         self.stopping = True
-        if self._device_watch is not None:
-            self._device_watch.stop()
-        workers = [d.worker for d in self.devices.values() if d.worker is not None]
-        if workers:
-            with concurrent.futures.ThreadPoolExecutor(
-                max_workers=min(32, len(workers)), thread_name_prefix="odpm-stop"
-            ) as pool:
-                for f in [pool.submit(w.stop, WORKER_STOP_TIMEOUT_S) for w in workers]:
-                    try:
-                        f.result()
-                    except Exception:
-                        log.exception("stopping a worker failed")
-        self._replica_stop.set()
-        if self._replica_thread is not None:
-            self._replica_thread.join(timeout=5)
+        self.role.stop()
         for close in self._on_close:
             try:
                 close()
@@ -503,7 +455,9 @@ class Service:
 
     # -- the scan path ------------------------------------------------------------------
 
-    def _make_on_scan(self, dev: DeviceRuntime) -> Callable[[RawScan], None]:
+    def scan_handler(self, dev: DeviceRuntime) -> Callable[[RawScan], None]:
+        """What ``dev``'s acquisition worker calls with each scan (:meth:`ingest`)."""
+
         def on_scan(scan: RawScan) -> None:
             self.ingest(dev, scan)
 
@@ -518,6 +472,8 @@ class Service:
         if dev.pipeline is None:
             return None
         dev.last_scan_mono = time.monotonic()
+        if isinstance(scan, TraceScan) and dev.companions.configured:
+            scan = self._with_companions(dev, scan)
         with dev.lock:
             try:
                 reading = dev.pipeline.process(scan)
@@ -589,9 +545,31 @@ class Service:
             calibration=dev.config.calibration,
         ).power_dbm
 
+    def _with_companions(self, dev: DeviceRuntime, scan: TraceScan) -> TraceScan:
+        """The scan with the device's configured reference / signal-off traces on its
+        axis (those that fit; ``dev.companions.problem`` says why another does not)."""
+        archive = self.traces.archive if self.traces is not None else None
+        try:
+            got = dev.companions.for_axis(scan.frequency_thz, scan.rbw_ghz, archive)
+        except Exception:
+            log.exception("%s: loading the OSNR reference / signal-off traces failed", dev.id)
+            return scan
+        reference, noise = got.get("reference"), got.get("noise_trace")
+        if reference is None and noise is None:
+            return scan
+        return dataclasses.replace(
+            scan,
+            reference_power_dbm=scan.reference_power_dbm
+            if scan.reference_power_dbm is not None
+            else reference,
+            noise_power_dbm=scan.noise_power_dbm if scan.noise_power_dbm is not None else noise,
+        )
+
     def reference_changed(self, device_id: str) -> None:
-        """A reference or the default name changed: reload it for the ``deviation`` alarm."""
+        """A reference or the default name changed: reload it for the ``deviation`` alarm,
+        and the device's OSNR reference / signal-off traces (they may name it)."""
         dev = self.device(device_id)
+        dev.companions.reload()
         check = self._deviation.get(device_id)
         if check is not None and self.traces is not None:
             check.set_reference(self._reference_power(dev))
@@ -659,7 +637,7 @@ class Service:
         except Exception:
             log.exception("%s: publishing a reading to live streams failed", device_id)
 
-    def _raise_scanless_alarm(self, dev: DeviceRuntime, event: AlarmEvent) -> None:
+    def raise_scanless_alarm(self, dev: DeviceRuntime, event: AlarmEvent) -> None:
         """Store (committed), note and publish an event no scan carries (``device_lost``).
 
         Under the device's lock, so it is ordered with the readings in the journal.
@@ -734,8 +712,7 @@ class Service:
         influx = self.history if isinstance(self.history, InfluxHistory) else None
         if self.journal is None and influx is None:
             return
-        if not self.acquisition:
-            self._discover_devices(influx)
+        self.role.before_refresh(influx)
         for dev in self.devices.values():
             try:
                 if self.journal is not None:
@@ -771,37 +748,6 @@ class Service:
             with self._lock:
                 self._active_alarms = rebuilt
 
-    def _discover_devices(self, influx: InfluxHistory | None) -> None:
-        """Add the devices in storage that this replica does not know yet.
-
-        They get the default device settings (and so the default channel plan);
-        their address says where the replica reads them from.
-        """
-        try:
-            if self.journal is not None:
-                found, where = self.journal.devices(), f"journal:{self.journal.path}"
-            elif influx is not None:
-                found = influx.devices()
-                where = f"influxdb:{redact_url(self.settings.storage.influx.url)}"
-            else:
-                return
-        except Exception as exc:
-            log.warning("could not list the devices in storage: %s", exc)
-            return
-        new: dict[str, DeviceRuntime] = {}
-        for device_id in found:
-            if device_id in self.devices:
-                continue
-            try:
-                cfg = DeviceConfig(id=device_id, address=where)
-            except ValidationError:
-                log.warning("storage holds device %r, which is not a valid device id", device_id)
-                continue
-            new[device_id] = DeviceRuntime(cfg, self._pipeline_for(cfg))
-        if new:
-            log.info("found in storage: %s", ", ".join(sorted(new)))
-            self.devices = {**self.devices, **new}
-
     def channel_history(
         self, device_id: str, channel: int, start: datetime, end: datetime, every_s: float
     ) -> ChannelHistory:
@@ -816,10 +762,6 @@ class Service:
             device_id, channel, start, end, every_s
         )
         return result
-
-    def _replica_loop(self) -> None:
-        while not self._replica_stop.wait(REPLICA_REFRESH_S):
-            self.refresh_latest_from_storage()
 
     # -- control ------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.console import (
@@ -492,3 +493,32 @@ def test_alarm_link_opens_the_spectrum_stored_at_that_moment(
     finally:
         server.sim_command("sim1", "SIM:CHAN:DARK 33,OFF")
     assert page.errors == []
+
+
+def test_report_link_sends_the_key_when_reads_are_locked(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Where every read needs the key, a plain link to the report is refused (a link
+    cannot carry a header): with the key set, the page fetches the report with it and
+    opens it in the new tab."""
+    with console_server(tmp_path_factory.mktemp("locked"), devices=1, reads_locked=True) as locked:
+        wait_for(lambda: _traces(locked, "sim1"), 60, "a stored trace of sim1")
+        page = Page(browser, locked)
+        try:
+            p = page.open()
+            p.evaluate(f"sessionStorage.setItem('odpm.apiKey', '{API_KEY}')")
+            p = page.open("#/device/sim1")
+            p.locator("#reference-panel:not([hidden])").wait_for()
+            p.locator("#archive-list li[data-trace-id]").first.wait_for()
+            href = p.locator("#report-link").get_attribute("href") or ""
+            assert href.startswith("/api/v1/devices/sim1/report?")
+            plain = httpx.get(locked.base_url + href, timeout=10)
+            assert plain.status_code == 401  # what the link alone gets
+            with page.context.expect_page() as popup:
+                p.locator("#report-link").click()
+            report = popup.value
+            report.wait_for_function("document.querySelector('h1') !== null")
+            assert "sim1" in report.locator("h1").inner_text()
+            assert report.url.startswith("blob:")
+        finally:
+            page.close()

@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
+from odpm.storage.lineprotocol import alarm_line
 from tests.support import grafana_macros as gm
 from tests.support.influxd import InfluxServer
 from tests.support.service_run import (
@@ -280,6 +281,9 @@ class Expect:
     #: Columns the schema omits where they do not apply (a ``los`` alarm crosses no
     #: threshold): non-null in some series, not necessarily in each.
     optional: tuple[str, ...] = ()
+    #: Columns a run need not fill at all (``reason`` is written only for a clear that its
+    #: value did not make; tested on its own in test_alarm_events_show_why_an_alarm_cleared).
+    may_be_empty: tuple[str, ...] = ()
 
 
 def _stat(f: str) -> Expect:
@@ -327,9 +331,10 @@ EXPECTED: dict[tuple[str, str, str], Expect] = {
         ("time", "offset_ghz"), check="buckets"
     ),
     ("odpm-channel-detail", "Alarm events", "A"): Expect(
-        ("time", "kind", "channel", "active", "value", "threshold"),
+        ("time", "kind", "channel", "active", "value", "threshold", "reason"),
         check="channel_events",
-        optional=("value", "threshold"),
+        optional=("value", "threshold", "reason"),
+        may_be_empty=("reason",),
     ),
 }
 
@@ -430,7 +435,7 @@ def test_target_returns_its_series(
                 assert any(row[col] is not None for row in s["values"]), (name, query)
     for col, name in enumerate(expect.columns[1:], start=1):
         column = [row[col] for s in series for row in s["values"]]
-        assert any(v is not None for v in column), (name, query)
+        assert name in expect.may_be_empty or any(v is not None for v in column), (name, query)
 
     selected = _selected(variables)
     got = {s["tags"]["channel"] for s in series} if expect.per_channel else set()
@@ -470,3 +475,55 @@ def test_target_returns_its_series(
         assert channels <= set(variables["channel"].selected) | {"all"}, channels
     else:
         assert expect.check == "", expect.check
+
+
+def test_alarm_events_show_why_an_alarm_cleared(influxd: InfluxServer, influx_db: str) -> None:
+    """The channel panel's events table carries each clear's ``reason``: an OSNR alarm
+    that cleared because the channel went dark (``not_measured``) is told apart from one
+    whose OSNR recovered (no reason) and from a threshold switched off."""
+    t0_us = int(time.time() * 1e6) - 60_000_000
+    events = [
+        ("osnr_low", 1, True, 12.0, 15.0, None),
+        ("osnr_low", 1, False, None, 15.0, "not_measured"),
+        ("power_low", 1, True, -31.0, -30.0, None),
+        ("power_low", 1, False, -31.0, None, "threshold_off"),
+        ("osnr_low", 2, True, 12.0, 15.0, None),
+        ("osnr_low", 2, False, 16.0, 15.0, None),
+    ]
+    influxd.write(
+        "".join(
+            alarm_line(
+                "dev", t0_us + i * 1_000_000, kind=k, channel=c, active=a, value=v,
+                threshold=t, reason=r,
+            )
+            for i, (k, c, a, v, t, r) in enumerate(events)
+        ),
+        influx_db,
+    )  # fmt: skip
+    board = next(b for b in load_dashboards().values() if b["uid"] == "odpm-channel-detail")
+    (tgt,) = [t for p, t in influxql_targets(board) if p["title"] == "Alarm events"]
+    to_ms = int(time.time() * 1000)
+    rows: dict[str, list[tuple[str, bool, str | None]]] = {}
+    for channel in ("01", "02"):
+        query = gm.expand(
+            tgt["query"],
+            variables={
+                "device": gm.Variable("device", ("dev",)),
+                "channel": gm.Variable("channel", (channel,)),
+            },
+            time_range=gm.TimeRange(to_ms - 3_600_000, to_ms, "now-1h", "now"),
+            interval_ms=1000,
+        )
+        (series,) = _run(influxd, influx_db, query)
+        cols = series["columns"]
+        rows[channel] = [
+            (r[cols.index("kind")], r[cols.index("active")], r[cols.index("reason")])
+            for r in series["values"]
+        ]
+    assert rows["01"] == [
+        ("power_low", False, "threshold_off"),
+        ("power_low", True, None),
+        ("osnr_low", False, "not_measured"),
+        ("osnr_low", True, None),
+    ]
+    assert rows["02"] == [("osnr_low", False, None), ("osnr_low", True, None)]

@@ -5,6 +5,7 @@ clear driver error, and the acquisition worker reconnects after one."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -230,3 +231,25 @@ def test_aq6370_over_a_visa_socket_resource_logs_in_too(aq: OsaServer) -> None:
     finally:
         d.close()
     assert trace.frequency_thz.size == 10001 and np.all(np.diff(trace.frequency_thz) > 0)
+
+
+def test_stopping_the_worker_interrupts_a_sweep_in_progress(aq: OsaServer) -> None:
+    """A bench OSA's sweep may take minutes: stopping odpm (or the device) must not wait
+    for it, and the interrupted sweep is not an error of the instrument."""
+    aq.emulator.points = 1001
+    aq.emulator.hang_sweep()  # the sweep never completes: only its ~6 s bound would end it
+    device = DeviceConfig.model_validate(
+        {"id": "aq", "driver": "aq6370", "address": aq.address, "timeout_s": 1.0,
+         "interval_s": 0.0, "password": SECRET}
+    )  # fmt: skip
+    worker = AcquisitionWorker(device, lambda scan: None, backoff=BackoffPolicy(0.01, 0.05))
+    worker.start()
+    try:
+        wait_for(lambda: worker.identity is not None, 30, "the OSA to be identified")
+        time.sleep(0.3)  # well inside the sweep
+    finally:
+        t0 = time.monotonic()
+        stopped = worker.stop(timeout_s=10.0)
+        took_s = time.monotonic() - t0
+    assert stopped and took_s < 2.0, f"stop took {took_s:.1f} s"
+    assert worker.counters.errors == 0 and worker.last_error is None

@@ -141,3 +141,28 @@ def test_signal_off_trace_from_the_simulator(driver: Odpm96) -> None:
     assert np.all(reading.osnr_method[lit] == OsnrMethod.SIGNAL_OFF)
     err = np.abs(reading.osnr_db[lit] - truth_osnr[lit])
     assert np.mean(err <= 0.5) >= 0.95, f"worst {err.max():.2f} dB"
+
+
+def test_wide_channels_through_a_12p5ghz_rbw_are_never_dark_nor_wrong(driver: Odpm96) -> None:
+    # 28-32 GBd on every 50 GHz slot, seen through 0.1 nm (12.5 GHz, SIM:RBW): the
+    # spectra fill the midpoints, so the "noise" there is mostly signal.  No lit channel
+    # may be called dark, and no OSNR the pipeline gives may be off by more than 1 dB.
+    rng = np.random.default_rng(12)
+    for ch in range(1, 81):
+        driver.write(f"SIM:CHAN:SRAT {ch},{rng.uniform(28, 32):.2f}")
+    driver.write("SIM:CHAN:DARK 30")
+    driver.write("SIM:RBW 12.5")
+    driver.check_errors()
+    driver.reset()  # the driver reads the RBW once per connection
+    truth_osnr = _truth(driver, "OSNR")
+    lit = ~np.isnan(truth_osnr)
+    trace = driver.read_trace()
+    assert trace.rbw_ghz == 12.5
+    pipeline = Pipeline(ChannelPlan(), PipelineConfig(), AlarmConfig(), CalibrationConfig())
+    reading = pipeline.process(
+        TraceScan("sim", datetime.now(UTC), trace.frequency_thz, trace.power_dbm, trace.rbw_ghz)
+    )
+    assert np.array_equal(reading.present, lit)
+    given = lit & np.isfinite(reading.osnr_db)
+    err = np.abs(reading.osnr_db[given] - truth_osnr[given])
+    assert err.size == 0 or err.max() <= 1.0, f"worst OSNR error {err.max():.2f} dB"

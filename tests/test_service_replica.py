@@ -195,3 +195,35 @@ def test_a_replica_service_rebuilds_alarms_from_influxdb(
         )
     finally:
         history.close()
+
+
+def test_latest_keeps_each_osnr_method_and_uncertainty(
+    influxd: InfluxServer, influx_db: str
+) -> None:
+    """A replica shows which method produced each OSNR and how sure it is, as the agent
+    does (issue 15): the fields the forwarder writes are read back, not dropped."""
+    influxd.write(
+        "\n".join(
+            [
+                f"scan,device=c,mode=trace total_power_dbm=1.0,lit_channels=3i {T1_US}",
+                f"channel,device=c,channel=01 power_dbm=-1.0,osnr_db=18.5,"
+                f'osnr_uncertainty_db=0.25,osnr_method="fit",present=true {T1_US}',
+                f"channel,device=c,channel=02 power_dbm=-2.0,osnr_db=25.0,"
+                f'osnr_uncertainty_db=0.02,osnr_method="interpolation",present=true {T1_US}',
+                f'channel,device=c,channel=03 power_dbm=-3.0,osnr_method="shoulder",'
+                f"osnr_db=21.0,osnr_uncertainty_db=0.1,present=true {T1_US}",
+                f"channel,device=c,channel=04 power_dbm=-50.0,present=false {T1_US}",
+            ]
+        ),
+        influx_db,
+    )
+    store = InfluxHistory(InfluxConfig(url=influxd.url, database=influx_db))
+    try:
+        r = store.latest("c")
+    finally:
+        store.close()
+    assert r is not None
+    rows = r.to_dict()["channels"]
+    assert [c["osnr_method"] for c in rows] == ["fit", "interpolation", "shoulder", None]
+    assert [c["osnr_uncertainty_db"] for c in rows][:3] == [0.25, 0.02, 0.1]
+    assert rows[3]["osnr_uncertainty_db"] is None

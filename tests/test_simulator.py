@@ -96,6 +96,30 @@ def test_trace_axis_rbw_and_ase_level() -> None:
     assert total == pytest.approx(m.truth_power_dbm()[20], abs=0.2)
 
 
+def test_rbw_is_settable_and_the_trace_follows_it() -> None:
+    """``SIM:RBW`` widens the filter: a flat ASE reads density x RBW (3 dB more at 12.5
+    than at 6.25 GHz), a channel's slot still integrates to its power, ``TRAC:RBW?``
+    answers the new value, and an RBW out of range is refused with one error."""
+    s = _session(seed=5)
+    m = s.device.model
+    f = m.trace_frequency_thz()
+    sel = (f > 191.40) & (f < 191.80)
+    assert _ask(s, "TRAC:RBW?") == "6.25"
+    narrow = m.read_trace_dbm(averaging=64)
+    _ask(s, "SIM:RBW 12.5")
+    assert _ask(s, "TRAC:RBW?") == "12.5" and _ask(s, "SIM:RBW?") == "12.5"
+    wide = m.read_trace_dbm(averaging=64)
+    assert float(np.mean(wide[sel] - narrow[sel])) == pytest.approx(10 * math.log10(2), abs=0.05)
+    c = m.carrier_thz()[20]
+    slot = np.abs(f - c) < 0.025
+    total = 10 * np.log10(np.sum(10 ** (wide[slot] / 10)) * TRACE_STEP_GHZ / 12.5)
+    assert total == pytest.approx(m.truth_power_dbm()[20], abs=0.3)
+    _ask(s, "SIM:RBW 0.5")
+    (error,) = _errors(s)
+    assert error.startswith("-222,") and "RBW" in error, error
+    assert _ask(s, "SIM:RBW?") == "12.5"
+
+
 def test_floor_and_reading_noise() -> None:
     m = OpticalModel(seed=6)
     m.set_channel_power(30, -60.0)

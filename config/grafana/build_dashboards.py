@@ -717,12 +717,13 @@ def channel_detail() -> Json:
             "table",
             "Alarm events",
             "Raise and clear events of this channel and of the whole monitor (channel 'all', "
-            "e.g. device_lost) in the time range, newest first. A clear without a value "
-            "is one whose quantity is no longer measured (reason not_measured).",
+            "e.g. device_lost) in the time range, newest first. A clear's reason says why it "
+            "cleared when it was not the value: not_measured (the quantity is no longer "
+            "measured: channel dark, OSNR unresolved, power mode) or threshold_off.",
             [
                 target(
                     "A",
-                    'SELECT "kind", "channel", "active", "value", "threshold" FROM "alarm" '
+                    'SELECT "kind", "channel", "active", "value", "threshold", "reason" FROM "alarm" '
                     f"WHERE {DEVICE} AND ({CHANNELS} OR \"channel\" = 'all') AND $timeFilter "
                     "ORDER BY time DESC LIMIT 200",
                     result_format="table",

@@ -36,7 +36,6 @@ import numpy.typing as npt
 
 from drivers.ieee488 import encode_definite_block
 from drivers.simulator.device import SimulatedOdpm96
-from drivers.simulator.model import TRACE_RBW_GHZ
 from drivers.simulator.protocol import ScpiSession, header_spellings
 from odpm.air import air_to_vacuum_nm, vacuum_to_air_nm
 from odpm.grid import frequency_thz_to_wavelength_nm, wavelength_nm_to_frequency_thz
@@ -191,7 +190,8 @@ class OsaEmulator:
 
     def rbw_nm(self) -> float:
         centre = 0.5 * (self.start_vac_nm + self.stop_vac_nm)
-        return TRACE_RBW_GHZ / float(wavelength_nm_to_frequency_thz(centre) * 1000.0) * centre
+        rbw_ghz = self.model.rbw_ghz
+        return rbw_ghz / float(wavelength_nm_to_frequency_thz(centre) * 1000.0) * centre
 
     def start_sweep(self) -> None:
         """Sample the line now; the sweep reports complete ``sweep_time_s`` later."""

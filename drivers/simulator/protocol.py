@@ -23,10 +23,14 @@ import numpy as np
 from drivers.simulator.device import SimulatedOdpm96
 from drivers.simulator.model import (
     MAX_SYMBOL_RATE_GBD,
+    RBW_MAX_GHZ,
+    RBW_MIN_GHZ,
     TRACE_POINTS,
-    TRACE_RBW_GHZ,
     TRACE_START_THZ,
     TRACE_STEP_GHZ,
+    WSS_MAX_DEPTH_DB,
+    WSS_MAX_EDGE_GHZ,
+    WSS_MIN_EDGE_GHZ,
 )
 from drivers.stream import encode_frame, frame_length
 
@@ -308,7 +312,7 @@ def _trac_points(s: ScpiSession, args: list[str]) -> str:
 
 @command("TRACe:RBW?")
 def _trac_rbw(s: ScpiSession, args: list[str]) -> str:
-    return f"{TRACE_RBW_GHZ:g}"
+    return f"{s.device.model.rbw_ghz:g}"
 
 
 # -- stream -----------------------------------------------------------------------------------
@@ -365,10 +369,107 @@ def _sim_chan_srate(s: ScpiSession, args: list[str]) -> None:
     )
 
 
+@command("SIMulation:CHANnel:ROLLoff")
+def _sim_chan_rolloff(s: ScpiSession, args: list[str]) -> None:
+    _expect_args(args, 2)
+    s.device.model.set_rolloff(_channel(s, args), _float_arg(args, 1, "roll-off", 0, 1))
+
+
+@command("SIMulation:ROLLoff")
+def _sim_rolloff(s: ScpiSession, args: list[str]) -> None:
+    _expect_args(args, 1)
+    s.device.model.set_rolloff(None, _float_arg(args, 0, "roll-off", 0, 1))
+
+
+@command("SIMulation:CHANnel:SIGNaloff")
+def _sim_chan_signal_off(s: ScpiSession, args: list[str]) -> None:
+    _expect_args(args, 2)
+    s.device.model.set_signal_off(_channel(s, args), _bool_arg(args, 1, "signal off", default=True))
+
+
 @command("SIMulation:SIGNaloff")
 def _sim_signal_off(s: ScpiSession, args: list[str]) -> None:
     _expect_args(args, 1)
     s.device.model.set_signals_off(_bool_arg(args, 0, "signal off", default=True))
+
+
+@command("SIMulation:SIGNaloff?")
+def _sim_signal_off_q(s: ScpiSession, args: list[str]) -> str:
+    _expect_args(args, 0)
+    return "1" if s.device.model.signals_off else "0"
+
+
+# The ROADM's WSS stage (drivers/simulator/model.py, "ROADM").
+@command("SIMulation:WSS", "SIMulation:WSS:STATe")
+def _sim_wss(s: ScpiSession, args: list[str]) -> None:
+    _expect_args(args, 1)
+    s.device.model.set_wss(enabled=_bool_arg(args, 0, "WSS state"))
+
+
+@command("SIMulation:WSS?", "SIMulation:WSS:STATe?")
+def _sim_wss_q(s: ScpiSession, args: list[str]) -> str:
+    _expect_args(args, 0)
+    return "1" if s.device.model.wss_enabled else "0"
+
+
+@command("SIMulation:WSS:DEPTh")
+def _sim_wss_depth(s: ScpiSession, args: list[str]) -> None:
+    _expect_args(args, 1)
+    s.device.model.set_wss(depth_db=_float_arg(args, 0, "WSS depth", 0, WSS_MAX_DEPTH_DB))
+
+
+@command("SIMulation:WSS:DEPTh?")
+def _sim_wss_depth_q(s: ScpiSession, args: list[str]) -> str:
+    _expect_args(args, 0)
+    return f"{s.device.model.wss_depth_db:.3f}"
+
+
+@command("SIMulation:WSS:GUARd")
+def _sim_wss_guard(s: ScpiSession, args: list[str]) -> None:
+    _expect_args(args, 1)
+    narrowest = float(s.device.model.slot_width_ghz.min())
+    guard = _float_arg(args, 0, "WSS guard", 0, narrowest)
+    if guard >= narrowest:
+        raise ScpiError(
+            -222, f"Data out of range;WSS guard must be below the narrowest slot, {narrowest:g} GHz"
+        )
+    s.device.model.set_wss(guard_ghz=guard)
+
+
+@command("SIMulation:WSS:GUARd?")
+def _sim_wss_guard_q(s: ScpiSession, args: list[str]) -> str:
+    _expect_args(args, 0)
+    return f"{s.device.model.wss_guard_ghz:.3f}"
+
+
+@command("SIMulation:WSS:EDGE")
+def _sim_wss_edge(s: ScpiSession, args: list[str]) -> None:
+    _expect_args(args, 1)
+    edge = _float_arg(args, 0, "WSS edge", WSS_MIN_EDGE_GHZ, WSS_MAX_EDGE_GHZ)
+    s.device.model.set_wss(edge_ghz=edge)
+
+
+@command("SIMulation:WSS:EDGE?")
+def _sim_wss_edge_q(s: ScpiSession, args: list[str]) -> str:
+    _expect_args(args, 0)
+    return f"{s.device.model.wss_edge_ghz:.3f}"
+
+
+@command("SIMulation:WSS:BANDwidth?")
+def _sim_wss_bandwidth_q(s: ScpiSession, args: list[str]) -> str:
+    _expect_args(args, 0)
+    return _format_values(s.device.model.wss_passband_ghz(), "{:.3f}")
+
+
+@command("SIMulation:RBW")
+def _sim_rbw(s: ScpiSession, args: list[str]) -> None:
+    _expect_args(args, 1)
+    s.device.model.set_rbw(_float_arg(args, 0, "RBW", RBW_MIN_GHZ, RBW_MAX_GHZ))
+
+
+@command("SIMulation:RBW?")
+def _sim_rbw_q(s: ScpiSession, args: list[str]) -> str:
+    return f"{s.device.model.rbw_ghz:g}"
 
 
 @command("SIMulation:AMPlifier:GAIN")
@@ -434,6 +535,23 @@ def _truth_pow(s: ScpiSession, args: list[str]) -> str:
 @command("SIMulation:TRUTh:OFFSet?")
 def _truth_offs(s: ScpiSession, args: list[str]) -> str:
     return _format_values(s.device.model.truth_offset_ghz(), "{:.3f}")
+
+
+@command("SIMulation:TRUTh:SRATe?")
+def _truth_srate(s: ScpiSession, args: list[str]) -> str:
+    return _format_values(s.device.model.symbol_rate_gbd, "{:.3f}")
+
+
+@command("SIMulation:TRUTh:ROLLoff?")
+def _truth_rolloff(s: ScpiSession, args: list[str]) -> str:
+    return _format_values(s.device.model.rolloff, "{:.4f}")
+
+
+@command("SIMulation:TRUTh:WSS?")
+def _truth_wss(s: ScpiSession, args: list[str]) -> str:
+    """The WSS's transmission at each carrier, in dB (0 with the WSS off)."""
+    model = s.device.model
+    return _format_values(10.0 * np.log10(model.wss_transmission_at(model.carrier_thz())), "{:.3f}")
 
 
 @command("SIMulation:TRUTh:FREQuency?")

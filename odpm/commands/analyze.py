@@ -22,9 +22,9 @@ from odpm.config import AlarmConfig, CalibrationConfig, PipelineConfig
 from odpm.errors import UserError
 from odpm.grid import ChannelPlan
 from odpm.models import Reading, TraceScan
+from odpm.osnr_traces import CompanionError, load_companion
 from odpm.pipeline import Pipeline, TraceAxis
 from odpm.tracefile import TraceFile, read_trace_file
-from odpm.units import dbm_to_mw, mw_to_dbm
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
         frequency_thz=trace.frequency_thz,
         power_dbm=trace.power_dbm,
         rbw_ghz=float(args.rbw_ghz),
-        noise_power_dbm=_companion(args.noise_trace, trace),
-        reference_power_dbm=_companion(args.reference, trace),
+        noise_power_dbm=_companion("noise trace", args.noise_trace, trace),
+        reference_power_dbm=_companion("reference", args.reference, trace),
     )
     try:
         reading = pipeline.process(scan)
@@ -124,21 +124,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _companion(path: str | None, trace: TraceFile) -> npt.NDArray[np.float64] | None:
+def _companion(kind: str, path: str | None, trace: TraceFile) -> npt.NDArray[np.float32] | None:
     """A second trace (signal-off or reference) on the live trace's axis: read, checked
-    to cover it, and interpolated linearly in mW onto its points."""
+    to cover it and to share its resolution (when both files state one), and
+    interpolated linearly in mW onto its points (odpm.osnr_traces, as the service does)."""
     if path is None:
         return None
-    other = read_trace_file(path)
-    f, lo, hi = trace.frequency_thz, other.frequency_thz.min(), other.frequency_thz.max()
-    if f.min() < lo - 1e-9 or f.max() > hi + 1e-9:
-        raise UserError(
-            f"{other.path}: covers {lo:.4f}-{hi:.4f} THz but {trace.path} spans "
-            f"{f.min():.4f}-{f.max():.4f} THz; the second trace must cover the first"
-        )
-    order = np.argsort(other.frequency_thz)
-    mw = np.interp(f, other.frequency_thz[order], dbm_to_mw(other.power_dbm[order]))
-    return mw_to_dbm(mw)
+    try:
+        other = load_companion(kind, path, "", None)
+        return other.on_axis(trace.frequency_thz, trace.rbw_hint_ghz)
+    except CompanionError as exc:
+        raise UserError(f"{trace.path}: {exc}") from None
 
 
 def _check_coverage(trace: TraceFile, plan: ChannelPlan, config: PipelineConfig) -> None:

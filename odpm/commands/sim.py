@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+from typing import Any
 
 from odpm.commands import Subparsers
 from odpm.errors import UserError
@@ -40,7 +41,66 @@ def add_parser(sub: Subparsers) -> None:
         help="instrument to emulate: the ODPM-96 (default) or a bench OSA, Yokogawa AQ6370 "
         "(with its login handshake) or Anritsu MS9740 (TCP only)",
     )
+    physics = p.add_argument_group(
+        "optical scenario (ODPM-96 only; the same settings as the SIM:... commands, "
+        "docs/protocol.md)"
+    )
+    physics.add_argument(
+        "--rolloff",
+        type=float,
+        default=None,
+        metavar="BETA",
+        help="raised-cosine roll-off of every channel, 0..1 (default 0.1; per channel: "
+        "SIM:CHAN:ROLL <ch>,<beta>)",
+    )
+    physics.add_argument(
+        "--wss-depth-db",
+        type=float,
+        default=None,
+        metavar="DB",
+        help="put a ROADM's WSS before the monitor: the ASE outside the lit channels' "
+        "passbands is attenuated by DB (0..60; default: no WSS)",
+    )
+    physics.add_argument(
+        "--wss-guard-ghz",
+        type=float,
+        default=None,
+        metavar="GHZ",
+        help="WSS passband = slot width minus this guard (default 6)",
+    )
+    physics.add_argument(
+        "--wss-edge-ghz",
+        type=float,
+        default=None,
+        metavar="GHZ",
+        help="sigma of the WSS passbands' Gaussian edges, 0.1..20 (default 2)",
+    )
     p.set_defaults(run=run)
+
+
+def _odpm96(args: argparse.Namespace) -> Any:
+    """The simulated ODPM-96 with the optical scenario the options ask for."""
+    from drivers.simulator import OpticalModel, SimulatedOdpm96
+
+    wss_given = [
+        name
+        for name in ("wss_depth_db", "wss_guard_ghz", "wss_edge_ghz")
+        if getattr(args, name) is not None
+    ]
+    if wss_given and args.wss_depth_db is None:
+        raise UserError("--wss-guard-ghz and --wss-edge-ghz shape the WSS: add --wss-depth-db")
+    try:
+        model = OpticalModel(seed=args.seed, rolloff=0.1 if args.rolloff is None else args.rolloff)
+        if args.wss_depth_db is not None:
+            model.set_wss(
+                enabled=True,
+                depth_db=args.wss_depth_db,
+                guard_ghz=args.wss_guard_ghz,
+                edge_ghz=args.wss_edge_ghz,
+            )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return SimulatedOdpm96(seed=args.seed, model=model)
 
 
 def _parse_host_port(text: str) -> tuple[str, int]:
@@ -64,12 +124,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--baud must be 300..4000000, got {args.baud}")
     host, port = _parse_host_port(args.tcp or "127.0.0.1:5025")
     if args.model != "odpm96":
+        scenario = ("rolloff", "wss_depth_db", "wss_guard_ghz", "wss_edge_ghz")
+        given = [n for n in scenario if getattr(args, n) is not None]
+        if given:
+            option = "--" + given[0].replace("_", "-")
+            raise UserError(
+                f"{option} sets the ODPM-96 simulator's optics, not --model {args.model}"
+            )
         return _run_osa(args, host, port)
+    device = _odpm96(args)
     try:
         if args.pty:
-            server = SimulatorServer.start_pty(seed=args.seed, baud=args.baud)
+            server = SimulatorServer.start_pty(baud=args.baud, device=device)
         else:
-            server = SimulatorServer.start_tcp(host, port, seed=args.seed, baud=args.baud)
+            server = SimulatorServer.start_tcp(host, port, baud=args.baud, device=device)
     except OSError as exc:
         raise UserError(f"cannot start the simulator: {exc}") from None
     stop = threading.Event()

@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from odpm.config import InfluxConfig
 from odpm.grid import ChannelPlan
-from odpm.models import AlarmEvent, AlarmKind, ClearReason, Mode, Quality, Reading
+from odpm.models import AlarmEvent, AlarmKind, ClearReason, Mode, OsnrMethod, Quality, Reading
 from odpm.storage.influx_writers import v1_auth
 from odpm.storage.journal import (
     ROLLUP_PERIOD_US,
@@ -449,6 +449,7 @@ class InfluxHistory:
         ``plan`` (the default plan when None; NaN for channels beyond it),
         ``quality`` from ``present``, the mode and whether OSNR exists (the
         pipeline's rules), and ``alarms`` is empty (events stay in ``alarm``).
+        Each OSNR's ``osnr_method`` and ``osnr_uncertainty_db`` are read back as written.
         """
         dev = _influxql_string(device)
         scan_fields = ("total_power_dbm", "tilt_db", "flatness_db", "min_osnr_db", "temperature_c")
@@ -462,7 +463,7 @@ class InfluxHistory:
         time_us, lit, *scalars, mode = series[0]["values"][0]
         channels = self.query(
             'SELECT last("present"), '
-            + ", ".join(f'"{f}"' for f in CHANNEL_FLOAT_FIELDS)
+            + ", ".join(f'"{f}"' for f in (*CHANNEL_FLOAT_FIELDS, *_PROVENANCE_FIELDS))
             + f' FROM "{MEASUREMENT_CHANNEL}" WHERE "device" = {dev} '
             f'AND time >= {int(time_us)}u AND time <= {int(time_us)}u GROUP BY "channel"'
         )
@@ -581,6 +582,22 @@ def _alarm_event(
         return None
 
 
+#: Where each OSNR came from (issue 15), read back beside the values: written only for
+#: channels that have them, so a missing field is "no method", not an error.
+_PROVENANCE_FIELDS = ("osnr_method", "osnr_uncertainty_db")
+
+
+def _osnr_method_code(label: Any) -> int:
+    """The :class:`OsnrMethod` of a stored label (NONE for a missing or unknown one: a
+    newer agent's method this version does not know is shown as no method, not an error)."""
+    if not isinstance(label, str):
+        return int(OsnrMethod.NONE)
+    try:
+        return int(OsnrMethod[label.upper()])
+    except KeyError:
+        return int(OsnrMethod.NONE)
+
+
 def _nan_if_none(v: Any) -> float:
     return math.nan if v is None else float(v)
 
@@ -597,10 +614,20 @@ def _reading_from_points(
     """A :class:`Reading` from one ``scan`` point and its ``channel`` points."""
     channel = np.array([c for c, _ in rows], dtype=np.int64)
     present = np.array([bool(v[0]) for _, v in rows], dtype=np.bool_)
+    n_values = len(CHANNEL_FLOAT_FIELDS)
     values = np.array(
-        [[_nan_if_none(x) for x in v[1:]] for _, v in rows], dtype=np.float64
-    ).reshape(len(rows), len(CHANNEL_FLOAT_FIELDS))
+        [[_nan_if_none(x) for x in v[1 : 1 + n_values]] for _, v in rows], dtype=np.float64
+    ).reshape(len(rows), n_values)
     power, signal, osnr, offset = values.T
+    # Points written before issue 15 have neither field: the row is then shorter.
+    method = np.array(
+        [_osnr_method_code(v[1 + n_values] if len(v) > 1 + n_values else None) for _, v in rows],
+        dtype=np.uint8,
+    )
+    uncertainty = np.array(
+        [_nan_if_none(v[2 + n_values] if len(v) > 2 + n_values else None) for _, v in rows],
+        dtype=np.float64,
+    )
     plan_f = plan.frequencies_thz
     in_plan = (channel >= 1) & (channel <= plan.count)
     frequency = np.full(channel.size, math.nan)
@@ -632,6 +659,8 @@ def _reading_from_points(
         flatness_db=_nan_if_none(flatness),
         min_osnr_db=_nan_if_none(min_osnr),
         temperature_c=None if temperature is None else float(temperature),
+        osnr_method=method if method.any() else None,
+        osnr_uncertainty_db=uncertainty if method.any() else None,
     )
 
 

@@ -53,10 +53,13 @@ class ConsoleServer:
     proc: subprocess.Popen[bytes]
     base_url: str
     log_path: Path
+    #: The service locks reads too (``api.read_requires_key``): the client sends the key.
+    reads_locked: bool = False
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.base_url, timeout=10.0)
+        headers = {"Authorization": f"Bearer {API_KEY}"} if self.reads_locked else {}
+        self.http = httpx.Client(base_url=self.base_url, timeout=10.0, headers=headers)
 
     def device(self, dev_id: str) -> dict[str, Any]:
         r = self.http.get(f"/api/v1/devices/{dev_id}")
@@ -101,14 +104,18 @@ def console_server(
     devices: int = 2,
     port: int | None = None,
     extra_config: str = "",
+    reads_locked: bool = False,
 ) -> Iterator[ConsoleServer]:
     """``odpm serve --simulate N`` (trace mode, 1 scan/s) until the block ends;
-    ``extra_config`` is appended to its config file (more ``[[devices]]``)."""
+    ``extra_config`` is appended to its config file (more ``[[devices]]``);
+    ``reads_locked`` makes every read need the key too."""
     port = port or free_port()
     digest = hashlib.sha256(API_KEY.encode()).hexdigest()
     config = tmp / "odpm.toml"
     config.write_text(
-        f'[api]\napi_key_sha256 = ["{digest}"]\n[storage]\ndata_dir = "{tmp / "data"}"\n'
+        f'[api]\napi_key_sha256 = ["{digest}"]\n'
+        + ("read_requires_key = true\n" if reads_locked else "")
+        + f'[storage]\ndata_dir = "{tmp / "data"}"\n'
         + extra_config
     )
     cmd = [
@@ -119,7 +126,7 @@ def console_server(
     log = log_path.open("wb")
     env = {**os.environ, "ODPM_CONFIG": ""}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
-    server = ConsoleServer(proc, f"http://127.0.0.1:{port}", log_path)
+    server = ConsoleServer(proc, f"http://127.0.0.1:{port}", log_path, reads_locked)
     try:
 
         def all_scanning() -> bool:

@@ -7,7 +7,7 @@
 // power_delta_db = power now - power in the reference, of the stored trace shown or
 // else the newest), PUT .../references/{name} {"trace_id": N} (key).
 
-import { API, apiKey, getJSON, send } from "./api.js";
+import { API, ApiError, apiKey, authHeaders, getJSON, send } from "./api.js";
 import { el, fmt, localTime } from "./format.js";
 
 /** The bars' scale: at least +/- this many dB, else the largest |delta| rounded up. */
@@ -36,6 +36,7 @@ export class ReferencePanel {
     this.listening = new AbortController();
     const signal = this.listening.signal;
     this.select.addEventListener("change", () => this.choose(this.select.value || null), { signal });
+    this.report.addEventListener("click", (ev) => this.openReport(ev), { signal });
     panel.querySelector("#reference-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       this.save();
@@ -206,6 +207,26 @@ export class ReferencePanel {
       await this.choose(name);
     } catch (err) {
       this.say(`save: ${err.message}`, false);
+    }
+  }
+
+  /**
+   * A link cannot send the key, and a service that locks reads answers it 401: with a key
+   * set, the report is fetched with it and opened from a blob in the new tab instead.
+   */
+  async openReport(ev) {
+    if (!apiKey()) return; // reads are open (or no key yet): the plain link works
+    ev.preventDefault();
+    const tab = window.open("", "_blank");
+    try {
+      const resp = await fetch(this.report.href, { headers: authHeaders() });
+      if (!resp.ok) throw new ApiError(resp.status, `${resp.status} ${resp.statusText}`);
+      const url = URL.createObjectURL(await resp.blob());
+      if (tab) tab.location.href = url;
+      else window.location.href = url;
+    } catch (err) {
+      if (tab) tab.close();
+      this.say(`report: ${err.message}`, false);
     }
   }
 
