@@ -72,9 +72,11 @@ case                                   RBW 6.25     RBW 12.5     before (12.5 / 
 reports an OSNR off by more than 1 dB.
 
 Speed (bench/pipeline.py, 17,000 points, 80 channels, 2.5 GHz RBW, one core, load
-average 5.4-5.7 on 2 CPUs): 24-37 ms before, 15-24 ms now in the same run (~1.6 x);
-target 5 ms not met.  First scan (tables built): 1.1-1.6 s before, 0.15 s now (the
-tables stop at the plan's highest plausible rate and the FFT is half the size).
+average 4-5.7 on 2 CPUs): old and new code in the same run, old 10.8-37 ms, new
+6.0-24 ms (~1.7 x); target 5 ms not met.  Where the time goes: the shape look-ups
+(six bilinear look-ups with derivatives per design, four designs) and the batched
+14 x 14 normal equations.  First scan (tables built): 0.67-1.6 s before, 0.15-0.33 s
+now (the tables stop at the plan's highest plausible rate, the FFT is half the size).
 """
 
 from __future__ import annotations
