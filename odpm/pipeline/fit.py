@@ -236,18 +236,12 @@ def fit_raised_cosine(
         in rate, ``u`` and roll-off."""
         k = np.clip(np.searchsorted(betas, beta, side="right") - 1, 0, betas.size - 2)
         span = betas[k + 1] - betas[k]
-        t = ((beta - betas[k]) / span)[..., None]
-        row = (k * table.n_rates)[..., None]
-        lo, lo_rate, lo_u = table.evaluate(row, rate[..., None], u)
-        hi, hi_rate, hi_u = table.evaluate(row + table.n_rates, rate[..., None], u)
-        assert lo_rate is not None and lo_u is not None and hi_rate is not None
-        assert hi_u is not None
-        across = hi - lo
-        return (
-            lo + across * t,
-            lo_rate + (hi_rate - lo_rate) * t,
-            lo_u + (hi_u - lo_u) * t,
-            across / span[..., None],
+        return table.evaluate_blend(
+            (k * table.n_rates)[..., None],
+            ((beta - betas[k]) / span)[..., None],
+            span[..., None],
+            rate[..., None],
+            u,
         )
 
     def design(beta: FloatArray, rate: FloatArray, centre: FloatArray) -> FloatArray:
