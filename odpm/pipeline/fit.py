@@ -66,8 +66,8 @@ floor with a neighbour's pedestal at the neighbour's centre, and the ASE ripple 
 one 75-150 GHz spacing can exceed it (a false alarm, strict xfail in the tests).
 
 Speed (bench/pipeline.py, 17,000 points, 80 channels, 2.5 GHz RBW, one core, load
-average 4-5.7 on 2 CPUs): old and new code in the same run, old 10.8-37 ms, new
-6.0-24 ms (~1.7 x); target 5 ms not met.  Where the time goes: the shape look-ups
+average 3.6-5.7 on 2 CPUs): old and new code in the same run, old 18.0 / 26.4 ms,
+new 9.9 / 12.9 ms (~2 x); target 5 ms not met.  Where the time goes: the shape look-ups
 (six bilinear look-ups with derivatives per design, four designs) and the batched
 14 x 14 normal equations.  First scan (tables built): 0.67-1.6 s before, 0.15-0.33 s
 now (the tables stop at the plan's highest plausible rate, the FFT is half the size).
