@@ -119,6 +119,11 @@ class DeviceOut(_Out):
 class ChannelOut(_Out):
     channel: int
     frequency_thz: float
+    width_ghz: float | None = Field(
+        None,
+        description="The channel's slot width in GHz (its slot is frequency_thz +/- "
+        "width_ghz/2; ITU-T G.694.1 flex plans mix widths); null when unknown.",
+    )
     present: bool
     power_dbm: float | None
     signal_power_dbm: float | None

@@ -26,8 +26,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -38,8 +40,11 @@ from odpm.grid import (
     DEFAULT_CHANNEL_COUNT,
     DEFAULT_FIRST_CHANNEL_THZ,
     DEFAULT_SPACING_GHZ,
+    FLEX_CENTRE_STEP_GHZ,
+    FLEX_WIDTH_STEP_GHZ,
     ODPM96_PORT_COUNT,
     ChannelPlan,
+    grid_frequency_thz,
 )
 
 #: Where ``odpm`` looks when no ``--config`` is given (relative to the working directory).
@@ -58,17 +63,66 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FlexChannelConfig(_Strict):
+    """One channel of a flexible-grid plan (ITU-T G.694.1): either ``n`` and ``m``
+    (centre 193.1 THz + n x 6.25 GHz, width m x 12.5 GHz) or ``centre_thz`` and
+    ``width_ghz`` (which must lie on that grid)."""
+
+    n: int | None = Field(None, ge=-10_000, le=10_000)
+    m: int | None = Field(None, ge=1, le=1_000)
+    centre_thz: float | None = Field(None, gt=180, lt=200)
+    width_ghz: float | None = Field(None, gt=0, le=5_000)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> FlexChannelConfig:
+        grid = self.n is not None or self.m is not None
+        given = self.centre_thz is not None or self.width_ghz is not None
+        if grid and given:
+            raise ValueError("give either n and m or centre_thz and width_ghz, not both")
+        if grid and (self.n is None or self.m is None):
+            raise ValueError("needs both n and m")
+        if not grid and (self.centre_thz is None or self.width_ghz is None):
+            raise ValueError("needs n and m, or centre_thz and width_ghz")
+        return self
+
+    def slot(self) -> tuple[float, float]:
+        """(centre THz, width GHz) as given or from (n, m)."""
+        if self.n is not None and self.m is not None:
+            return (
+                float(grid_frequency_thz(self.n, FLEX_CENTRE_STEP_GHZ)),
+                self.m * FLEX_WIDTH_STEP_GHZ,
+            )
+        assert self.centre_thz is not None and self.width_ghz is not None
+        return (self.centre_thz, self.width_ghz)
+
+
 class PlanConfig(_Strict):
-    """The line system's channel plan (ITU-T G.694.1 grid, or explicit centres)."""
+    """The line system's channel plan: a regular ITU-T G.694.1 grid (``channels`` a
+    count), explicit centres, or a flexible grid (``[[devices.plan.channels]]``
+    entries, numbered 1..N in ascending frequency)."""
 
     first_channel_thz: float = Field(DEFAULT_FIRST_CHANNEL_THZ, gt=180, lt=200)
     #: ITU-T G.694.1: no grid is finer than 6.25 GHz (a finer value is a typo, and
     #: overflows the grid index).
     spacing_ghz: float = Field(DEFAULT_SPACING_GHZ, ge=6.25, le=1000)
-    channels: int = Field(DEFAULT_CHANNEL_COUNT, ge=1, le=ODPM96_PORT_COUNT)
+    #: A count (regular grid) or the flex channels; the discriminator keeps a bad
+    #: entry's error about that entry (not also "should be a valid integer").
+    channels: Annotated[
+        Annotated[Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT)], Tag("count")]
+        | Annotated[
+            Annotated[list[FlexChannelConfig], Field(min_length=1, max_length=ODPM96_PORT_COUNT)],
+            Tag("flex"),
+        ],
+        Discriminator(lambda v: "flex" if isinstance(v, list) else "count"),
+    ] = DEFAULT_CHANNEL_COUNT
     custom_frequencies_thz: list[float] | None = None
 
     def to_plan(self) -> ChannelPlan:
+        if isinstance(self.channels, list):
+            if self.custom_frequencies_thz:
+                raise ValueError("give either custom_frequencies_thz or flex channels, not both")
+            centres, widths = zip(*(ch.slot() for ch in self.channels), strict=True)
+            return ChannelPlan.from_slots(centres, widths)
         if self.custom_frequencies_thz:
             return ChannelPlan.custom(self.custom_frequencies_thz, self.spacing_ghz)
         return ChannelPlan(self.first_channel_thz, self.spacing_ghz, self.channels)
@@ -495,7 +549,11 @@ def hash_api_key(key: str) -> str:
 
 def _error_location(loc: tuple[int | str, ...]) -> str:
     out = ""
+    previous: int | str | None = None
     for part in loc:
+        if previous == "channels" and part in ("count", "flex"):
+            continue  # PlanConfig.channels' union tag, not a key of the file
+        previous = part
         if isinstance(part, int):
             out += f"[{part}]"
         else:

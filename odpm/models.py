@@ -222,6 +222,9 @@ class Reading:
     osnr_method: npt.NDArray[np.uint8] | None = None
     #: One-sigma uncertainty of each OSNR in dB (NaN where there is no OSNR).
     osnr_uncertainty_db: FloatArray | None = None
+    #: Each channel's slot width in GHz (ITU-T G.694.1: a flex plan's channels differ);
+    #: None only for readings rebuilt without their plan.
+    width_ghz: FloatArray | None = None
 
     @property
     def channel_count(self) -> int:
@@ -242,11 +245,14 @@ class Reading:
         methods = [OsnrMethod(int(m)).label for m in codes]
         u = self.osnr_uncertainty_db
         unc = np.round(u, 3).tolist() if u is not None else [math.nan] * n
+        w = self.width_ghz
+        widths = np.round(w, 4).tolist() if w is not None else [math.nan] * n
         out = []
         for i in range(self.channel.size):
             row: dict[str, Any] = {
                 "channel": int(self.channel[i]),
                 "frequency_thz": round(float(self.frequency_thz[i]), 6),
+                "width_ghz": None if math.isnan(widths[i]) else widths[i],
                 "present": bool(self.present[i]),
             }
             for k, vals in rounded.items():

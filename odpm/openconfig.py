@@ -11,7 +11,9 @@ Power is the power *integrated* over the channel, from its lower to its upper fr
 (the slot power odpm reports as ``power_dbm``), which is how the model's release states it
 (openconfig/public#1066 notes that "average" and "integrated" are both found in the wild).
 A channel whose power is below the detector floor (a port reading of NaN) has no ``power``
-leaf.  The channel's frequencies are its slot: centre -/+ half the plan's slot width.
+leaf.  The channel's frequencies are its own slot: centre -/+ half its width, so a
+flexible-grid plan (ITU-T G.694.1) gives each channel its own lower and upper edge, and
+the power is integrated over that slot (in port mode, the ports the slot covers).
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ MODULE = "openconfig-channel-monitor"
 
 def channel_monitor(name: str, plan: ChannelPlan, reading: Reading) -> dict[str, Any]:
     """The ``channel-monitors`` container holding one monitor, ``name``, from ``reading``."""
-    half_mhz = round(plan.spacing_ghz * 500.0)
+    lower_mhz, upper_mhz = plan.edges_mhz
+    if lower_mhz.size != reading.power_dbm.size:
+        raise ValueError(
+            f"the reading has {reading.power_dbm.size} channels but the plan {lower_mhz.size}"
+        )
     channels = []
-    for centre_thz, power in zip(
-        reading.frequency_thz.tolist(), reading.power_dbm.tolist(), strict=True
+    for lo, hi, power in zip(
+        lower_mhz.tolist(), upper_mhz.tolist(), reading.power_dbm.tolist(), strict=True
     ):
-        centre_mhz = round(centre_thz * 1_000_000)
-        lower, upper = str(centre_mhz - half_mhz), str(centre_mhz + half_mhz)
+        lower, upper = str(lo), str(hi)
         state: dict[str, str] = {"lower-frequency": lower, "upper-frequency": upper}
         if not math.isnan(power):
             state["power"] = f"{power:.2f}"

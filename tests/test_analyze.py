@@ -21,6 +21,7 @@ PLAN = ChannelPlan.c_band_50ghz()
 KEYS = [
     "channel",
     "frequency_thz",
+    "width_ghz",
     "present",
     "power_dbm",
     "signal_power_dbm",
@@ -101,8 +102,9 @@ def test_frequency_ghz_axis_csv_and_table(tmp_path: Path, trace: SyntheticTrace)
         )
     )
     assert rows[0] == KEYS and len(rows) == 81
-    dark = [r for r in rows[1:] if r[2] == "False"]
-    assert dark and all(r[5] == "" for r in dark)
+    dark = [r for r in rows[1:] if r[3] == "False"]
+    assert dark and all(r[6] == "" for r in dark)
+    assert {r[2] for r in rows[1:]} == {"50.0"}  # every slot's width
     assert "# lit_channels: " in res.stdout
     res = _odpm(
         "analyze",

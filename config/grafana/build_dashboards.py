@@ -555,7 +555,8 @@ def overview() -> Json:
     return dashboard(
         OVERVIEW_UID,
         "ODPM overview",
-        "Channel power, OSNR and alarms of one ODPM-96 monitor (C band, 80 x 50 GHz).",
+        "Channel power, OSNR and alarms of one monitor, on its channel plan (80 x 50 GHz "
+        "by default, or a flexible grid).",
         panels,
         [device_variable(), channel_variable(multi=True)],
     )
@@ -723,7 +724,8 @@ def channel_detail() -> Json:
             [
                 target(
                     "A",
-                    'SELECT "kind", "channel", "active", "value", "threshold", "reason" FROM "alarm" '
+                    'SELECT "kind", "channel", "active", "value", "threshold", "reason" '
+                    'FROM "alarm" '
                     f"WHERE {DEVICE} AND ({CHANNELS} OR \"channel\" = 'all') AND $timeFilter "
                     "ORDER BY time DESC LIMIT 200",
                     result_format="table",

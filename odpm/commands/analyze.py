@@ -24,6 +24,7 @@ from odpm.grid import ChannelPlan
 from odpm.models import Reading, TraceScan
 from odpm.osnr_traces import CompanionError, load_companion
 from odpm.pipeline import Pipeline, TraceAxis
+from odpm.planfile import PlanFileError, read_plan_csv
 from odpm.tracefile import TraceFile, read_trace_file
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,14 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--first-channel-thz", type=float, default=192.1, help="channel 1's centre, THz")
     p.add_argument("--channels", type=int, default=80, help="number of channels in the plan")
     p.add_argument(
+        "--plan",
+        metavar="PLAN.csv",
+        default=None,
+        help="a flexible-grid channel plan (ITU-T G.694.1): a CSV with the header "
+        "channel,centre_thz,width_ghz, one row per channel in ascending frequency; "
+        "replaces --spacing-ghz, --first-channel-thz and --channels",
+    )
+    p.add_argument(
         "--noise",
         choices=["midpoint", "pit"],
         default="midpoint",
@@ -79,8 +88,13 @@ def run(args: argparse.Namespace) -> int:
     if args.rbw_ghz is not None and not (args.rbw_ghz > 0 and math.isfinite(args.rbw_ghz)):
         raise UserError(f"--rbw-ghz must be a positive number, got {args.rbw_ghz}")
     try:
-        plan = ChannelPlan(args.first_channel_thz, args.spacing_ghz, args.channels)
+        if args.plan is not None:
+            plan = read_plan_csv(args.plan)
+        else:
+            plan = ChannelPlan(args.first_channel_thz, args.spacing_ghz, args.channels)
         config = PipelineConfig(noise_method=args.noise)
+    except PlanFileError as exc:
+        raise UserError(str(exc)) from None
     except (ValueError, ValidationError) as exc:
         raise UserError(f"bad channel plan: {exc}") from None
     trace = read_trace_file(args.trace)
@@ -166,6 +180,7 @@ def _json(reading: Reading) -> str:
 _COLUMNS = (
     "channel",
     "frequency_thz",
+    "width_ghz",
     "present",
     "power_dbm",
     "signal_power_dbm",

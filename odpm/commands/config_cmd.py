@@ -43,9 +43,15 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"  devices: {len(settings.devices)}")
     for d in settings.devices:
         plan = d.plan.to_plan()
+        widths = plan.widths_ghz
+        slots = (
+            f"{plan.count} flex-grid channels of {widths.min():g}-{widths.max():g} GHz"
+            if plan.is_flex
+            else f"{plan.count} channels x {plan.spacing_ghz:g} GHz"
+        )
         print(
             f"    {d.id}: {d.driver} at {d.address} ({d.transport}), mode {d.mode}, "
-            f"every {d.interval_s:g} s, {plan.count} channels x {plan.spacing_ghz:g} GHz"
+            f"every {d.interval_s:g} s, {slots}"
         )
     print(f"  journal: {settings.storage.data_dir} (keep {settings.storage.retention_days:g} days)")
     print(

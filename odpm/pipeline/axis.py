@@ -126,7 +126,8 @@ class TraceAxis:
     #: Ascending, in GHz from :data:`_ANCHOR`.
     frequency_ghz: FloatArray
     channel_ghz: FloatArray
-    slot_width_ghz: float
+    #: Each channel's slot width, ``(C,)`` (G.694.1 flex grid: channels may differ).
+    slot_width_ghz: FloatArray
     band_ghz: float
     #: Linear calibration gain per point (in the trace's own order), or None.
     gain: npt.NDArray[np.float32] | None
@@ -195,7 +196,7 @@ class TraceAxis:
         f = (f_thz - _ANCHOR) * 1000.0  # GHz from an anchor: keeps float64 precision
         centres = (plan.frequencies_thz - _ANCHOR) * 1000.0
         mids = _midpoints_ghz(plan) - _ANCHOR * 1000.0
-        width = float(plan.spacing_ghz)
+        width = plan.widths_ghz
         c = centres.size
 
         # Ranges: C slots, then (C+1) noise windows in thirds, then the whole axis.
@@ -250,9 +251,14 @@ class TraceAxis:
         is_total = range_id == n_ranges - 1
         np.add.at(total_weights, given[point[is_total]], weight[is_total])
 
-        # Pits: minimum within +/- half a slot of each midpoint (clipped to the axis).
-        p0 = np.minimum(np.searchsorted(f, mids - width / 2, side="left"), f.size - 1)
-        p1 = np.maximum(np.searchsorted(f, mids + width / 2, side="right"), p0 + 1)
+        # Pits: minimum within +/- half a slot of each midpoint (clipped to the axis);
+        # half the narrower of the two slots the midpoint separates, so that a pit
+        # beside a narrow channel does not reach into its other neighbour.
+        pit_width = np.minimum(
+            np.concatenate((width[:1], width)), np.concatenate((width, width[-1:]))
+        )
+        p0 = np.minimum(np.searchsorted(f, mids - pit_width / 2, side="left"), f.size - 1)
+        p1 = np.maximum(np.searchsorted(f, mids + pit_width / 2, side="right"), p0 + 1)
 
         gain = None
         if calibration is not None and calibration.wavelength_correction:
@@ -297,12 +303,20 @@ class TraceAxis:
 
 
 def _midpoints_ghz(plan: ChannelPlan) -> FloatArray:
-    """Noise sampling points: between adjacent centres, and half a slot outside the
-    first and last channel (IEC 61280-2-9; the end channels use the outer midpoints)."""
+    """Noise sampling points: the slot boundaries between adjacent channels, and half
+    a slot outside the first and last channel (IEC 61280-2-9; the end channels use
+    the outer midpoints).
+
+    Between channels ``i`` and ``i+1`` this is the middle of ``[upper edge of i,
+    lower edge of i+1]``: their shared edge for contiguous slots, the middle of the
+    gap otherwise.  Written as ``(c_i + c_{i+1})/2 + (w_i - w_{i+1})/4`` so that a
+    uniform plan's midpoints are exactly the centre averages (the second term is an
+    exact zero) and its results bit-identical to a plan of one width.
+    """
     centres = plan.frequencies_thz * 1000.0
-    half = plan.spacing_ghz / 2
-    inner = (centres[:-1] + centres[1:]) / 2
-    return np.concatenate(([centres[0] - half], inner, [centres[-1] + half]))
+    half = plan.widths_ghz / 2
+    inner = (centres[:-1] + centres[1:]) / 2 + (half[:-1] - half[1:]) / 2
+    return np.concatenate(([centres[0] - half[0]], inner, [centres[-1] + half[-1]]))
 
 
 def _correction_indices(start: IntArray, stop: IntArray) -> IntArray:

@@ -143,7 +143,7 @@ def reference(
     # Padded slot points repeat the last one: weight each distinct point once.
     distinct = np.concatenate((np.ones((idx.shape[0], 1), bool), np.diff(idx, axis=1) != 0), axis=1)
     w = np.where(distinct[None], 1.0 / np.maximum(y, 1e-30), 0.0)
-    u = np.broadcast_to(axis.slot_offset_ghz / (axis.slot_width_ghz / 2), y.shape)
+    u = np.broadcast_to(axis.slot_offset_ghz / (axis.slot_width_ghz[:, None] / 2), y.shape)
     step_ghz = float(np.median(np.diff(axis.frequency_ghz)))
     correlation = max(1.0, rbw_ghz / step_ghz)
     ref_n = np.where(np.isfinite(ref_noise_psd), ref_noise_psd, 0.0) * rbw_ghz
@@ -161,7 +161,7 @@ def reference(
         return np.asarray(signal), np.asarray(noise_psd), np.asarray(osnr), np.asarray(unc)
 
     signal, noise_psd, osnr, unc = osnr_of(w)
-    inner = np.abs(axis.slot_offset_ghz) <= _INNER_FRACTION * axis.slot_width_ghz / 2
+    inner = np.abs(axis.slot_offset_ghz) <= _INNER_FRACTION * axis.slot_width_ghz[:, None] / 2
     osnr_inner = osnr_of(np.where(inner[None], w, 0.0))[2]
     unc = np.sqrt(unc**2 + (osnr_inner - osnr) ** 2)
     return CompanionResult(

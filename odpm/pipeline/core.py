@@ -15,7 +15,7 @@ from odpm.config import AlarmConfig, CalibrationConfig, PipelineConfig
 from odpm.grid import ChannelPlan, PortGrid
 from odpm.models import AlarmEvent, FloatArray, PortScan, Quality, RawScan, Reading, TraceScan
 from odpm.pipeline.axis import TraceAxis
-from odpm.pipeline.formulas import _ANCHOR, _MIN_POINTS, BoolArray
+from odpm.pipeline.formulas import _ANCHOR, _MIN_POINTS, BoolArray, IntArray
 from odpm.pipeline.interpolation import analyse_traces
 from odpm.pipeline.ports import _LitSet, _PortMap, _tilt_weights
 from odpm.units import LN10_OVER_10
@@ -72,6 +72,8 @@ class Pipeline:
         self._channels = plan.channel_numbers
         self._centres_thz = plan.frequencies_thz
         self._centres_ghz = (self._centres_thz - _ANCHOR) * 1000.0
+        self._widths_ghz = plan.widths_ghz
+        self._widths_ghz.flags.writeable = False
         self._band_ghz = float(self._centres_ghz[-1] - self._centres_ghz[0])
         # Shared read-only arrays for values a port reading cannot have.
         self._nan = np.full(plan.count, np.nan)
@@ -175,9 +177,17 @@ class Pipeline:
             t = np.asarray(table, dtype=np.float64)
             offset = offset + np.interp(pf, t[:, 0], t[:, 1])
         has_offset = bool(self._port_offsets is not None or table)
-        pm = _PortMap(
-            pf, pf.tobytes(), self.plan.port_indices(grid), offset if has_offset else None
-        )
+        cover: tuple[npt.NDArray[np.int64], BoolArray] | None = None
+        if self.plan.is_flex:
+            # A flex channel is the linear sum of the ports its slot covers (docs:
+            # "Port mode on a flexible grid"); one port per slot keeps the fast path.
+            cover_idx, cover_valid = self.plan.port_coverage(grid)
+            if cover_idx.shape[1] > 1:
+                cover = (cover_idx, cover_valid)
+            channel_port = cover_idx[:, 0]
+        else:
+            channel_port = self.plan.port_indices(grid)
+        pm = _PortMap(pf, pf.tobytes(), channel_port, offset if has_offset else None, cover)
         self._port_map = pm
         return pm
 
@@ -210,7 +220,10 @@ class Pipeline:
             )
         if pm.offset_db is not None:
             ports = ports + pm.offset_db
-        power = ports.take(pm.channel_port)
+        if pm.cover is None:
+            power = ports.take(pm.channel_port)
+        else:
+            power = _summed_ports_dbm(ports, *pm.cover)
         present = power >= self.config.detection_threshold_dbm  # NaN compares False
         lit = self._lit(present)
         lit_power = power if lit.count == power.size else power[present]
@@ -272,6 +285,7 @@ class Pipeline:
             mode=scan.mode,
             channel=self._channels,
             frequency_thz=self._centres_thz,
+            width_ghz=self._widths_ghz,
             present=present,
             power_dbm=power_dbm,
             signal_power_dbm=signal_power_dbm,
@@ -288,3 +302,15 @@ class Pipeline:
             osnr_method=osnr_method,
             osnr_uncertainty_db=osnr_uncertainty_db,
         )
+
+
+def _summed_ports_dbm(ports_dbm: FloatArray, idx: IntArray, valid: BoolArray) -> FloatArray:
+    """Each flex channel's power: the linear sum of the ports its slot covers (``idx``,
+    ``valid`` from :meth:`ChannelPlan.port_coverage`).  A port below the floor (NaN)
+    adds nothing; a channel whose ports are all below the floor stays NaN."""
+    lin = np.where(valid, 10.0 ** (ports_dbm[idx] / 10.0), 0.0)
+    floor = np.isnan(lin)
+    total = np.where(floor, 0.0, lin).sum(axis=1)
+    below = np.all(floor | ~valid, axis=1)
+    with np.errstate(divide="ignore"):
+        return np.where(below, np.nan, 10.0 * np.log10(total))

@@ -29,7 +29,9 @@ BoolArray = npt.NDArray[np.bool_]
 
 
 def signal_power_mw(
-    slot_power_mw: npt.ArrayLike, noise_psd_mw_per_ghz: npt.ArrayLike, slot_width_ghz: float
+    slot_power_mw: npt.ArrayLike,
+    noise_psd_mw_per_ghz: npt.ArrayLike,
+    slot_width_ghz: npt.ArrayLike,
 ) -> FloatArray:
     """Signal power in a slot: the integrated slot power minus the noise under it.
 
@@ -38,7 +40,7 @@ def signal_power_mw(
     the ASE PSD is linear across the slot (the midpoint interpolation assumes it).
     """
     return np.asarray(
-        np.asarray(slot_power_mw) - np.asarray(noise_psd_mw_per_ghz) * slot_width_ghz,
+        np.asarray(slot_power_mw) - np.asarray(noise_psd_mw_per_ghz) * np.asarray(slot_width_ghz),
         dtype=np.float64,
     )
 

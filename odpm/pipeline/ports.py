@@ -18,8 +18,12 @@ class _PortMap:
     port_frequency_thz: FloatArray
     #: ``port_frequency_thz.tobytes()``: a cheap exact comparison for the next scan.
     key: bytes
+    #: One port per channel (the first port of a flex slot that covers several).
     channel_port: IntArray
     offset_db: FloatArray | None
+    #: Flex plans whose slots cover several ports: ``(idx, valid)``, ``(C, K)``, of
+    #: :meth:`ChannelPlan.port_coverage`; None when every channel is one port.
+    cover: tuple[IntArray, npt.NDArray[np.bool_]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

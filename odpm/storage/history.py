@@ -640,6 +640,8 @@ def _reading_from_points(
     else:
         lit_quality = np.full(channel.size, Quality.POWER_ONLY)
     quality = np.where(present, lit_quality, Quality.DARK).astype(np.uint8)
+    width = np.full(channel.size, math.nan)
+    width[in_plan] = plan.widths_ghz[channel[in_plan] - 1]
     total, tilt, flatness, min_osnr, temperature = scalars
     return Reading(
         device_id=device,
@@ -647,6 +649,7 @@ def _reading_from_points(
         mode=cast(Mode, mode),
         channel=channel,
         frequency_thz=frequency,
+        width_ghz=width,
         present=present,
         power_dbm=power.copy(),
         signal_power_dbm=signal.copy(),

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
+from odpm.grid import DEFAULT_SPACING_GHZ
 from odpm.models import AlarmEvent, AlarmKind, ClearReason, Mode, Reading
 from odpm.storage.datadir import DataDirLock, JournalOpenError, check_journal, unwritable
 from odpm.storage.faults import WriteFaults
@@ -96,7 +97,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS plans(
     id INTEGER PRIMARY KEY, channel BLOB NOT NULL, frequency_thz BLOB NOT NULL,
-    UNIQUE(channel, frequency_thz));
+    width_ghz BLOB NOT NULL DEFAULT x'',
+    UNIQUE(channel, frequency_thz, width_ghz));
 CREATE TABLE IF NOT EXISTS scans(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     device TEXT NOT NULL, time_us INTEGER NOT NULL, mode TEXT NOT NULL,
@@ -193,6 +195,9 @@ class StoredScan:
     #: (dB); None for scans stored before these columns existed, and for port scans.
     osnr_method: npt.NDArray[np.uint8] | None = None
     osnr_uncertainty_db: npt.NDArray[np.float64] | None = None
+    #: Each channel's slot width (GHz); for plans stored before widths were, the
+    #: plan's spacing.
+    width_ghz: npt.NDArray[np.float64] | None = None
 
     def to_reading(self) -> Reading:
         return Reading(
@@ -216,6 +221,7 @@ class StoredScan:
             alarms=self.alarms,
             osnr_method=self.osnr_method,
             osnr_uncertainty_db=self.osnr_uncertainty_db,
+            width_ghz=self.width_ghz,
         )
 
 
@@ -281,7 +287,7 @@ class _Write:
         self,
         fn: Callable[[sqlite3.Connection], Any] | None = None,
         row: tuple[Any, ...] = (),
-        plan_key: tuple[bytes, bytes] = (b"", b""),
+        plan_key: tuple[bytes, bytes, bytes] = (b"", b"", b""),
         alarms: list[tuple[Any, ...]] | None = None,
     ) -> None:
         self.fn = fn
@@ -395,8 +401,8 @@ class Journal:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._local = threading.local()
-        self._plan_ids: dict[tuple[bytes, bytes], int] = {}
-        self._plans: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
+        self._plan_ids: dict[tuple[bytes, bytes, bytes], int] = {}
+        self._plans: dict[int, _StoredPlan] = {}
         self._plans_lock = threading.Lock()
         self._last_append_mono: dict[str, float] = {}
         self._started_mono = time.monotonic()
@@ -568,12 +574,15 @@ class Journal:
             raise RuntimeError(f"journal {self.path}: write was not committed")
         return _outcome(item)
 
-    def _plan_id(self, conn: sqlite3.Connection, key: tuple[bytes, bytes]) -> int:
+    def _plan_id(self, conn: sqlite3.Connection, key: tuple[bytes, bytes, bytes]) -> int:
         pid = self._plan_ids.get(key)
         if pid is None:
-            conn.execute("INSERT OR IGNORE INTO plans(channel, frequency_thz) VALUES (?,?)", key)
+            conn.execute(
+                "INSERT OR IGNORE INTO plans(channel, frequency_thz, width_ghz) VALUES (?,?,?)",
+                key,
+            )
             got = conn.execute(
-                "SELECT id FROM plans WHERE channel=? AND frequency_thz=?", key
+                "SELECT id FROM plans WHERE channel=? AND frequency_thz=? AND width_ghz=?", key
             ).fetchone()
             pid = int(got[0])
             self._plan_ids[key] = pid
@@ -989,7 +998,7 @@ class Journal:
         plan_ids = sorted({r[1] for r in rows})
         for pid in plan_ids:
             sel = [r for r in rows if r[1] == pid] if len(plan_ids) > 1 else rows
-            channel, _ = self._plan(conn, pid)
+            channel = self._plan(conn, pid).channel
             t = np.array([r[0] for r in sel], dtype=np.int64)
             vals = np.stack(
                 [dequantise(b"".join(r[2 + k] for r in sel), len(sel)) for k in range(ncols)]
@@ -1009,20 +1018,19 @@ class Journal:
 
     # -- decoding -----------------------------------------------------------------------
 
-    def _plan(
-        self, conn: sqlite3.Connection, plan_id: int
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    def _plan(self, conn: sqlite3.Connection, plan_id: int) -> _StoredPlan:
         with self._plans_lock:
             got = self._plans.get(plan_id)
         if got is None:
-            ch_b, f_b = conn.execute(
-                "SELECT channel, frequency_thz FROM plans WHERE id=?", (plan_id,)
+            ch_b, f_b, w_b = conn.execute(
+                "SELECT channel, frequency_thz, width_ghz FROM plans WHERE id=?", (plan_id,)
             ).fetchone()
             channel = np.frombuffer(ch_b, dtype=np.int16).astype(np.int64)
             freq = np.frombuffer(f_b, dtype=np.float64).copy()
-            channel.flags.writeable = False
-            freq.flags.writeable = False
-            got = (channel, freq)
+            width = np.frombuffer(w_b, dtype=np.float64).copy() if w_b else _spacing_widths(freq)
+            for a in (channel, freq, width):
+                a.flags.writeable = False
+            got = _StoredPlan(channel, freq, width)
             with self._plans_lock:
                 self._plans[plan_id] = got
         return got
@@ -1047,7 +1055,7 @@ class Journal:
         | None = None,
     ) -> StoredScan:
         """A row as a StoredScan; ``arrays`` (present, quality, values) if already decoded."""
-        channel, freq = self._plan(conn, r[4])
+        channel, freq, width = self._plan(conn, r[4])
         if arrays is None:
             arrays = (
                 np.frombuffer(r[11], dtype=np.uint8).astype(np.bool_),
@@ -1073,10 +1081,11 @@ class Journal:
             alarms=alarms,
             osnr_method=None if r[17] is None else np.frombuffer(r[17], dtype=np.uint8).copy(),
             osnr_uncertainty_db=None if r[18] is None else dequantise(r[18]),
+            width_ghz=width,
         )
 
     def _decode_rollup(self, conn: sqlite3.Connection, r: Any) -> StoredRollup:
-        channel, _ = self._plan(conn, r[3])
+        channel = self._plan(conn, r[3]).channel
         return StoredRollup(
             id=r[0],
             device=r[1],
@@ -1277,6 +1286,9 @@ _ADDED_SCAN_COLUMNS = (("osnr_method", "BLOB"), ("osnr_uncertainty_db", "BLOB"))
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a journal made by an older version up to this schema (checked ALTERs)."""
+    plan_cols = {r[1] for r in conn.execute("PRAGMA table_info(plans)").fetchall()}
+    if "width_ghz" not in plan_cols:
+        _migrate_plan_widths(conn)
     scan_cols = {r[1] for r in conn.execute("PRAGMA table_info(scans)").fetchall()}
     for name, decl in _ADDED_SCAN_COLUMNS:
         if name not in scan_cols:
@@ -1322,9 +1334,64 @@ def _decode_alarm(r: Any) -> AlarmEvent:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _StoredPlan:
+    """A ``plans`` row decoded (read-only arrays, shared by the scans that use it)."""
+
+    channel: npt.NDArray[np.int64]
+    frequency_thz: npt.NDArray[np.float64]
+    width_ghz: npt.NDArray[np.float64]
+
+    def __iter__(self) -> Iterator[npt.NDArray[Any]]:
+        return iter((self.channel, self.frequency_thz, self.width_ghz))
+
+
+def _widths_blob(width_ghz: npt.ArrayLike, n: int) -> bytes:
+    width = np.asarray(width_ghz, dtype=np.float64)
+    if width.size != n:
+        raise ValueError(f"reading.width_ghz has {width.size} values for {n} channels")
+    return width.tobytes()
+
+
+def _spacing_widths(frequency_thz: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Widths for a plan stored before widths were (journals older than the flex grid):
+    those plans were regular or had one slot width, so each channel's width is the plan's
+    spacing, the smallest step between centres (50 GHz for a single channel, the default
+    plan's spacing)."""
+    if frequency_thz.size < 2:
+        return np.full(frequency_thz.size, DEFAULT_SPACING_GHZ)
+    spacing_ghz = float(np.round(np.min(np.diff(frequency_thz)) * 1000.0, 3))
+    return np.full(frequency_thz.size, spacing_ghz)
+
+
+def _migrate_plan_widths(conn: sqlite3.Connection) -> None:
+    """Give ``plans`` its ``width_ghz`` column, and make the column part of the plan's
+    identity (a flex plan may share its centres with an older plan of other widths).
+    SQLite cannot change a UNIQUE constraint in place, so the table is rebuilt with the
+    same ids (the scans and rollups refer to them); old rows get an empty width, read
+    back as the plan's spacing (:func:`_spacing_widths`)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "CREATE TABLE plans_flex(id INTEGER PRIMARY KEY, channel BLOB NOT NULL, "
+            "frequency_thz BLOB NOT NULL, width_ghz BLOB NOT NULL DEFAULT x'', "
+            "UNIQUE(channel, frequency_thz, width_ghz))"
+        )
+        conn.execute(
+            "INSERT INTO plans_flex(id, channel, frequency_thz, width_ghz) "
+            "SELECT id, channel, frequency_thz, x'' FROM plans"
+        )
+        conn.execute("DROP TABLE plans")
+        conn.execute("ALTER TABLE plans_flex RENAME TO plans")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def _encode(
     reading: Reading,
-) -> tuple[tuple[Any, ...], tuple[bytes, bytes], list[tuple[Any, ...]]]:
+) -> tuple[tuple[Any, ...], tuple[bytes, bytes, bytes], list[tuple[Any, ...]]]:
     """Validate and turn a reading into column values (in the caller's thread)."""
     if not reading.device_id:
         raise ValueError("reading.device_id must not be empty")
@@ -1336,9 +1403,11 @@ def _encode(
     time_us = time_to_us(reading.time)
     # One rounding for all four arrays (sizes checked above): this runs per scan.
     values = quantise([getattr(reading, c) for c in CHANNEL_VALUE_COLUMNS])
+    width = b"" if reading.width_ghz is None else _widths_blob(reading.width_ghz, n)
     plan_key = (
         np.asarray(reading.channel, dtype=np.int16).tobytes(),
         np.asarray(reading.frequency_thz, dtype=np.float64).tobytes(),
+        width,
     )
     row = (
         reading.device_id,

@@ -116,7 +116,7 @@ def raised_cosine_psd(
 def make_trace(
     *,
     grid_thz: FloatArray,
-    spacing_ghz: float,
+    spacing_ghz: float | npt.ArrayLike,
     osnr_db: FloatArray,
     lit: npt.NDArray[np.bool_],
     offset_ghz: FloatArray,
@@ -143,8 +143,13 @@ def make_trace(
     the spacing minus 6 GHz) with Gaussian edges of ``wss_edge_ghz``; outside the
     passbands the ASE is attenuated by ``wss_carve_db``.  ``T(f)`` is that
     transmission.  ``signals_on=False`` gives the same trace with every channel
-    switched off (a signal-off trace), with the same truth."""
+    switched off (a signal-off trace), with the same truth.
+
+    Flexible grid (ITU-T G.694.1): ``spacing_ghz`` may be one width per channel (the
+    slot of channel ``i`` is its centre +/- ``spacing_ghz[i] / 2``), used for the WSS
+    passbands and the slot truth."""
     grid_ghz = np.asarray(grid_thz, dtype=np.float64) * 1000.0
+    widths = np.broadcast_to(np.asarray(spacing_ghz, dtype=np.float64), grid_ghz.shape)
     ref_ghz = float(grid_ghz.mean())
     band = float(grid_ghz[-1] - grid_ghz[0])
     kappa = ase_tilt_db_over_band * math.log(10) / 10 / band
@@ -161,8 +166,11 @@ def make_trace(
     x_ghz = SPEED_OF_LIGHT_M_S / wavelength  # nm -> GHz: c[m/s] / lambda[nm] = GHz
     sigma = rbw_ghz / math.sqrt(2 * math.pi)
 
-    bandwidth = spacing_ghz - 6.0 if wss_bandwidth_ghz is None else wss_bandwidth_ghz
-    lit_grid = grid_ghz[np.asarray(lit, dtype=bool)]
+    lit_mask = np.asarray(lit, dtype=bool)
+    bandwidth = (widths - 6.0 if wss_bandwidth_ghz is None else widths * 0 + wss_bandwidth_ghz)[
+        lit_mask
+    ]
+    lit_grid = grid_ghz[lit_mask]
 
     def transmission(f: FloatArray) -> FloatArray:
         if wss_carve_db <= 0:
@@ -220,17 +228,20 @@ def make_trace(
         trace[near] += np.exp(-(d * d) / (2 * sigma * sigma)) @ w
 
     # Slot truth: all signal power (compact, well inside the slot) plus ASE over the slot.
-    fine = np.linspace(-spacing_ghz / 2, spacing_ghz / 2, 5001)
+    if np.all(widths == widths[0]):  # one width: the same samples as ever, bit for bit
+        fine = np.linspace(-widths[0] / 2, widths[0] / 2, 5001)[None, :]
+    else:
+        fine = np.linspace(-widths / 2, widths / 2, 5001, axis=1)
     ase_in_slot = np.trapezoid(
         ase_psd_mw_per_ghz(
-            grid_ghz[:, None] + fine[None, :],
+            grid_ghz[:, None] + fine,
             ref_ghz,
             psd_ref,
             kappa,
             ripple_rel,
             ripple_period_ghz,
         )
-        * slot_transmission(grid_ghz[:, None] + fine[None, :]),
+        * slot_transmission(grid_ghz[:, None] + fine),
         fine,
         axis=1,
     )

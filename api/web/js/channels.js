@@ -159,6 +159,7 @@ export class ChannelTable {
     const rows = [
       ["Channel", c.channel],
       ["Frequency", `${c.frequency_thz.toFixed(4)} THz · ${wavelengthNm(c.frequency_thz).toFixed(3)} nm`],
+      ["Slot width", c.width_ghz == null ? "—" : `${c.width_ghz} GHz`],
       ["Present", c.present ? "yes" : "no"],
       ["Power", fmt(c.power_dbm, 2, "dBm")],
       ["Signal power", fmt(c.signal_power_dbm, 2, "dBm")],

@@ -308,9 +308,10 @@ export class Spectrum {
     if (this.selected != null) {
       const c = this.channels.find((ch) => ch.channel === this.selected);
       if (c) {
-        const gx = this.xOf(c.frequency_thz);
-        const a = u.valToPos(gx - slot / 2, "x", true);
-        const b = u.valToPos(gx + slot / 2, "x", true);
+        // The channel's own slot (flex grid: widths differ), else the centre spacing.
+        const [lo, hi] = slotEdges(c, this.xOf.bind(this), slot);
+        const a = u.valToPos(lo, "x", true);
+        const b = u.valToPos(hi, "x", true);
         ctx.fillStyle = SELECT_COLOUR;
         ctx.fillRect(Math.min(a, b), top, Math.abs(b - a), height);
       }
@@ -338,8 +339,9 @@ export class Spectrum {
       const gx = this.xOf(c.frequency_thz);
       if (!visible(gx)) continue;
       const py = u.valToPos(n, "y", true);
-      ctx.moveTo(u.valToPos(gx - slot / 4, "x", true), py);
-      ctx.lineTo(u.valToPos(gx + slot / 4, "x", true), py);
+      const [lo, hi] = slotEdges(c, this.xOf.bind(this), slot);
+      ctx.moveTo(u.valToPos((gx + lo) / 2, "x", true), py);
+      ctx.lineTo(u.valToPos((gx + hi) / 2, "x", true), py);
     }
     ctx.stroke();
     ctx.restore();
@@ -388,4 +390,14 @@ export function axisStyle(extra) {
     labelFont: "12px system-ui, sans-serif",
     ...extra,
   };
+}
+
+/** A channel's slot [lower, upper] in x units: its own width_ghz when the reading has
+ * one (ITU-T G.694.1 flex plans mix 50/75/150 GHz slots), else +/- half of `slot`. */
+function slotEdges(c, xOf, slot) {
+  const gx = xOf(c.frequency_thz);
+  if (c.width_ghz == null) return [gx - slot / 2, gx + slot / 2];
+  const a = xOf(c.frequency_thz - c.width_ghz / 2000);
+  const b = xOf(c.frequency_thz + c.width_ghz / 2000);
+  return [Math.min(a, b), Math.max(a, b)];
 }
