@@ -297,3 +297,39 @@ def test_shallow_carving_under_interpolation_is_not_a_confident_error() -> None:
     reported = r.quality == Quality.OK
     err = np.abs(r.osnr_db[reported] - tr.truth.osnr_db[reported])
     assert err.size == 0 or err.max() <= 1.0, f"confident error {err.max():.2f} dB"
+
+
+@pytest.mark.parametrize("rbw_ghz", [6.25, 12.5])
+def test_mixed_flex_plan_of_wide_channels(rbw_ghz: float) -> None:
+    # G.694.1 flex grid: 28 GBd in 50 GHz, 63 GBd in 75 GHz and 125 GBd in 150 GHz
+    # slots side by side; each channel's window runs between its neighbours' centres,
+    # whatever their widths.
+    pattern = [(50.0, 28.0), (75.0, 63.0), (50.0, 28.0), (150.0, 125.0)]
+    centres: list[float] = []
+    widths: list[float] = []
+    rates: list[float] = []
+    edge_thz = 192.2
+    while True:
+        width, rate = pattern[len(centres) % len(pattern)]
+        if edge_thz + width / 1000 > 196.0:
+            break
+        centres.append(round((edge_thz + width / 2000) * 160) / 160)  # 6.25 GHz grid
+        widths.append(width)
+        rates.append(rate)
+        edge_thz = centres[-1] + width / 2000
+    plan = ChannelPlan.from_slots(centres, widths)
+    rng = np.random.default_rng(3)
+    osnr = rng.uniform(15.0, 25.0, plan.count)
+    lit = rng.random(plan.count) >= 0.2
+    tr = make_trace(
+        grid_thz=plan.frequencies_thz,
+        spacing_ghz=50.0,  # the generator's slot truth only, not asserted here
+        osnr_db=osnr,
+        lit=lit,
+        offset_ghz=np.zeros(plan.count),
+        rbw_ghz=rbw_ghz,
+        step_nm=0.01,
+        symbol_rate_gbd=np.array(rates),
+        roll_off=0.1,
+    )
+    _assert_accurate(_analyse_on(plan, tr), tr, 0.9)
