@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from odpm.config import AlarmConfig
-from odpm.grid import ODPM96_PORT_COUNT
+from odpm.grid import MAX_PLAN_CHANNELS
 from odpm.models import AlarmKind, ClearReason, Quality
 
 # Written out for the type checker; the assertion below keeps them in step with the enums.
@@ -61,9 +61,9 @@ _CANONICAL_INT = re.compile(r"[1-9][0-9]{0,3}")
 # The bounds come before the validator so that the JSON schema states them
 # (``minimum``/``maximum``); after it pydantic cannot, and writes ``ge``/``le``.
 #: A channel number in a request body (strict, but ``80.0`` is 80).
-ChannelNumber = Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT), BeforeValidator(_whole_number)]
+ChannelNumber = Annotated[int, Field(ge=1, le=MAX_PLAN_CHANNELS), BeforeValidator(_whole_number)]
 #: A channel number as the key of a JSON object.
-ChannelKey = Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT), BeforeValidator(_channel_key)]
+ChannelKey = Annotated[int, Field(ge=1, le=MAX_PLAN_CHANNELS), BeforeValidator(_channel_key)]
 
 
 class StrictIn(BaseModel):
@@ -262,26 +262,32 @@ class ScanIn(StrictIn):
 
 
 def _channel_key_pattern(count: int) -> str:
-    """A regular expression matching the decimal channel numbers 1..count (count < 100)."""
-    tens, units = divmod(count, 10)
-    alts = ["[1-9]"]
-    if tens > 1:
-        alts.append(f"[1-{tens - 1}][0-9]")
-    if tens >= 1:
-        alts.append(f"{tens}[0-{units}]")
+    """A regular expression matching exactly the decimal channel numbers 1..count
+    (count < 1000): per number of digits, the ranges below count's leading digits."""
+    text = str(count)
+    alts: list[str] = []
+    for digits in range(1, len(text)):  # every shorter number
+        alts.append("[1-9]" + "[0-9]" * (digits - 1))
+    # Same length as count: a smaller digit at position i after count's prefix...
+    for i, d in enumerate(text):
+        low = "1" if i == 0 else "0"
+        if int(d) > int(low):
+            hi = str(int(d) - 1)
+            digit = low if hi == low else f"[{low}-{hi}]"
+            alts.append(text[:i] + digit + "[0-9]" * (len(text) - i - 1))
+    alts.append(text)  # ...or count itself
     return "^(?:" + "|".join(alts) + ")$"
 
 
 #: OpenAPI for a map keyed by channel number: JSON keys are strings, these are integers
-#: 1..96 written in decimal.
+#: 1..MAX_PLAN_CHANNELS written in decimal.
 _CHANNEL_MAP_SCHEMA: dict[str, Any] = {
     "propertyNames": {
         "type": "string",
-        "pattern": _channel_key_pattern(ODPM96_PORT_COUNT),
-        "description": f"A channel number, an integer 1..{ODPM96_PORT_COUNT} (within the plan).",
+        "pattern": _channel_key_pattern(MAX_PLAN_CHANNELS),
+        "description": f"A channel number, an integer 1..{MAX_PLAN_CHANNELS} (within the plan).",
     }
 }
-assert _channel_key_pattern(96) == "^(?:[1-9]|[1-8][0-9]|9[0-6])$"
 
 
 def _default(name: str) -> Any:

@@ -42,6 +42,7 @@ from odpm.grid import (
     DEFAULT_SPACING_GHZ,
     FLEX_CENTRE_STEP_GHZ,
     FLEX_WIDTH_STEP_GHZ,
+    MAX_PLAN_CHANNELS,
     ODPM96_PORT_COUNT,
     ChannelPlan,
     grid_frequency_thz,
@@ -108,9 +109,9 @@ class PlanConfig(_Strict):
     #: A count (regular grid) or the flex channels; the discriminator keeps a bad
     #: entry's error about that entry (not also "should be a valid integer").
     channels: Annotated[
-        Annotated[Annotated[int, Field(ge=1, le=ODPM96_PORT_COUNT)], Tag("count")]
+        Annotated[Annotated[int, Field(ge=1, le=MAX_PLAN_CHANNELS)], Tag("count")]
         | Annotated[
-            Annotated[list[FlexChannelConfig], Field(min_length=1, max_length=ODPM96_PORT_COUNT)],
+            Annotated[list[FlexChannelConfig], Field(min_length=1, max_length=MAX_PLAN_CHANNELS)],
             Tag("flex"),
         ],
         Discriminator(lambda v: "flex" if isinstance(v, list) else "count"),

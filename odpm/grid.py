@@ -53,6 +53,9 @@ _FLEX_TOLERANCE_MHZ = 0.5
 DEFAULT_FIRST_CHANNEL_THZ = 192.10
 DEFAULT_SPACING_GHZ = 50.0
 DEFAULT_CHANNEL_COUNT = 80
+#: Most channels a plan may have: the C and L bands (~9.5 THz) cut into the narrowest
+#: flexgrid slot (12.5 GHz, ITU-T G.694.1) give ~760; more is a configuration mistake.
+MAX_PLAN_CHANNELS = 800
 
 FloatArray = npt.NDArray[np.float64]
 

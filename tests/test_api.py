@@ -212,12 +212,14 @@ def test_history_errors_are_422_naming_the_parameter(
 
 
 def test_channel_81_of_an_80_channel_plan_is_404_naming_the_channel(client: TestClient) -> None:
-    # 1..96 (the monitor's ports) is what the schema allows; 81 is valid input naming a
-    # channel this device's plan does not have: no such resource.
-    r = client.get(f"{V1}/devices/sim1/channels/81/history")
-    assert r.status_code == 404
-    assert "1..80" in r.json()["detail"]
-    r = client.get(f"{V1}/devices/sim1/channels/97/history")
+    # 1..800 (the largest plan a config may hold, a flex grid of 12.5 GHz slots) is what
+    # the schema allows; 81 and 97 are valid input naming channels this device's plan
+    # does not have: no such resource.
+    for ch in (81, 97):
+        r = client.get(f"{V1}/devices/sim1/channels/{ch}/history")
+        assert r.status_code == 404
+        assert "1..80" in r.json()["detail"]
+    r = client.get(f"{V1}/devices/sim1/channels/801/history")
     assert r.status_code == 422
     assert r.json()["detail"][0]["msg"].startswith("ch:")
 

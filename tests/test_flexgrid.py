@@ -164,6 +164,35 @@ def test_config_flex_errors_name_the_entry(tmp_path: Path, channels: str, messag
     assert "valid integer" not in text  # the count form of `channels` is not blamed
 
 
+def test_a_plan_finer_than_the_monitor_ports_is_analysed_in_trace_mode(tmp_path: Path) -> None:
+    """A flex plan may have more channels than the ODPM-96 has ports (384 x 12.5 GHz
+    over the C band): the config takes it, a trace is analysed on it; only the port
+    mode, which has one photodiode per 50 GHz, cannot serve it (a one-line error)."""
+    entries = "".join(
+        f"[[devices.plan.channels]]\nn = {n}\nm = 1\n" for n in range(-160, -160 + 2 * 384, 2)
+    )
+    plan = load_settings(_config(tmp_path, entries)).devices[0].plan.to_plan()
+    assert plan.count == 384 and np.all(plan.widths_ghz == 12.5)
+    osnr, lit, offset = random_scenario(plan.frequencies_thz, seed=3)
+    t = make_trace(
+        grid_thz=plan.frequencies_thz, spacing_ghz=12.5, osnr_db=osnr, lit=lit,
+        offset_ghz=offset * 0.2, rbw_ghz=1.25, step_nm=0.002, symbol_rate_gbd=2.5,
+        start_thz=192.0, stop_thz=197.0, ripple_period_ghz=1600.0,
+    )  # fmt: skip
+    pipeline = Pipeline(plan, PipelineConfig(), AlarmConfig(), CalibrationConfig())
+    r = pipeline.process(TraceScan("d", datetime.now(UTC), t.frequency_thz, t.power_dbm, t.rbw_ghz))
+    assert r.channel.size == 384 and np.array_equal(r.present, t.truth.present)
+    with pytest.raises(ValueError, match="covers no device port"):
+        pipeline.process(
+            PortScan("d", datetime.now(UTC), np.full(96, -20.0), PortGrid().frequencies_thz)
+        )
+    too_many = "".join(
+        f"[[devices.plan.channels]]\nn = {n}\nm = 1\n" for n in range(-900, -900 + 2 * 801, 2)
+    )
+    with pytest.raises(ConfigError, match="at most 800"):
+        load_settings(_config(tmp_path, too_many))
+
+
 def test_config_count_form_unchanged(tmp_path: Path) -> None:
     path = _config(tmp_path, "[devices.plan]\nchannels = 40\nspacing_ghz = 100\n")
     plan = load_settings(path).devices[0].plan.to_plan()

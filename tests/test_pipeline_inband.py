@@ -96,6 +96,126 @@ def test_wide_channels_through_12p5ghz_rbw_are_never_called_dark() -> None:
     assert np.all(r.quality[~lit] == Quality.DARK)
 
 
+def _uniform_plan(spacing_ghz: float) -> ChannelPlan:
+    """Centres ``spacing_ghz`` apart around 193.1 THz, as many as the generator's
+    191.95-196.20 THz axis holds with a slot to spare at each end."""
+    step_thz = spacing_ghz / 1000.0
+    k = np.arange(-40, 41)
+    f = 193.1 + step_thz * k
+    keep = (f - 1.5 * step_thz > 191.96) & (f + 1.5 * step_thz < 196.19)
+    return ChannelPlan.custom([float(x) for x in f[keep]], spacing_ghz)
+
+
+def _flex_case(
+    spacing_ghz: float, rate_gbd: float, rbw_ghz: float, seed: int, roll_off: float = 0.1
+) -> tuple[ChannelPlan, SyntheticTrace]:
+    plan = _uniform_plan(spacing_ghz)
+    grid = plan.frequencies_thz
+    osnr, lit, offset = flat_scenario(grid, seed)
+    tr = make_trace(
+        grid_thz=grid,
+        spacing_ghz=spacing_ghz,
+        osnr_db=osnr,
+        lit=lit,
+        offset_ghz=offset,
+        rbw_ghz=rbw_ghz,
+        step_nm=0.01,
+        symbol_rate_gbd=rate_gbd,
+        roll_off=roll_off,
+    )
+    return plan, tr
+
+
+def _analyse_on(plan: ChannelPlan, tr: SyntheticTrace) -> Reading:
+    pipe = Pipeline(plan, PipelineConfig(), QUIET, CalibrationConfig())
+    scan = TraceScan(
+        "t", datetime(2026, 1, 1, tzinfo=UTC), tr.frequency_thz, tr.power_dbm, tr.rbw_ghz
+    )
+    return pipe.process(scan)
+
+
+def _assert_accurate(r: Reading, tr: SyntheticTrace, within_target: float) -> None:
+    """Issue 15's accuracy targets: no lit channel dark, no dark one lit, the share of
+    lit channels within 0.5 dB, and no reported OSNR off by more than 1 dB."""
+    lit = tr.truth.present
+    assert np.all(r.present[lit]), f"{int(np.sum(~r.present[lit]))} lit channels called dark"
+    assert not np.any(r.present[~lit]), "a dark slot reads present"
+    err = np.abs(r.osnr_db[lit] - tr.truth.osnr_db[lit])
+    within = float(np.mean(err <= 0.5))
+    assert within >= within_target, f"only {within:.0%} of lit channels within 0.5 dB"
+    reported = np.isfinite(err)
+    assert np.all(err[reported] <= 1.0), f"a reported OSNR is off by {err[reported].max():.2f} dB"
+
+
+@pytest.mark.parametrize(("rate_gbd", "seed"), [(28.0, 4), (32.0, 5), (30.0, 6)])
+def test_wide_channels_on_50ghz_through_12p5ghz_rbw(rate_gbd: float, seed: int) -> None:
+    # Issue 15: 28-32 GBd filling a 50 GHz grid, seen through a 12.5 GHz RBW, >= 90 %
+    # within 0.5 dB.  The floor is nowhere visible: the fit must separate each channel
+    # from its neighbours and the noise (the old fit gave 0-40 % a number).
+    tr = _wide(seed, 12.5, rate_gbd)
+    _assert_accurate(_analyse(tr), tr, 0.9)
+
+
+@pytest.mark.parametrize(
+    ("rate_gbd", "rbw_ghz", "seed"),
+    [(60.0, 6.25, 2), (64.0, 6.25, 1), (64.0, 6.25, 3), (60.0, 12.5, 1), (60.0, 12.5, 3)],
+)
+def test_400g_class_on_75ghz_flex_grid(rate_gbd: float, rbw_ghz: float, seed: int) -> None:
+    # 400G-class (60-64 GBd) on a 75 GHz grid: >= 90 % within 0.5 dB, none dark.
+    plan, tr = _flex_case(75.0, rate_gbd, rbw_ghz, seed)
+    _assert_accurate(_analyse_on(plan, tr), tr, 0.9)
+
+
+@pytest.mark.parametrize(("rate_gbd", "rbw_ghz"), [(120.0, 6.25), (130.0, 6.25)])
+def test_800g_class_on_150ghz(rate_gbd: float, rbw_ghz: float) -> None:
+    # 120-130 GBd on 150 GHz slots through a 6.25 GHz RBW.
+    plan, tr = _flex_case(150.0, rate_gbd, rbw_ghz, 2)
+    _assert_accurate(_analyse_on(plan, tr), tr, 0.9)
+
+
+@pytest.mark.parametrize("seed", [1, 4, 6])
+def test_64gbd_on_75ghz_through_12p5ghz_rbw_never_dark_never_wrong(seed: int) -> None:
+    # The hardest flex case: 70 GHz of signal in a 75 GHz slot through a 12.5 GHz
+    # RBW.  The fit often cannot settle (it then says so), but a lit channel must
+    # never be called dark (an unconverged fit once zeroed the presence evidence:
+    # 2-6 lit channels dark on these seeds) and no number may be confidently wrong.
+    plan, tr = _flex_case(75.0, 64.0, 12.5, seed)
+    r = _analyse_on(plan, tr)
+    lit = tr.truth.present
+    assert np.all(r.present[lit]), f"{int(np.sum(~r.present[lit]))} lit channels called dark"
+    assert not np.any(r.present[~lit])
+    reported = r.quality == Quality.OK
+    err = np.abs(r.osnr_db[reported] - tr.truth.osnr_db[reported])
+    assert err.size == 0 or err.max() <= 1.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="carving.py false alarm on wide grids: the ASE ripple over one 75 GHz spacing "
+    "puts a dark slot's floor 0.55 dB below a neighbour's fitted pedestal (threshold "
+    "0.5 dB), so every fitted OSNR of the trace is dropped although the fit is within "
+    "0.2 dB; the pedestal should be compared at the dark slot's frequency (its slope)",
+)
+def test_carving_detector_does_not_drop_a_good_75ghz_fit() -> None:
+    plan, tr = _flex_case(75.0, 60.0, 6.25, 1)
+    _assert_accurate(_analyse_on(plan, tr), tr, 0.9)
+
+
+@pytest.mark.parametrize(("rbw_ghz", "seed"), [(6.25, 2), (12.5, 2), (12.5, 7)])
+def test_overfilled_50ghz_slots_do_not_light_dark_ones(rbw_ghz: float, seed: int) -> None:
+    # 64 GBd channels on a 50 GHz plan overlap their neighbours' slots: the fit
+    # cannot separate them, but a dark slot between two of them must not read
+    # present (the old fit lit 8 of 14 dark slots with seed 2), and whatever OSNR
+    # is reported must not be confidently wrong.
+    tr = _wide(seed, rbw_ghz, 64.0)
+    r = _analyse(tr)
+    lit = tr.truth.present
+    assert not np.any(r.present[~lit]), f"{int(np.sum(r.present[~lit]))} dark slots read present"
+    reported = r.quality == Quality.OK
+    err = np.abs(r.osnr_db[reported] - tr.truth.osnr_db[reported])
+    assert err.size == 0 or err.max() <= 1.0
+
+
 CASES = [
     # (rate GBd, roll-off, RBW GHz, scenario)
     (10.0, 0.2, 2.5, "random"),
@@ -172,3 +292,39 @@ def test_shallow_carving_under_interpolation_is_not_a_confident_error() -> None:
     reported = r.quality == Quality.OK
     err = np.abs(r.osnr_db[reported] - tr.truth.osnr_db[reported])
     assert err.size == 0 or err.max() <= 1.0, f"confident error {err.max():.2f} dB"
+
+
+@pytest.mark.parametrize("rbw_ghz", [6.25, 12.5])
+def test_mixed_flex_plan_of_wide_channels(rbw_ghz: float) -> None:
+    # G.694.1 flex grid: 28 GBd in 50 GHz, 63 GBd in 75 GHz and 125 GBd in 150 GHz
+    # slots side by side; each channel's window runs between its neighbours' centres,
+    # whatever their widths.
+    pattern = [(50.0, 28.0), (75.0, 63.0), (50.0, 28.0), (150.0, 125.0)]
+    centres: list[float] = []
+    widths: list[float] = []
+    rates: list[float] = []
+    edge_thz = 192.2
+    while True:
+        width, rate = pattern[len(centres) % len(pattern)]
+        if edge_thz + width / 1000 > 196.0:
+            break
+        centres.append(round((edge_thz + width / 2000) * 160) / 160)  # 6.25 GHz grid
+        widths.append(width)
+        rates.append(rate)
+        edge_thz = centres[-1] + width / 2000
+    plan = ChannelPlan.from_slots(centres, widths)
+    rng = np.random.default_rng(3)
+    osnr = rng.uniform(15.0, 25.0, plan.count)
+    lit = rng.random(plan.count) >= 0.2
+    tr = make_trace(
+        grid_thz=plan.frequencies_thz,
+        spacing_ghz=50.0,  # the generator's slot truth only, not asserted here
+        osnr_db=osnr,
+        lit=lit,
+        offset_ghz=np.zeros(plan.count),
+        rbw_ghz=rbw_ghz,
+        step_nm=0.01,
+        symbol_rate_gbd=np.array(rates),
+        roll_off=0.1,
+    )
+    _assert_accurate(_analyse_on(plan, tr), tr, 0.9)

@@ -3,6 +3,7 @@ validation naming the field, and the OpenAPI description of the channel map."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,9 @@ def test_openapi_declares_channel_keys_as_bounded_integers(client: TestClient) -
     schemas = spec["components"]["schemas"]
     for model, field in (("ThresholdsIn", "channels"), ("ThresholdsOut", "overrides")):
         names = schemas[model]["properties"][field]["propertyNames"]
-        assert names["pattern"] == "^(?:[1-9]|[1-8][0-9]|9[0-6])$", model
+        pattern = re.compile(names["pattern"])  # exactly 1..800, the largest plan
+        matched = [k for k in map(str, range(1200)) if pattern.fullmatch(k)]
+        assert matched == [str(c) for c in range(1, 801)], model
+        assert not any(pattern.fullmatch(k) for k in ("01", "+1", "1.0", "-1", "")), model
     patch = spec["paths"][URL]["patch"]["requestBody"]["content"]
     assert set(patch) == {"application/merge-patch+json", "application/json"}

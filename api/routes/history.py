@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import DeviceDep, ReadAccess, ServiceDep
 from api.routes import error_responses, invalid
 from api.schemas import HistoryOut, HistoryPointOut
-from odpm.grid import ODPM96_PORT_COUNT
+from odpm.grid import MAX_PLAN_CHANNELS
 from odpm.storage.history import (
     MIN_RAW_EVERY_S,
     MIN_ROLLUP_EVERY_S,
@@ -142,7 +142,7 @@ async def channel_history(
         int,
         Path(
             ge=1,
-            le=ODPM96_PORT_COUNT,
+            le=MAX_PLAN_CHANNELS,
             description="Channel number in the device's plan (1..N); 404 beyond N.",
         ),
     ],
