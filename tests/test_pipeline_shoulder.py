@@ -232,7 +232,8 @@ _FIT = (
     "known defect of the model fit (odpm/pipeline/fit.py, not the shoulder method): "
     "a credible-looking fit {} dB off"
 )
-#: Cases of the full sweep known to fail (measured on this branch), with the reason.
+#: Cases of the full sweep known to fail, measured before merging the i15-fit fit; after
+#: it the sweep fails 56 cases (docs/osnr_methods.md, "Known limits"): to be redone.
 KNOWN = {
     (10.0, 50.0, 0.05, 12.5, 15.0, True): _INTERPOLATION_12P5,
     (10.0, 50.0, 0.2, 12.5, 15.0, True): _INTERPOLATION_12P5,
