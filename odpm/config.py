@@ -468,6 +468,15 @@ class PipelineConfig(_Strict):
     inband_methods: bool = True
     #: A fitted OSNR is reported only when its one-sigma uncertainty is at most this.
     fit_max_uncertainty_db: float = Field(0.4, gt=0, le=3)
+    #: Whether ROADM (WSS) filters between the last amplifier and the monitor may carve
+    #: the noise between channels.  One trace cannot always tell (a channel that fills its
+    #: slot hides the floor that would show the notch), so a technician who knows says so:
+    #: ``roadm``: yes - no model-fit OSNR, and an interpolated one only where the noise
+    #: beside the channel (the shoulders) confirms it; ``none``: no - the single-trace
+    #: carving heuristics are off (they can be fooled by gain ripple over wide slots);
+    #: ``auto``: the heuristics decide (dark slots, the gap between channels, shoulders),
+    #: which can miss carving on a line with every slot lit (see docs/osnr_methods.md).
+    line_filtering: Literal["auto", "roadm", "none"] = "auto"
 
 
 class Settings(BaseSettings):

@@ -126,8 +126,10 @@ def _flex_case(
     return plan, tr
 
 
-def _analyse_on(plan: ChannelPlan, tr: SyntheticTrace) -> Reading:
-    pipe = Pipeline(plan, PipelineConfig(), QUIET, CalibrationConfig())
+def _analyse_on(
+    plan: ChannelPlan, tr: SyntheticTrace, config: PipelineConfig | None = None
+) -> Reading:
+    pipe = Pipeline(plan, config or PipelineConfig(), QUIET, CalibrationConfig())
     scan = TraceScan(
         "t", datetime(2026, 1, 1, tzinfo=UTC), tr.frequency_thz, tr.power_dbm, tr.rbw_ghz
     )
@@ -199,6 +201,14 @@ def test_64gbd_on_75ghz_through_12p5ghz_rbw_never_dark_never_wrong(seed: int) ->
 def test_carving_detector_does_not_drop_a_good_75ghz_fit() -> None:
     plan, tr = _flex_case(75.0, 60.0, 6.25, 1)
     _assert_accurate(_analyse_on(plan, tr), tr, 0.9)
+
+
+def test_a_line_declared_unfiltered_keeps_the_good_75ghz_fit() -> None:
+    # The same trace, with the technician's word that no ROADM filters the line
+    # (pipeline.line_filtering = "none"): the single-trace carving heuristics, fooled
+    # by the gain ripple above, stay out of it.
+    plan, tr = _flex_case(75.0, 60.0, 6.25, 1)
+    _assert_accurate(_analyse_on(plan, tr, PipelineConfig(line_filtering="none")), tr, 0.9)
 
 
 @pytest.mark.parametrize(("rbw_ghz", "seed"), [(6.25, 2), (12.5, 2), (12.5, 7)])

@@ -177,7 +177,8 @@ def analyse_traces(
         # present channel a few probe channels suffice to look for carving (the hot
         # path of a clean narrow-channel trace stays close to interpolation's cost);
         # all channels get their shoulders once one is needed.
-        failing = (present & np.isnan(osnr)).any()
+        roadm = cfg.line_filtering == "roadm"
+        failing = roadm or (present & np.isnan(osnr)).any()
         probe = None if failing else np.arange(0, c, _PROBE_STRIDE)
         sh = shoulder_noise(axis, p, rbw_ghz, probe)
         if probe is not None:
@@ -203,13 +204,14 @@ def analyse_traces(
             sh.uncertainty_db,
             floor_carved,
         )
-        use_sh = (
-            present
-            & ~check.interpolation_ok
-            & np.isfinite(sh.osnr_db)
-            & (sh.uncertainty_db <= cfg.fit_max_uncertainty_db)
-        )
-        osnr = np.where(check.interpolation_ok, osnr, np.where(use_sh, sh.osnr_db, np.nan))
+        shoulders_seen = np.isfinite(sh.osnr_db) & (sh.uncertainty_db <= cfg.fit_max_uncertainty_db)
+        interpolation_ok = check.interpolation_ok
+        if roadm:
+            # Behind ROADM filters the midpoints may be carved: interpolation stands only
+            # where the noise beside the channel was seen and agrees with it.
+            interpolation_ok = interpolation_ok & shoulders_seen
+        use_sh = present & ~interpolation_ok & shoulders_seen
+        osnr = np.where(interpolation_ok, osnr, np.where(use_sh, sh.osnr_db, np.nan))
         signal_mw = np.where(use_sh, sh.signal_mw, signal_mw)
         noise_psd = np.where(use_sh, sh.noise_psd_mw_per_ghz, noise_psd)
         unc = np.where(use_sh, sh.uncertainty_db, np.where(np.isnan(osnr), np.nan, unc))

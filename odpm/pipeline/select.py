@@ -41,7 +41,7 @@ import numpy.typing as npt
 from odpm.models import FloatArray, OsnrMethod, Quality
 from odpm.pipeline.axis import TraceAxis
 from odpm.pipeline.carving import carved_by_roadm, dark_floor
-from odpm.pipeline.fit import fit_raised_cosine
+from odpm.pipeline.fit import FitResult, fit_raised_cosine
 from odpm.pipeline.formulas import BoolArray
 from odpm.units import mw_to_dbm
 
@@ -83,20 +83,17 @@ def choose_inband(
     above = mw_to_dbm(slot_mw) >= cfg.detection_threshold_dbm
     now_present = present | (above & lit_by_fit)
     credible = np.isfinite(fit.osnr_db) & (fit.uncertainty_db <= cfg.fit_max_uncertainty_db)
-    # ROADM-carved noise fools the fit without showing in its residual: a dark slot
-    # whose floor lies well below a fitted neighbour's pedestal is the evidence, and
-    # then no fitted OSNR of that trace is credible (see odpm.pipeline.carving).
+    # Where carving is likely, no fitted OSNR of that trace is credible.
     fitted = np.isfinite(fit.osnr_db) & (fit.uncertainty_db <= 3 * cfg.fit_max_uncertainty_db)
-    carved = carved_by_roadm(dark_floor(axis, p, rbw_ghz), now_present, noise_level, fitted)
-    carved |= carved_between_channels(axis, p, now_present, noise_level, fitted)
-    # A dark slot's floor far below a neighbour's pedestal is carving even when that
-    # neighbour's fit is too uncertain for the fine test above: a fit claiming 1-4 dB
-    # cannot be 10 dB off in its noise (simulator, 40 dB WSS depth: floor -32 dB
-    # below neighbours fitted at 1.2-1.3 dB, whose fitted OSNRs were 4.2-4.7 dB high).
-    loose = np.isfinite(fit.osnr_db) & (fit.uncertainty_db <= 10 * cfg.fit_max_uncertainty_db)
-    carved |= carved_dark_slots(
-        dark_floor(axis, p, rbw_ghz), now_present, noise_level, ~loose, DEEP_CARVED_RATIO
-    )
+    if cfg.line_filtering == "roadm":
+        # Declared behind ROADM filters: a channel filling its slot hides the floor that
+        # would show the carving, so no fitted OSNR can be trusted (odpm.config).
+        carved = np.ones(p.shape[0], dtype=bool)
+    elif cfg.line_filtering == "none":
+        # Declared unfiltered: only evidence the data itself gives (the shoulders).
+        carved = np.zeros(p.shape[0], dtype=bool)
+    else:
+        carved = _carving_heuristics(axis, p, rbw_ghz, now_present, noise_level, fit, fitted)
     if carved_hint is not None:
         carved |= carved_hint
     credible &= ~carved[:, None]
@@ -117,6 +114,33 @@ def choose_inband(
         signal_mw=fit.signal_mw,
         noise_psd=fit.noise_psd_mw_per_ghz,
     )
+
+
+def _carving_heuristics(
+    axis: TraceAxis,
+    p: npt.NDArray[np.float32],
+    rbw_ghz: float,
+    present: BoolArray,
+    noise_level: FloatArray,
+    fit: FitResult,
+    fitted: BoolArray,
+) -> BoolArray:
+    """Per trace ``(N,)``: single-trace evidence of ROADM carving against the fit
+    (``line_filtering = "auto"``): ROADM-carved noise fools the fit without showing in
+    its residual; a dark slot whose floor lies well below a fitted neighbour's pedestal
+    is the evidence (odpm.pipeline.carving), or the trace between two fitted channels
+    below their pedestals."""
+    cfg = axis.config
+    floor = dark_floor(axis, p, rbw_ghz)
+    carved = carved_by_roadm(floor, present, noise_level, fitted)
+    carved |= carved_between_channels(axis, p, present, noise_level, fitted)
+    # A dark slot's floor far below a neighbour's pedestal is carving even when that
+    # neighbour's fit is too uncertain for the fine test above: a fit claiming 1-4 dB
+    # cannot be 10 dB off in its noise (simulator, 40 dB WSS depth: floor -32 dB
+    # below neighbours fitted at 1.2-1.3 dB, whose fitted OSNRs were 4.2-4.7 dB high).
+    loose = np.isfinite(fit.osnr_db) & (fit.uncertainty_db <= 10 * cfg.fit_max_uncertainty_db)
+    carved |= carved_dark_slots(floor, present, noise_level, ~loose, DEEP_CARVED_RATIO)
+    return carved
 
 
 #: Interpolation and shoulder noise may differ by this much beyond their claimed
