@@ -144,7 +144,7 @@ def test_signal_off_trace_from_the_simulator(driver: Odpm96) -> None:
 
 
 def _wide_channels_through_12p5ghz(
-    driver: Odpm96, osnr_db: float | None, averaging: int
+    driver: Odpm96, osnr_db: float | None, averaging: int, rolloff: float | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """28-32 GBd on every 50 GHz slot (one dark), seen through 0.1 nm (12.5 GHz,
     SIM:RBW): the lit mask, the truth and the pipeline's reading of one trace."""
@@ -152,6 +152,8 @@ def _wide_channels_through_12p5ghz(
     for ch in range(1, 81):
         driver.write(f"SIM:CHAN:SRAT {ch},{rng.uniform(28, 32):.2f}")
     driver.write("SIM:CHAN:DARK 30")
+    if rolloff is not None:
+        driver.write(f"SIM:ROLL {rolloff}")
     if osnr_db is not None:
         driver.write(f"SIM:OSNR {osnr_db}")
     driver.write("SIM:RBW 12.5")
@@ -171,21 +173,24 @@ def _wide_channels_through_12p5ghz(
 
 
 @pytest.mark.parametrize(
-    ("seed", "osnr_db", "averaging"), [(2026, 18.0, 1), (7, 18.0, 1), (2026, 20.0, 4)]
+    ("seed", "osnr_db", "averaging", "rolloff"),
+    [(2026, 18.0, 1, None), (7, 18.0, 1, None), (2026, 20.0, 4, None), (11, 18.0, 1, 0.02)],
 )
 def test_wide_channels_through_a_12p5ghz_rbw_are_never_dark_nor_wrong(
-    seed: int, osnr_db: float, averaging: int
+    seed: int, osnr_db: float, averaging: int, rolloff: float | None
 ) -> None:
     # Issue 15's target for 28-32 GBd filling 50 GHz slots, on the simulator against
     # its truth, at the generator's OSNRs (14-26 dB): >= 90 % of the lit channels
     # within 0.5 dB, none dark, none reported more than 1 dB off.  The fit's
     # uncertainty is what decides (before: the variance was inflated 7.5 x for
-    # correlation the simulator's white reading noise does not have, 25-29 of 79).
+    # correlation the simulator's white reading noise does not have: 59-64 of 79 at
+    # 18 dB; and at roll-off 0.02, which a 12.5 GHz RBW barely shows, the roll-off's
+    # noisy last step counted as a fit still moving: 39-48 of 79).
     with (
         SimulatorServer.start_tcp(seed=seed) as server,
         Odpm96(open_transport(server.address, timeout_s=5.0)) as driver,
     ):
-        lit, truth_osnr, osnr = _wide_channels_through_12p5ghz(driver, osnr_db, averaging)
+        lit, truth_osnr, osnr = _wide_channels_through_12p5ghz(driver, osnr_db, averaging, rolloff)
     err = np.abs(osnr[lit] - truth_osnr[lit])
     given = np.isfinite(err)
     assert np.mean(err <= 0.5) >= 0.9, f"{np.sum(err <= 0.5)} of {lit.sum()} within 0.5 dB"
