@@ -146,17 +146,23 @@ def test_signal_off_trace_from_the_simulator(driver: Odpm96) -> None:
     assert np.mean(err <= 0.5) >= 0.95, f"worst {err.max():.2f} dB"
 
 
-def test_wide_channels_through_a_12p5ghz_rbw_are_never_dark_nor_wrong(driver: Odpm96) -> None:
-    # 28-32 GBd on every 50 GHz slot, seen through 0.1 nm (12.5 GHz, SIM:RBW): the
-    # spectra fill the midpoints, so the "noise" there is mostly signal.  No lit channel
-    # may be called dark, and no OSNR the pipeline gives may be off by more than 1 dB.
+def _wide_channels_through_12p5ghz(
+    driver: Odpm96, osnr_db: float | None, averaging: int, rolloff: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """28-32 GBd on every 50 GHz slot (one dark), seen through 0.1 nm (12.5 GHz,
+    SIM:RBW): the lit mask, the truth and the pipeline's reading of one trace."""
     rng = np.random.default_rng(12)
     for ch in range(1, 81):
         driver.write(f"SIM:CHAN:SRAT {ch},{rng.uniform(28, 32):.2f}")
     driver.write("SIM:CHAN:DARK 30")
+    if rolloff is not None:
+        driver.write(f"SIM:ROLL {rolloff}")
+    if osnr_db is not None:
+        driver.write(f"SIM:OSNR {osnr_db}")
     driver.write("SIM:RBW 12.5")
     driver.check_errors()
     driver.reset()  # the driver reads the RBW once per connection
+    driver.set_averaging(averaging)
     truth_osnr = _truth(driver, "OSNR")
     lit = ~np.isnan(truth_osnr)
     trace = driver.read_trace()
@@ -165,7 +171,44 @@ def test_wide_channels_through_a_12p5ghz_rbw_are_never_dark_nor_wrong(driver: Od
     reading = pipeline.process(
         TraceScan("sim", datetime.now(UTC), trace.frequency_thz, trace.power_dbm, trace.rbw_ghz)
     )
-    assert np.array_equal(reading.present, lit)
-    given = lit & np.isfinite(reading.osnr_db)
-    err = np.abs(reading.osnr_db[given] - truth_osnr[given])
+    assert np.array_equal(reading.present, lit), "a lit channel called dark (or the reverse)"
+    return lit, truth_osnr, reading.osnr_db
+
+
+@pytest.mark.parametrize(
+    ("seed", "osnr_db", "averaging", "rolloff"),
+    [(2026, 18.0, 1, None), (7, 18.0, 1, None), (2026, 20.0, 4, None), (11, 18.0, 1, 0.02)],
+)
+def test_wide_channels_through_a_12p5ghz_rbw_are_never_dark_nor_wrong(
+    seed: int, osnr_db: float, averaging: int, rolloff: float | None
+) -> None:
+    # Issue 15's target for 28-32 GBd filling 50 GHz slots, on the simulator against
+    # its truth, at the generator's OSNRs (14-26 dB): >= 90 % of the lit channels
+    # within 0.5 dB, none dark, none reported more than 1 dB off.  The fit's
+    # uncertainty is what decides (before: the variance was inflated 7.5 x for
+    # correlation the simulator's white reading noise does not have: 59-64 of 79 at
+    # 18 dB; and at roll-off 0.02, which a 12.5 GHz RBW barely shows, the roll-off's
+    # noisy last step counted as a fit still moving: 39-48 of 79).
+    with (
+        SimulatorServer.start_tcp(seed=seed) as server,
+        Odpm96(open_transport(server.address, timeout_s=5.0)) as driver,
+    ):
+        lit, truth_osnr, osnr = _wide_channels_through_12p5ghz(driver, osnr_db, averaging, rolloff)
+    err = np.abs(osnr[lit] - truth_osnr[lit])
+    given = np.isfinite(err)
+    assert np.mean(err <= 0.5) >= 0.9, f"{np.sum(err <= 0.5)} of {lit.sum()} within 0.5 dB"
+    assert not given.any() or err[given].max() <= 1.0, f"worst {err[given].max():.2f} dB"
+
+
+@pytest.mark.parametrize("averaging", [1, 16])
+def test_wide_channels_at_the_demo_osnr_through_12p5ghz_are_flagged_not_wrong(
+    driver: Odpm96, averaging: int
+) -> None:
+    # At the simulator's default OSNR (~32.5 dB) the ASE under a channel is ~0.2 % of
+    # the reading at its centre through 12.5 GHz, below one scan's reading noise
+    # (0.02 dB = 0.46 %): the fit cannot separate it (uncertainty 2.5 dB single scan)
+    # and says so.  What it reports must still be right, and no lit channel dark.
+    lit, truth_osnr, osnr = _wide_channels_through_12p5ghz(driver, None, averaging)
+    given = lit & np.isfinite(osnr)
+    err = np.abs(osnr[given] - truth_osnr[given])
     assert err.size == 0 or err.max() <= 1.0, f"worst OSNR error {err.max():.2f} dB"
