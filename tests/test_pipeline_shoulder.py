@@ -223,22 +223,49 @@ _INTERPOLATION_12P5 = (
     "is visible and no dark slot shows the carving; the few channels whose midpoint windows "
     "pass as flat are interpolated ~2.2 dB too high"
 )
-_FIT = (
-    "known defect of the model fit (odpm/pipeline/fit.py, not the shoulder method): "
-    "a credible-looking fit {} dB off"
+_CARVED_FIT = (
+    'known limit of line_filtering = "auto": wide channels behind a WSS carving, the model fit '
+    "reports > 1 dB too high and no single-trace evidence catches it; with line_filtering = "
+    '"roadm" this case has no confident error (test_..._declared_behind_roadm_filters)'
 )
-#: Cases of the full sweep known to fail, measured before merging the i15-fit fit; after
-#: it the sweep fails 56 cases (docs/osnr_methods.md, "Known limits"): to be redone.
+#: Cases of the full sweep known to fail with the default line_filtering = "auto"
+#: (measured after the Gauss-Newton fit and the overfilled-slot guard: 29 carved cases
+#: plus the 5 below them; every uncarved case passes).
 KNOWN = {
     (10.0, 50.0, 0.05, 12.5, 15.0, True): _INTERPOLATION_12P5,
     (10.0, 50.0, 0.2, 12.5, 15.0, True): _INTERPOLATION_12P5,
     (10.0, 50.0, 0.35, 12.5, 15.0, True): _INTERPOLATION_12P5,
-    (28.0, 50.0, 0.05, 12.5, 3.0, True): _FIT.format("1.1 (3 dB carving, all lit)"),
-    (28.0, 50.0, 0.35, 12.5, 3.0, True): _FIT.format("1.0 (3 dB carving, all lit)"),
-    (63.0, 75.0, 0.05, 12.5, 15.0, False): _FIT.format("15 (75 GHz, carved)"),
-    (63.0, 75.0, 0.35, 2.5, 15.0, True): _FIT.format("11 (75 GHz, carved, all lit)"),
-    (63.0, 75.0, 0.35, 6.25, 3.0, True): _FIT.format("11 (75 GHz, 3 dB carving, all lit)"),
-    (128.0, 150.0, 0.2, 12.5, 15.0, False): _FIT.format("16 (150 GHz, carved)"),
+    (28.0, 50.0, 0.05, 12.5, 3.0, True): _CARVED_FIT,
+    (28.0, 50.0, 0.05, 12.5, 15.0, True): _CARVED_FIT,
+    (28.0, 50.0, 0.2, 12.5, 3.0, True): _CARVED_FIT,
+    (28.0, 50.0, 0.2, 12.5, 15.0, True): _CARVED_FIT,
+    (28.0, 50.0, 0.35, 6.25, 3.0, True): _CARVED_FIT,
+    (28.0, 50.0, 0.35, 12.5, 3.0, True): _CARVED_FIT,
+    (28.0, 50.0, 0.35, 12.5, 15.0, True): _CARVED_FIT,
+    (32.0, 50.0, 0.05, 6.25, 3.0, True): _CARVED_FIT,
+    (32.0, 50.0, 0.05, 6.25, 15.0, True): _CARVED_FIT,
+    (32.0, 50.0, 0.05, 12.5, 3.0, True): _CARVED_FIT,
+    (32.0, 50.0, 0.05, 12.5, 15.0, True): _CARVED_FIT,
+    (32.0, 50.0, 0.2, 2.5, 15.0, False): _CARVED_FIT,
+    (32.0, 50.0, 0.2, 2.5, 15.0, True): _CARVED_FIT,
+    (32.0, 50.0, 0.2, 6.25, 3.0, True): _CARVED_FIT,
+    (32.0, 50.0, 0.2, 6.25, 15.0, True): _CARVED_FIT,
+    (32.0, 50.0, 0.2, 12.5, 3.0, True): _CARVED_FIT,
+    (32.0, 50.0, 0.2, 12.5, 15.0, True): _CARVED_FIT,
+    (32.0, 50.0, 0.35, 6.25, 3.0, True): _CARVED_FIT,
+    (32.0, 50.0, 0.35, 6.25, 15.0, True): _CARVED_FIT,
+    (32.0, 50.0, 0.35, 12.5, 3.0, True): _CARVED_FIT,
+    (32.0, 50.0, 0.35, 12.5, 15.0, True): _CARVED_FIT,
+    (63.0, 75.0, 0.05, 2.5, 15.0, True): _CARVED_FIT,
+    (63.0, 75.0, 0.05, 6.25, 3.0, True): _CARVED_FIT,
+    (63.0, 75.0, 0.05, 6.25, 15.0, True): _CARVED_FIT,
+    (63.0, 75.0, 0.05, 12.5, 3.0, True): _CARVED_FIT,
+    (63.0, 75.0, 0.05, 12.5, 15.0, True): _CARVED_FIT,
+    (128.0, 150.0, 0.05, 2.5, 3.0, True): _CARVED_FIT,
+    (128.0, 150.0, 0.05, 2.5, 15.0, False): _CARVED_FIT,
+    (128.0, 150.0, 0.05, 2.5, 15.0, True): _CARVED_FIT,
+    (128.0, 150.0, 0.05, 12.5, 3.0, True): _CARVED_FIT,
+    (128.0, 150.0, 0.05, 12.5, 15.0, True): _CARVED_FIT,
 }
 #: The full sweep (slow): every rate x roll-off x RBW x carving, partially and fully lit.
 SWEEP = [
@@ -321,6 +348,28 @@ def test_no_case_of_the_full_sweep_gives_a_confident_error_above_1db(
     all_lit: bool,
 ) -> None:
     _matrix_case(rate_gbd, slot_ghz, roll_off, rbw_ghz, carve_db, all_lit)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("ODPM_FULL_SWEEP"),
+    reason="270 cases, ~6-14 min on a loaded 2-core machine: set ODPM_FULL_SWEEP=1 to run",
+)
+@pytest.mark.parametrize(
+    ("rate_gbd", "slot_ghz", "roll_off", "rbw_ghz", "carve_db", "all_lit"),
+    [tuple(c.values) if isinstance(c, ParameterSet) else c for c in SWEEP],
+)
+def test_no_case_of_the_full_sweep_behind_declared_roadm_filters_is_confidently_wrong(
+    rate_gbd: float,
+    slot_ghz: float,
+    roll_off: float,
+    rbw_ghz: float,
+    carve_db: float,
+    all_lit: bool,
+) -> None:
+    """The whole sweep with ``line_filtering = "roadm"``: no known failure at all."""
+    config = PipelineConfig(line_filtering="roadm")
+    _matrix_case(rate_gbd, slot_ghz, roll_off, rbw_ghz, carve_db, all_lit, config)
 
 
 #: Every carved case of :data:`MATRIX`, including those "auto" gets wrong.
