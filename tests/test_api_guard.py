@@ -15,6 +15,7 @@ from api.app import create_app
 from api.deps import Access
 from api.guard import route_rules
 from odpm.config import ApiConfig, Settings, StorageConfig, hash_api_key
+from odpm.grid import MAX_PLAN_CHANNELS
 from odpm.service import Service
 
 KEY = "guard-key"
@@ -115,7 +116,7 @@ def test_schema_has_no_typed_refs_and_bounds_its_parameters(open_client: TestCli
     assert not [n for n in _walk(doc) if "$ref" in n and len(n) > 1]
     history = doc["paths"]["/api/v1/devices/{device_id}/channels/{ch}/history"]["get"]
     params = {p["name"]: p["schema"] for p in history["parameters"]}
-    assert (params["ch"]["minimum"], params["ch"]["maximum"]) == (1, 96)
+    assert (params["ch"]["minimum"], params["ch"]["maximum"]) == (1, MAX_PLAN_CHANNELS)
     every = next(s for s in params["every"]["anyOf"] if s.get("type") == "string")
     assert "pattern" in every and every["maxLength"] <= 32
     channels = doc["components"]["schemas"]["ThresholdsIn"]["properties"]["channels"]
