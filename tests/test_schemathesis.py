@@ -15,7 +15,7 @@ parameters (``every`` finer than the data resolution of the range, too many
 buckets, ``end`` before ``start``) or the time range (1970..2200, which JSON
 Schema's ``date-time`` cannot bound).  ``tests/test_api_abuse.py`` asserts those
 422s one by one.  Likewise ``PUT /thresholds`` answers 422 for a channel number
-within 1..96 that some device's channel plan does not have (plans are per device,
+within 1..800 that some device's channel plan does not have (plans are per device,
 the schema is one for all), or a low threshold above its high one (a rule between two
 fields); ``PATCH /thresholds`` likewise.  And the trace archive's two writes that take data: an
 uploaded reference CSV is parsed (an empty or malformed file is 422 naming what is
