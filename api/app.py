@@ -19,10 +19,12 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client import Histogram as _Histogram
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.console import mount_console
 from api.deps import MetricsAccess
@@ -51,6 +53,9 @@ from odpm.service import Service, ServiceError, UnknownDeviceError
 from odpm.storage.history import HistoryBackendError
 
 log = logging.getLogger(__name__)
+
+#: What FastAPI says when a request body cannot be decoded at all (fastapi.routing).
+_BODY_PARSE_ERROR = "There was an error parsing the body"
 
 API_PREFIX = "/api/v1"
 #: How often the InfluxDB ping behind /health runs (the answer is cached).
@@ -202,6 +207,21 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = jsonable_encoder(named_errors(exc.errors()))
         return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers a body it cannot decode at all (not UTF-8) with a bare 400
+        # that no route documents; it is the same client error as malformed JSON: 422.
+        if exc.status_code == 400 and exc.detail == _BODY_PARSE_ERROR:
+            detail = [
+                {
+                    "type": "json_invalid",
+                    "loc": ["body"],
+                    "msg": "body: not JSON text (it must be UTF-8 encoded JSON)",
+                }
+            ]
+            return JSONResponse({"detail": detail}, status_code=422)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(UnknownDeviceError)
     async def unknown_device(request: Request, exc: UnknownDeviceError) -> JSONResponse:

@@ -201,8 +201,17 @@ def test_stored_trace_as_csv_gives_the_live_reading_through_odpm_analyze(
         got = np.array([np.nan if c[name] is None else c[name] for c in again])
         want = live.values[k]
         assert np.array_equal(np.isnan(got), np.isnan(want)), name
-        # 0.01 dB for the levels; the offset (GHz) to 0.01 GHz as well.
-        assert np.nanmax(np.abs(got - want)) <= 0.01, (name, np.nanmax(np.abs(got - want)))
+        # 0.01 dB for the levels; the offset (GHz) to 0.01 GHz as well.  An OSNR from an
+        # in-band method (model fit, shoulders) draws its noise from a shape fitted over
+        # many points, each stored to 0.01 dB: it may move a little more (0.015 dB seen),
+        # but never by more than a tenth of its own uncertainty and 0.05 dB.
+        tol = np.full(len(again), 0.01)
+        if name == "osnr_db":
+            inband = np.array([c["osnr_method"] not in (None, "interpolation") for c in again])
+            unc = np.array([c["osnr_uncertainty_db"] or 0.0 for c in again])
+            tol = np.where(inband, np.maximum(0.01, np.minimum(0.05, 0.1 * unc)), tol)
+        err = np.abs(got - want)
+        assert np.all(np.isnan(err) | (err <= tol)), (name, np.nanmax(err))
 
 
 def test_reanalysis_runs_the_pipeline_on_a_stored_trace(
