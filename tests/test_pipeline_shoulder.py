@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 from datetime import UTC, datetime
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -268,18 +269,27 @@ KNOWN = {
     (128.0, 150.0, 0.05, 12.5, 15.0, True): _CARVED_FIT,
 }
 #: The full sweep (slow): every rate x roll-off x RBW x carving, partially and fully lit.
+_SWEEP_CASES = [
+    (rate, slot, beta, rbw, carve, all_lit)
+    for rate, slot in RATES
+    for beta in (0.05, 0.2, 0.35)
+    for rbw in (2.5, 6.25, 12.5)
+    for carve in (0.0, 3.0, 15.0)
+    for all_lit in (False, True)
+]
+#: The full sweep under each ``line_filtering``: the known failures are "auto"'s only.
 SWEEP = [
-    pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason=KNOWN[case]))
-    if case in KNOWN
-    else case
-    for case in (
-        (rate, slot, beta, rbw, carve, all_lit)
-        for rate, slot in RATES
-        for beta in (0.05, 0.2, 0.35)
-        for rbw in (2.5, 6.25, 12.5)
-        for carve in (0.0, 3.0, 15.0)
-        for all_lit in (False, True)
+    pytest.param(
+        mode,
+        *case,
+        marks=(
+            pytest.mark.xfail(strict=True, reason=KNOWN[case])
+            if mode == "auto" and case in KNOWN
+            else ()
+        ),
     )
+    for mode in ("auto", "roadm")
+    for case in _SWEEP_CASES
 ]
 
 
@@ -334,12 +344,14 @@ def test_no_case_gives_a_confident_error_above_1db(
 @pytest.mark.slow
 @pytest.mark.skipif(
     not os.environ.get("ODPM_FULL_SWEEP"),
-    reason="270 cases, ~14 min on a loaded 2-core machine: set ODPM_FULL_SWEEP=1 to run",
+    reason="2 x 270 cases, ~6-14 min each on a 2-core machine: set ODPM_FULL_SWEEP=1 to run",
 )
 @pytest.mark.parametrize(
-    ("rate_gbd", "slot_ghz", "roll_off", "rbw_ghz", "carve_db", "all_lit"), SWEEP
+    ("line_filtering", "rate_gbd", "slot_ghz", "roll_off", "rbw_ghz", "carve_db", "all_lit"),
+    SWEEP,
 )
 def test_no_case_of_the_full_sweep_gives_a_confident_error_above_1db(
+    line_filtering: Literal["auto", "roadm"],
     rate_gbd: float,
     slot_ghz: float,
     roll_off: float,
@@ -347,28 +359,8 @@ def test_no_case_of_the_full_sweep_gives_a_confident_error_above_1db(
     carve_db: float,
     all_lit: bool,
 ) -> None:
-    _matrix_case(rate_gbd, slot_ghz, roll_off, rbw_ghz, carve_db, all_lit)
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("ODPM_FULL_SWEEP"),
-    reason="270 cases, ~6-14 min on a loaded 2-core machine: set ODPM_FULL_SWEEP=1 to run",
-)
-@pytest.mark.parametrize(
-    ("rate_gbd", "slot_ghz", "roll_off", "rbw_ghz", "carve_db", "all_lit"),
-    [tuple(c.values) if isinstance(c, ParameterSet) else c for c in SWEEP],
-)
-def test_no_case_of_the_full_sweep_behind_declared_roadm_filters_is_confidently_wrong(
-    rate_gbd: float,
-    slot_ghz: float,
-    roll_off: float,
-    rbw_ghz: float,
-    carve_db: float,
-    all_lit: bool,
-) -> None:
-    """The whole sweep with ``line_filtering = "roadm"``: no known failure at all."""
-    config = PipelineConfig(line_filtering="roadm")
+    """Every case of the sweep; declared behind ROADM filters, none may fail."""
+    config = PipelineConfig(line_filtering=line_filtering)
     _matrix_case(rate_gbd, slot_ghz, roll_off, rbw_ghz, carve_db, all_lit, config)
 
 
