@@ -15,17 +15,19 @@ well below the ASE under its lit neighbours.  On an uncarved line the two agree:
 ASE varies by a fraction of a dB over 50 GHz (tilt, gain ripple).  So a dark slot
 whose floor lies more than :data:`CARVED_FLOOR_RATIO` below a lit neighbour's
 credibly fitted pedestal is evidence of carving, and then no fitted OSNR of that
-trace is credible (the same filters carve every channel's noise).  The interpolated
-OSNR is unaffected: it has its own flatness test on the noise windows.
+trace is credible (the same filters carve every channel's noise), nor any
+interpolated one: the midpoints read the same carved floor.
 
-Limits: a trace with every slot lit, or whose dark slots have no fitted lit
-neighbour, carries no such evidence (measured: 32 GBd, 6.25 GHz RBW, 15 dB carving,
-all 80 slots lit: 42 channels still reported 3.7-4.5 dB too high), so such a line
-needs a signal-off or reference trace.  Channels that fill their whole WSS passband
-(40 GBd behind 44 GHz) are caught only because the neighbours' trust is loosened to
-3 x ``fit_max_uncertainty_db``.  Interpolated OSNRs are outside this test
-(interpolation does not flag a shallow, 3 dB, carving at 6.25 GHz RBW: ~1.5-2 dB
-errors, a known defect, strict xfail).
+The same comparison the other way is evidence that the ASE is *not* carved: a dark
+slot level with its neighbours' pedestals (:func:`level_dark_slots`).  A trace with
+every slot lit, or whose dark slots have no fitted lit neighbour, carries neither
+(measured before that evidence was required: 32 GBd, 6.25 GHz RBW, 15 dB carving, all
+80 slots lit: 42 channels reported 3.7-4.5 dB too high); with ``line_filtering =
+"auto"`` its fitted OSNRs are then withheld unless another sign of uncarved ASE shows
+(:func:`odpm.pipeline.select.level_between_channels`, shoulders agreeing with the
+midpoints).  Channels that fill their whole WSS passband (40 GBd behind 44 GHz) are
+caught only because the neighbours' trust is loosened to 3 x
+``fit_max_uncertainty_db``.
 """
 
 from __future__ import annotations
@@ -57,18 +59,68 @@ def dark_floor(axis: TraceAxis, p: npt.NDArray[np.float32], rbw_ghz: float) -> F
         return np.asarray(np.where(near[None], g, 0.0).sum(axis=-1) / count)
 
 
-def carved_by_roadm(
-    floor: FloatArray, lit: BoolArray, noise_level: FloatArray, credible: BoolArray
-) -> BoolArray:
-    """Per trace ``(N,)``: does a dark slot's ``floor`` (``(N, C)``, trace units) lie
-    below :data:`CARVED_FLOOR_RATIO` x the fitted ``noise_level`` (same units) of a
-    lit neighbour whose fit is ``credible``?"""
-    dark = ~lit
+def neighbour_level(lit: BoolArray, noise_level: FloatArray, credible: BoolArray) -> FloatArray:
+    """Per slot ``(N, C)``: the noise level its lit, credibly fitted neighbours put at
+    its centre (trace units), NaN where neither neighbour is trusted.
+
+    With both neighbours trusted, their mean: the pedestal interpolated to the slot's
+    centre, so the ASE's slope and ripple over one spacing do not pass for carving
+    (75 GHz grid, gain ripple: a single neighbour's level sat 0.55 dB above the
+    uncarved floor between them)."""
     trusted = lit & credible & (noise_level > 0)
     level = np.where(trusted, noise_level, np.nan)
     pad = np.full_like(level[:, :1], np.nan)
     from_lo = np.concatenate((pad, level[:, :-1]), axis=1)  # the lower neighbour's level
     from_hi = np.concatenate((level[:, 1:], pad), axis=1)
+    both = np.isfinite(from_lo) & np.isfinite(from_hi)
+    one = np.where(np.isfinite(from_lo), from_lo, from_hi)
+    return np.asarray(np.where(both, (from_lo + from_hi) / 2, one))
+
+
+def carved_by_roadm(
+    floor: FloatArray, lit: BoolArray, noise_level: FloatArray, credible: BoolArray
+) -> BoolArray:
+    """Per trace ``(N,)``: does a dark slot's ``floor`` (``(N, C)``, trace units) lie
+    below :data:`CARVED_FLOOR_RATIO` x the noise level its credibly fitted lit
+    neighbours put at its centre (:func:`neighbour_level`)?"""
+    level = neighbour_level(lit, noise_level, credible)
     with np.errstate(invalid="ignore"):
-        below = (floor < CARVED_FLOOR_RATIO * from_lo) | (floor < CARVED_FLOOR_RATIO * from_hi)
-    return np.asarray((dark & below).any(axis=-1))
+        below = floor < CARVED_FLOOR_RATIO * level
+    return np.asarray((~lit & below).any(axis=-1))
+
+
+def level_dark_slots(
+    floor: FloatArray, lit: BoolArray, noise_level: FloatArray, credible: BoolArray
+) -> BoolArray:
+    """Per trace ``(N,)``: positive evidence that the ASE is *not* carved: a dark slot
+    whose ``floor`` lies within :data:`CARVED_FLOOR_RATIO` (either way) of the level
+    its credibly fitted neighbours put at its centre.  A WSS blocks a dark slot, so
+    behind ROADM filters its floor sits well below the ASE under its lit
+    neighbours; level with them, the ASE reaches the dark slot unfiltered."""
+    level = neighbour_level(lit, noise_level, credible)
+    with np.errstate(invalid="ignore"):
+        level_with = (floor >= CARVED_FLOOR_RATIO * level) & (floor <= level / CARVED_FLOOR_RATIO)
+    return np.asarray((~lit & level_with).any(axis=-1))
+
+
+#: More than this fraction of the noise windows between two narrow lit channels not
+#: flat is a trace whose flat windows are not to be trusted either.
+CURVED_NARROW_FRACTION = 0.5
+
+
+def mostly_curved_between_narrow(unresolved_mid: BoolArray, narrow_lit: BoolArray) -> BoolArray:
+    """Per trace ``(N,)``: are more than :data:`CURVED_NARROW_FRACTION` of the inner
+    noise windows between two narrow lit channels (``narrow_lit`` ``(N, C)``) not flat
+    (``unresolved_mid`` ``(N, C + 1)``, interpolation's flatness test)?
+
+    Why: between two narrow channels only their skirts (through a wide RBW) or a WSS
+    notch bend the noise window.  When most such windows are bent, the few that pass
+    the flatness test do so by chance, inside the same notch: 10 GBd behind a 15 dB
+    WSS through a 12.5 GHz RBW, every slot lit, bends 78 of 80 windows and the two that
+    passed were interpolated 2.2 dB too high; uncarved, the same plan bends 17 of 80
+    (the skirts of the highest-OSNR channels) and every interpolated OSNR is within
+    0.25 dB (generator).  Such a trace gets no interpolated OSNR: flagged, not wrong."""
+    pairs = narrow_lit[:, :-1] & narrow_lit[:, 1:]
+    curved = (unresolved_mid[:, 1:-1] & pairs).sum(axis=-1)
+    total = pairs.sum(axis=-1)
+    return np.asarray((total > 0) & (curved > CURVED_NARROW_FRACTION * total))

@@ -10,7 +10,11 @@ import numpy.typing as npt
 
 from odpm.models import FloatArray, OsnrMethod, Quality
 from odpm.pipeline.axis import TraceAxis, _weighted_sums, half_crossings_ghz
-from odpm.pipeline.carving import dark_floor
+from odpm.pipeline.carving import (
+    CURVED_NARROW_FRACTION,
+    dark_floor,
+    mostly_curved_between_narrow,
+)
 from odpm.pipeline.companions import reference, signal_off
 from odpm.pipeline.formulas import (
     UNRESOLVED_CURVATURE_DB,
@@ -171,6 +175,7 @@ def analyse_traces(
     # a trace of resolved narrow channels keeps interpolation's speed.
     slot_above = slot_dbm >= cfg.detection_threshold_dbm
     carved = None
+    confirmed = None
     if inband and cfg.inband_methods:
         # The shoulders check interpolation and stand in where it fails (select.py).
         # A WSS carves every channel of a trace, so while interpolation resolves every
@@ -206,6 +211,15 @@ def analyse_traces(
         )
         shoulders_seen = np.isfinite(sh.osnr_db) & (sh.uncertainty_db <= cfg.fit_max_uncertainty_db)
         interpolation_ok = check.interpolation_ok
+        carved = check.carved
+        if cfg.line_filtering == "auto" and _mostly_curved(unresolved_mid, present):
+            # Cheap test first (clean traces skip the edge search): most windows between
+            # lit channels bent; then among narrow channels only (carving.py).
+            rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
+            narrow = present & ((fall - rise) <= np.asarray(axis.slot_width_ghz) / 2)
+            suspect = mostly_curved_between_narrow(unresolved_mid, narrow)
+            interpolation_ok = interpolation_ok & ~suspect[:, None]
+            carved = carved | suspect
         if roadm:
             # Behind ROADM filters the midpoints may be carved: interpolation stands only
             # where the noise beside the channel was seen and agrees with it.
@@ -225,11 +239,20 @@ def analyse_traces(
             np.where(np.isnan(osnr), Quality.NOISE_UNRESOLVED, Quality.OK),
             Quality.DARK,
         ).astype(np.uint8)
-        carved = check.carved
+        confirmed = check.confirmed & ~carved
     needs_inband = (present & np.isnan(osnr)) | (~present & unresolved & slot_above)
     if inband and cfg.inband_methods and needs_inband.any():
-        chosen = choose_inband(axis, p, rbw_ghz, present, quality, osnr, slot_mw, carved)
+        chosen = choose_inband(axis, p, rbw_ghz, present, quality, osnr, slot_mw, carved, confirmed)
         present, quality, osnr = chosen.present, chosen.quality, chosen.osnr_db
+        # Carving seen by the fit stage undoes the trace's interpolated OSNRs as well:
+        # the midpoints read the carved floor (10 GBd behind a 15 dB WSS through a
+        # 12.5 GHz RBW, every slot lit: the two windows that passed as flat were
+        # interpolated 2.2 dB too high).
+        undo = chosen.carving_seen[:, None] & (method == OsnrMethod.INTERPOLATION)
+        osnr = np.where(undo, np.nan, osnr)
+        quality = np.where(undo, np.uint8(Quality.NOISE_UNRESOLVED), quality).astype(np.uint8)
+        method = np.where(undo, np.uint8(OsnrMethod.NONE), method).astype(np.uint8)
+        unc = np.where(undo, np.nan, unc)
         signal_mw = np.where(chosen.method == OsnrMethod.FIT, chosen.signal_mw, signal_mw)
         noise_psd = np.where(chosen.method == OsnrMethod.FIT, chosen.noise_psd, noise_psd)
         unc = np.where(chosen.method == OsnrMethod.FIT, chosen.uncertainty_db, unc)
@@ -286,6 +309,14 @@ def analyse_traces(
         osnr_method=method.astype(np.uint8),
         osnr_uncertainty_db=np.asarray(unc, dtype=np.float64),
     )
+
+
+def _mostly_curved(unresolved_mid: BoolArray, present: BoolArray) -> bool:
+    """Are more than :data:`~odpm.pipeline.carving.CURVED_NARROW_FRACTION` of the
+    inner windows between two lit channels of some trace not flat?"""
+    pairs = present[:, :-1] & present[:, 1:]
+    curved = (unresolved_mid[:, 1:-1] & pairs).sum(axis=-1)
+    return bool(np.any(curved > CURVED_NARROW_FRACTION * pairs.sum(axis=-1)))
 
 
 def _centre_offset_ghz(

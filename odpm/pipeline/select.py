@@ -40,9 +40,9 @@ import numpy.typing as npt
 
 from odpm.models import FloatArray, OsnrMethod, Quality
 from odpm.pipeline.axis import TraceAxis
-from odpm.pipeline.carving import carved_by_roadm, dark_floor
+from odpm.pipeline.carving import carved_by_roadm, dark_floor, level_dark_slots
 from odpm.pipeline.fit import FitResult, fit_raised_cosine
-from odpm.pipeline.formulas import BoolArray
+from odpm.pipeline.formulas import UNRESOLVED_CURVATURE_DB, BoolArray
 from odpm.units import mw_to_dbm
 
 
@@ -57,6 +57,10 @@ class Choice:
     uncertainty_db: FloatArray
     signal_mw: FloatArray
     noise_psd: FloatArray
+    #: Per trace ``(N,)``: the fit stage's single-trace evidence of ROADM carving
+    #: (``line_filtering = "auto"`` only).  A WSS carves every channel's noise, so the
+    #: caller drops the trace's interpolated OSNRs too.
+    carving_seen: BoolArray
 
 
 def choose_inband(
@@ -68,10 +72,13 @@ def choose_inband(
     osnr: FloatArray,
     slot_mw: FloatArray,
     carved_hint: BoolArray | None = None,
+    uncarved_hint: BoolArray | None = None,
 ) -> Choice:
     """Combine the verdicts so far (``present``, ``quality``, ``osnr``, from
     interpolation and the shoulders) with the fit.  ``carved_hint`` ``(N,)``: traces
-    already known to be ROADM-carved (no fitted OSNR is credible there)."""
+    already known to be ROADM-carved (no fitted OSNR is credible there);
+    ``uncarved_hint`` ``(N,)``: traces where the shoulders confirmed the midpoints
+    (evidence that the ASE is not carved, :attr:`Check.confirmed`)."""
     cfg = axis.config
     fit = fit_raised_cosine(axis, p, rbw_ghz)
     noise_level = fit.noise_psd_mw_per_ghz * rbw_ghz
@@ -98,8 +105,22 @@ def choose_inband(
     elif cfg.line_filtering == "none":
         # Declared unfiltered: only evidence the data itself gives (the shoulders).
         carved = np.zeros(p.shape[0], dtype=bool)
-    else:
-        carved = _carving_heuristics(axis, p, rbw_ghz, now_present, noise_level, fit, fitted)
+    seen = np.zeros(p.shape[0], dtype=bool)
+    if cfg.line_filtering == "auto":
+        floor = dark_floor(axis, p, rbw_ghz)
+        carved = _carving_heuristics(axis, floor, p, now_present, noise_level, fit, fitted)
+        seen = carved.copy()
+        # No evidence either way is no licence: a line with every slot lit by wide
+        # channels hides the notches a WSS cuts, and the fit then reads them as a lower
+        # pedestal (measured on the generator's full sweep: 29 such cases 1-4.5 dB too
+        # high at a small claimed uncertainty).  So a fitted OSNR also needs the trace
+        # to show the ASE uncarved somewhere: a dark slot level with its neighbours'
+        # pedestals, or a narrow channel whose shoulders agree with its midpoints.
+        uncarved = level_dark_slots(floor, now_present, noise_level, fitted)
+        uncarved |= level_between_channels(axis, p, now_present, noise_level, fitted)
+        if uncarved_hint is not None:
+            uncarved |= uncarved_hint
+        carved |= ~uncarved
     if carved_hint is not None:
         carved |= carved_hint
     credible &= ~carved[:, None]
@@ -119,13 +140,14 @@ def choose_inband(
         uncertainty_db=np.where(use_fit, fit.uncertainty_db, np.nan),
         signal_mw=fit.signal_mw,
         noise_psd=fit.noise_psd_mw_per_ghz,
+        carving_seen=seen,
     )
 
 
 def _carving_heuristics(
     axis: TraceAxis,
+    floor: FloatArray,
     p: npt.NDArray[np.float32],
-    rbw_ghz: float,
     present: BoolArray,
     noise_level: FloatArray,
     fit: FitResult,
@@ -137,7 +159,6 @@ def _carving_heuristics(
     is the evidence (odpm.pipeline.carving), or the trace between two fitted channels
     below their pedestals."""
     cfg = axis.config
-    floor = dark_floor(axis, p, rbw_ghz)
     carved = carved_by_roadm(floor, present, noise_level, fitted)
     carved |= carved_between_channels(axis, p, present, noise_level, fitted)
     # A dark slot's floor far below a neighbour's pedestal is carving even when that
@@ -162,6 +183,9 @@ class Check:
 
     interpolation_ok: BoolArray
     carved: BoolArray
+    #: Per trace ``(N,)``: some channel's resolved midpoint noise agrees with its
+    #: shoulders, and none disagrees below them: the ASE there is not carved.
+    confirmed: BoolArray
 
 
 def check_interpolation(
@@ -192,7 +216,8 @@ def check_interpolation(
     carved = below.any(axis=-1)
     drop = carved if carved_elsewhere is None else carved | carved_elsewhere
     ok = np.isfinite(osnr) & ~below & ~above & ~drop[:, None]
-    return Check(interpolation_ok=ok, carved=carved)
+    confirmed = (compared & np.isfinite(osnr) & ~below & ~above).any(axis=-1) & ~drop
+    return Check(interpolation_ok=ok, carved=carved, confirmed=confirmed)
 
 
 #: The trace at the midpoint between two lit channels below this fraction of the
@@ -224,15 +249,65 @@ def carved_between_channels(
     notch stays a little below it, while on an uncarved line the trace is signal plus
     noise and never below the noise.  The mean over ~2 GHz (not the minimum point)
     keeps a noisy trace's scatter from looking like a notch."""
-    n, c = lit.shape
-    third_mw = axis.thirds.integrate(np.take(p, axis.thirds.idx, axis=1))
-    width = axis.range_width_ghz[c:-1].reshape(c + 1, 3)
-    middle = (third_mw.reshape(n, c + 1, 3) / width)[..., 1][:, 1:-1]  # (N, C - 1)
-    trusted = lit & credible & (noise_level > 0)
-    pair = trusted[:, :-1] & trusted[:, 1:]
-    level = np.minimum(noise_level[:, :-1], noise_level[:, 1:])
+    middle = _gap_thirds(axis, p)[..., 1]
+    pair, level = _trusted_pairs(lit, noise_level, credible)
     with np.errstate(invalid="ignore"):
         return np.asarray((pair & (middle < CARVED_GAP_RATIO * level)).any(axis=-1))
+
+
+#: A flat gap's middle third at most this far above the lower fitted noise level of
+#: the two channels beside it (+0.2 dB) is the ASE seen uncarved between them.
+LEVEL_GAP_RATIO = 10 ** (0.2 / 10)
+
+
+def level_between_channels(
+    axis: TraceAxis,
+    p: npt.NDArray[np.float32],
+    lit: BoolArray,
+    noise_level: FloatArray,
+    credible: BoolArray,
+) -> BoolArray:
+    """Per trace ``(N,)``: positive evidence that the ASE is not carved: between two
+    lit channels whose fits are credible, a noise window that is flat (its thirds
+    within :data:`~odpm.pipeline.formulas.UNRESOLVED_CURVATURE_DB`) and level with
+    the fitted pedestals (its middle third within :data:`CARVED_GAP_RATIO` ..
+    :data:`LEVEL_GAP_RATIO` of the lower one).
+
+    Why: the noise is then visible at the midpoint, with no notch and no skirt, at the
+    level the fits put under the channels.  Measured on the generator (every slot lit,
+    15 such cases uncarved, 34 carved by 3-15 dB): uncarved gaps of 28-63 GBd at 2.5
+    and 6.25 GHz RBW pass at -0.05..+0.17 dB; of the carved traces' flat gaps, one
+    passed the flatness test at all, at +0.94 dB.  Through 12.5 GHz the skirts fill
+    every gap and nothing passes: such a line gets no fitted number unless it is
+    declared unfiltered or a second trace is given."""
+    thirds = _gap_thirds(axis, p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dev = np.abs(10 * np.log10(thirds[..., [0, 2]] / thirds[..., 1:2])).max(axis=-1)
+    pair, level = _trusted_pairs(lit, noise_level, credible)
+    middle = thirds[..., 1]
+    with np.errstate(invalid="ignore"):
+        level_with = (middle >= CARVED_GAP_RATIO * level) & (middle <= LEVEL_GAP_RATIO * level)
+    return np.asarray((pair & (dev <= UNRESOLVED_CURVATURE_DB) & level_with).any(axis=-1))
+
+
+def _gap_thirds(axis: TraceAxis, p: npt.NDArray[np.float32]) -> FloatArray:
+    """Mean trace level ``(N, C - 1, 3)`` over the thirds of each noise window between
+    two channels (trace units; the outer windows beyond the first and last channel
+    are left out)."""
+    n, c = p.shape[0], axis.n_channels
+    third_mw = axis.thirds.integrate(np.take(p, axis.thirds.idx, axis=1))
+    width = axis.range_width_ghz[c:-1].reshape(c + 1, 3)
+    return np.asarray((third_mw.reshape(n, c + 1, 3) / width)[:, 1:-1])
+
+
+def _trusted_pairs(
+    lit: BoolArray, noise_level: FloatArray, credible: BoolArray
+) -> tuple[BoolArray, FloatArray]:
+    """Per gap ``(N, C - 1)``: both neighbours lit with a credible positive fitted level,
+    and the lower of their two levels."""
+    trusted = lit & credible & (noise_level > 0)
+    pair = trusted[:, :-1] & trusted[:, 1:]
+    return pair, np.minimum(noise_level[:, :-1], noise_level[:, 1:])
 
 
 #: A dark slot's floor this far below a lit neighbour's interpolated noise level
