@@ -22,6 +22,7 @@ Both return per-channel arrays ``(N, C)``; NaN where the method gives no number.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,7 @@ import numpy.typing as npt
 
 from odpm.models import FloatArray
 from odpm.pipeline.axis import TraceAxis
-from odpm.pipeline.formulas import osnr_db
+from odpm.pipeline.formulas import BoolArray, IntArray, osnr_db
 
 _DB_PER_NEPER = 10.0 / math.log(10.0)
 #: The signal must be at least this fraction of the on-trace slot power for a
@@ -39,6 +40,18 @@ _RIDGE = 1e-9
 #: The reference fit is repeated over this inner fraction of the slot; the change
 #: of OSNR counts as uncertainty.
 _INNER_FRACTION = 0.75
+#: WSS passbands the reference fit tries: the slot minus a guard of 1-16 GHz at -3 dB
+#: (LCoS WSS: ~ slot - 6..8 GHz), Gaussian edges of 0-5 GHz (typically 1.5-3 GHz).
+_WSS_GUARD_GHZ = np.arange(1.0, 16.01, 0.5)
+_WSS_EDGE_GHZ = np.arange(0.0, 5.01, 0.5)
+#: A channel whose best residual exceeds this many times the trace's median does not
+#: vote on the trace's noise shape (a dark slot, whose "shape" is noise).
+_OUTLIER_RATIO = 4.0
+#: Noise shapes within this many residual variances of the best are plausible.
+_PLAUSIBLE_CHI2 = 4.0
+_CANDIDATES: weakref.WeakKeyDictionary[TraceAxis, dict[float, _NoiseShapes]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,31 +102,292 @@ def signal_off(
     )
 
 
+def _erf(x: FloatArray) -> FloatArray:
+    """erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7; numpy has none)."""
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
+    return np.asarray(np.sign(x) * (1.0 - poly * np.exp(-a * a)))
+
+
+def wss_passband_through_rbw(
+    offset_ghz: FloatArray, passband_ghz: FloatArray, sigma_ghz: FloatArray
+) -> FloatArray:
+    """A WSS passband as the monitor sees it (peak 1) at ``offset_ghz`` from its centre.
+
+    The passband is a box of ``passband_ghz`` (its width at -3 dB) with Gaussian edges
+    (Pulikkaseril et al., "Spectral modeling of channel band shapes in wavelength
+    selective switches", Opt. Express 19(9), 2011).  Seen through a Gaussian resolution
+    filter it is the same box with the two Gaussians combined,
+    ``sigma^2 = sigma_edge^2 + sigma_rbw^2``::
+
+        0.5 [erf((x + B/2) / (sqrt2 sigma)) - erf((x - B/2) / (sqrt2 sigma))]
+    """
+    k = 1.0 / (math.sqrt(2.0) * sigma_ghz)
+    half = passband_ghz / 2.0
+    return np.asarray(0.5 * (_erf((offset_ghz + half) * k) - _erf((offset_ghz - half) * k)))
+
+
+@dataclass(frozen=True, slots=True)
+class _NoiseShapes:
+    """Candidate shapes of the noise across each slot, for the reference fit.
+
+    Candidate ``k`` models the noise in slot ``c`` as ``n_a a[k, c] + n_b b[k, c]``:
+    ``a``, ``b`` ``(K, C, L)`` at the slot's points (``(K, N, C, L)`` when they differ
+    per trace); ``*_centre`` at the grid centre and ``*_slot`` integrated over the slot
+    with the slot power's own weights (so the noise is taken out exactly as it went
+    in), ``(K, 1, C)`` or ``(K, N, C)``.  The smooth line of an unfiltered line is
+    ``1`` and ``u`` (the offset over half the slot); a WSS is ``T`` and ``1`` (``T``
+    its passbands seen through the RBW, ``1`` its floor).
+    """
+
+    a: FloatArray
+    b: FloatArray
+    a_centre: FloatArray
+    b_centre: FloatArray
+    a_slot: FloatArray
+    b_slot: FloatArray
+
+
+def _slot_points(axis: TraceAxis) -> tuple[FloatArray, FloatArray]:
+    """Offsets from the grid centre ``(C, L + 2)`` of every point the slot integral
+    uses, and its weights."""
+    f_given = np.empty_like(axis.frequency_ghz)
+    f_given[axis.order] = axis.frequency_ghz
+    x = f_given[axis.slots.idx] - axis.channel_ghz[:, None]
+    return np.asarray(x), axis.slots.weights.astype(np.float64)
+
+
+def _smooth_shape(axis: TraceAxis) -> _NoiseShapes:
+    """The noise of an unfiltered line: ``n0 + n1 u`` (one candidate)."""
+    x, weights = _slot_points(axis)
+    u = x / (axis.slot_width_ghz[:, None] / 2)
+    one = np.ones_like(u)
+    c = axis.n_channels
+    return _NoiseShapes(
+        a=one[None, :, 1:-1],
+        b=u[None, :, 1:-1],
+        a_centre=np.ones((1, 1, c)),
+        b_centre=np.zeros((1, 1, c)),
+        a_slot=(one * weights).sum(axis=-1)[None, None],
+        b_slot=(u * weights).sum(axis=-1)[None, None],
+    )
+
+
+def _wss_shapes(
+    axis: TraceAxis,
+    rbw_ghz: float,
+    guard_ghz: FloatArray,
+    edge_ghz: FloatArray,
+    neighbours: npt.NDArray[np.bool_],
+) -> _NoiseShapes:
+    """WSS candidates ``(K,)``: passbands of the slot width minus ``guard_ghz`` at
+    -3 dB, Gaussian edges of ``edge_ghz``, with the lower and upper neighbour's
+    passband where ``neighbours`` ``(K, 2)`` says (merged: at most 1, as in a WSS)."""
+    x, weights = _slot_points(axis)
+    width, centre = axis.slot_width_ghz, axis.channel_ghz
+    guard = guard_ghz[:, None, None]
+    sigma = np.hypot(edge_ghz, rbw_ghz / math.sqrt(2.0 * math.pi))[:, None, None]
+    # Each neighbour's centre (from this channel's) and width; none beyond the plan.
+    sides = (
+        (np.r_[np.inf, centre[:-1] - centre[1:]], np.r_[0.0, width[:-1]]),
+        (np.r_[centre[1:] - centre[:-1], np.inf], np.r_[width[1:], 0.0]),
+    )
+
+    def transmission(at: FloatArray) -> FloatArray:
+        total = wss_passband_through_rbw(at[None], width[:, None] - guard, sigma)
+        for side, (offset, w) in enumerate(sides):
+            band = np.maximum(w[:, None] - guard, 0.0)
+            passband = wss_passband_through_rbw(at[None] - offset[:, None], band, sigma)
+            total = total + np.where(neighbours[:, side, None, None], passband, 0.0)
+        return np.asarray(np.minimum(total, 1.0))
+
+    t = transmission(x)
+    t_centre = transmission(np.zeros((centre.size, 1)))[..., 0]
+    one = np.ones_like(t)
+    return _NoiseShapes(
+        a=t[..., 1:-1],
+        b=one[..., 1:-1],
+        a_centre=t_centre[:, None],
+        b_centre=np.ones_like(t_centre)[:, None],
+        a_slot=(t * weights).sum(axis=-1)[:, None],
+        b_slot=(one * weights).sum(axis=-1)[:, None],
+    )
+
+
+def _candidates(axis: TraceAxis, rbw_ghz: float) -> _NoiseShapes:
+    """The shapes a trace chooses from (cached per axis and RBW): the smooth line,
+    then the WSS grid :data:`_WSS_GUARD_GHZ` x :data:`_WSS_EDGE_GHZ`, every slot's
+    neighbours with their passbands."""
+    per_axis = _CANDIDATES.setdefault(axis, {})
+    if rbw_ghz not in per_axis:
+        guard, edge = (v.ravel() for v in np.meshgrid(_WSS_GUARD_GHZ, _WSS_EDGE_GHZ, indexing="ij"))
+        wss = _wss_shapes(axis, rbw_ghz, guard, edge, np.ones((guard.size, 2), bool))
+        smooth = _smooth_shape(axis)
+        per_axis[rbw_ghz] = _NoiseShapes(
+            *(np.concatenate((s, w)) for s, w in zip(_fields(smooth), _fields(wss), strict=True))
+        )
+    return per_axis[rbw_ghz]
+
+
+def _fields(s: _NoiseShapes) -> tuple[FloatArray, ...]:
+    return (s.a, s.b, s.a_centre, s.b_centre, s.a_slot, s.b_slot)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    """Weighted least squares ``y = g shape + n_a a + n_b b`` per candidate, trace and
+    channel ``(K, N, C)``: coefficients ``(..., 3)``, inverse normal matrix
+    ``(..., 3, 3)``, weighted residual sum of squares, and the OSNR, signal and noise
+    density at the centre it gives."""
+
+    coef: FloatArray
+    inv: FloatArray
+    rss: FloatArray
+    osnr_db: FloatArray
+    signal_mw: FloatArray
+    noise_psd: FloatArray
+
+    def pick(self, k: IntArray) -> _Fit:
+        """Candidate ``k`` ``(N, C)`` of every trace and channel, as a ``(1, N, C)`` fit."""
+        n, c = np.indices(k.shape)
+        return _Fit(
+            *(
+                v[k, n, c][None]
+                for v in (
+                    self.coef,
+                    self.inv,
+                    self.rss,
+                    self.osnr_db,
+                    self.signal_mw,
+                    self.noise_psd,
+                )
+            )
+        )
+
+
 def _fit_reference(
-    y: FloatArray, shape: FloatArray, u: FloatArray, w: FloatArray, correlation: float
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-    """``y = g shape + n0 + n1 u`` by weighted least squares per (trace, channel):
-    ``(g, n0, var g / g^2, var n0 / n0^2, cov / (g n0))``."""
-    cols = np.stack((shape, np.ones_like(y), u), axis=-1) * w[..., None]
-    b = y * w
-    gram = np.einsum("nclp,nclq->ncpq", cols, cols)
-    diag = np.einsum("ncpp->ncp", gram)
+    y: FloatArray,
+    shape: FloatArray,
+    w: FloatArray,
+    shapes: _NoiseShapes,
+    ref_n: FloatArray,
+    slot_mw: FloatArray,
+    rbw_ghz: float,
+) -> _Fit:
+    """Fit every candidate of ``shapes``; ``y``, ``shape``, ``w`` ``(N, C, L)``.
+
+    The normal equations are sums over the points (``einsum``), so no
+    ``(K, N, C, L)`` array is formed for candidates shared by the traces.  ``live -
+    g ref = (n_live - g n_ref) T``: the reference's own noise ``g n_ref`` goes back
+    on, in the fitted noise's shape, and the signal is the slot power minus that
+    noise over the slot."""
+    w2 = w * w
+    ws, wy = w2 * shape, w2 * y
+
+    def dot(left: FloatArray, right: FloatArray) -> FloatArray:
+        spec = "ncl,kcl->knc" if right.ndim == 3 else "ncl,kncl->knc"
+        return np.asarray(np.einsum(spec, left, right))
+
+    a, b = shapes.a, shapes.b
+    s_sa, s_sb = dot(ws, a), dot(ws, b)
+    s_ss = np.broadcast_to((ws * shape).sum(axis=-1), s_sa.shape)
+    s_aa, s_ab, s_bb = dot(w2, a * a), dot(w2, a * b), dot(w2, b * b)
+    gram = np.stack(
+        (
+            np.stack((s_ss, s_sa, s_sb), axis=-1),
+            np.stack((s_sa, s_aa, s_ab), axis=-1),
+            np.stack((s_sb, s_ab, s_bb), axis=-1),
+        ),
+        axis=-2,
+    )
+    rhs = np.stack(
+        (np.broadcast_to((wy * shape).sum(axis=-1), s_sa.shape), dot(wy, a), dot(wy, b)), axis=-1
+    )
+    diag = np.einsum("...pp->...p", gram)  # a view: the ridge goes into gram
     diag += np.where(diag > 0, _RIDGE * diag, 1.0)
     inv = np.linalg.inv(gram)
-    rhs = np.einsum("nclp,ncl->ncp", cols, b)
-    coef = np.einsum("ncpq,ncq->ncp", inv, rhs)
-    resid = b - np.einsum("nclp,ncp->ncl", cols, coef)
-    dof = np.maximum((w > 0).sum(axis=-1) - 3.0, 1.0)
-    var = (resid * resid).sum(axis=-1) / dof * correlation
-    g, n0 = coef[..., 0], coef[..., 1]
+    coef = np.einsum("...pq,...q->...p", inv, rhs)
+    rss = np.maximum((wy * y).sum(axis=-1) - np.einsum("...p,...p->...", coef, rhs), 0.0)
+
+    g, n_a, n_b = coef[..., 0], coef[..., 1], coef[..., 2]
+    fitted = n_a * shapes.a_centre + n_b * shapes.b_centre
+    noise = fitted + g * ref_n
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (
-            np.asarray(g),
-            np.asarray(n0),
-            np.asarray(inv[..., 0, 0] * var / g**2),
-            np.asarray(inv[..., 1, 1] * var / n0**2),
-            np.asarray(inv[..., 0, 1] * var / (g * n0)),
-        )
+        in_slot = (n_a * shapes.a_slot + n_b * shapes.b_slot) * (noise / fitted)
+    signal = slot_mw - in_slot / rbw_ghz
+    ok = (g > 0) & (fitted > 0) & (signal > 0)
+    osnr = np.where(ok, osnr_db(signal, noise / rbw_ghz), np.nan)
+    return _Fit(coef, inv, rss, np.asarray(osnr), np.asarray(signal), np.asarray(noise / rbw_ghz))
+
+
+def _log_ratio_var(
+    fit: _Fit, shapes: _NoiseShapes, n_points: IntArray, correlation: float
+) -> FloatArray:
+    """The fit's variance of ``ln g - ln noise(0)`` (the OSNR in nepers, up to the
+    signal's small share of noise), from its covariance ``(K, N, C)``."""
+    var = fit.rss / np.maximum(n_points - 3.0, 1.0) * correlation
+    e_a, e_b = np.broadcast_arrays(shapes.a_centre, shapes.b_centre)
+    e = np.stack((np.zeros_like(e_a), e_a, e_b), axis=-1)  # noise(0) = e . coef
+    g = fit.coef[..., 0]
+    n0 = np.einsum("...p,...p->...", e, fit.coef)
+    vg = fit.inv[..., 0, 0]
+    vn = np.einsum("...p,...pq,...q->...", e, fit.inv, e)
+    cgn = np.einsum("...q,...q->...", fit.inv[..., 0, :], e)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.maximum(vg / g**2 + vn / n0**2 - 2 * cgn / (g * n0), 0.0) * var)
+
+
+def _choose_shape(
+    rss: FloatArray, n_points: IntArray, correlation: float
+) -> tuple[IntArray, BoolArray]:
+    """Per trace, the candidate noise shape that fits its channels best ``(N,)``, and
+    the candidates it cannot tell from that one ``(K, N)``.
+
+    A WSS treats every channel of the trace alike, so the shape is chosen for the
+    whole trace, by the sum of the weighted residuals over its channels; channels
+    that no candidate fits (a dark slot, whose "shape" is noise: best residual over
+    :data:`_OUTLIER_RATIO` times the trace's median) do not vote.  A candidate is
+    plausible when its residual sum exceeds the best by at most
+    :data:`_PLAUSIBLE_CHI2` residual variances (inflated by the RBW's correlation of
+    neighbouring points)."""
+    best_c = rss.min(axis=0)  # (N, C)
+    median = np.median(best_c, axis=-1, keepdims=True)
+    votes = (best_c <= _OUTLIER_RATIO * median) & (n_points > 3)
+    score = np.where(votes[None], rss, 0.0).sum(axis=-1)  # (K, N)
+    lowest = score.min(axis=0)
+    dof = np.maximum(np.where(votes, n_points - 3, 0).sum(axis=-1), 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta = (score - lowest) / (lowest / dof * correlation)
+    return np.asarray(score.argmin(axis=0)), np.asarray(delta <= _PLAUSIBLE_CHI2)
+
+
+def _with_neighbours(
+    axis: TraceAxis, rbw_ghz: float, best: IntArray, candidates: _NoiseShapes
+) -> _NoiseShapes:
+    """Four variants ``(4, N, ...)`` of each trace's chosen shape: its WSS passband
+    with no, the lower, the upper or both neighbours' passbands (a dark neighbour's
+    slot is blocked); a trace whose noise is smooth keeps its line in all four."""
+    n = best.size
+    guard, edge = (v.ravel() for v in np.meshgrid(_WSS_GUARD_GHZ, _WSS_EDGE_GHZ, indexing="ij"))
+    k = np.maximum(best - 1, 0)
+    flags = np.array([[False, False], [True, False], [False, True], [True, True]])
+    wss = _wss_shapes(
+        axis, rbw_ghz, np.repeat(guard[k], 4), np.repeat(edge[k], 4), np.tile(flags, (n, 1))
+    )
+    smooth = best == 0
+    out = []
+    for chosen, field in zip(_fields(candidates), _fields(wss), strict=True):
+        variants = field.reshape(n, 4, *field.shape[1:]).swapaxes(0, 1)  # (4, N, 1|..)
+        if variants.shape[2] == 1:  # centre/slot values: (4, N, 1, C) -> (4, N, C)
+            variants = variants[:, :, 0]
+        line = chosen[0]  # the smooth candidate
+        if line.ndim == 3:  # (1, 1, C)
+            line = line[0]
+        out.append(np.where(smooth.reshape(1, n, *([1] * (variants.ndim - 2))), line, variants))
+    return _NoiseShapes(*out)
 
 
 def reference(
@@ -129,13 +403,19 @@ def reference(
     tell (0 elsewhere: at high OSNR it is a small correction); ``slot_mw`` the live
     slot powers.
 
-    The live slot is fitted as ``g x ref + n0 + n1 u`` (the reference *with* its
-    noise, so nothing depends on estimating that noise well); the live noise density
-    is then ``(n0 + g x n_ref) / RBW`` and the signal the slot power minus that noise
-    over the slot (the IEC 61280-2-9 formula).  Uncertainty: the fit's covariance,
-    and how far the OSNR moves when the fit is restricted to the inner
-    :data:`_INNER_FRACTION` of the slot: noise that is not smooth across the slot
-    (carved by a ROADM filter) makes the two disagree, and the channel is flagged.
+    The live slot is fitted as ``g x ref + noise`` (the reference *with* its noise,
+    so nothing depends on estimating that noise well).  The noise's shape across the
+    slot is chosen per trace (:func:`_choose_shape`) among a smooth line (no ROADM
+    filter) and WSS passbands (:func:`wss_passband_through_rbw`) of the slot and its
+    neighbours; then per channel whether each neighbour's passband is there.  The
+    live noise density is the fitted noise at the centre plus ``g`` times the
+    reference's own, the signal the slot power minus that noise over the slot.
+
+    Uncertainty: the fit's covariance; how far the OSNR moves over the shapes the
+    trace cannot tell from the chosen one; and how far it moves when the fit is
+    restricted to the inner :data:`_INNER_FRACTION` of the slot, beyond twice what
+    the inner fit's own noise explains (a noise shape no candidate follows makes the
+    two disagree, and the channel is flagged).
     """
     idx = axis.slots.idx[:, 1:-1]  # the slot's own points (C, L)
     y = np.take(p, idx, axis=1).astype(np.float64)  # (N, C, L)
@@ -143,30 +423,50 @@ def reference(
     # Padded slot points repeat the last one: weight each distinct point once.
     distinct = np.concatenate((np.ones((idx.shape[0], 1), bool), np.diff(idx, axis=1) != 0), axis=1)
     w = np.where(distinct[None], 1.0 / np.maximum(y, 1e-30), 0.0)
-    u = np.broadcast_to(axis.slot_offset_ghz / (axis.slot_width_ghz[:, None] / 2), y.shape)
     step_ghz = float(np.median(np.diff(axis.frequency_ghz)))
     correlation = max(1.0, rbw_ghz / step_ghz)
     ref_n = np.where(np.isfinite(ref_noise_psd), ref_noise_psd, 0.0) * rbw_ghz
+    n_points = (w > 0).sum(axis=-1)
 
-    def osnr_of(
-        weights: FloatArray,
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        g, n0, vg, vn, cgn = _fit_reference(y, shape, u, weights, correlation)
-        noise_psd = (n0 + g * ref_n) / rbw_ghz
-        signal = slot_mw - noise_psd * axis.slot_width_ghz
-        ok = (g > 0) & (noise_psd > 0) & (signal > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            unc = _DB_PER_NEPER * np.sqrt(np.maximum(vg + vn - 2 * cgn, 0.0))
-        osnr = np.where(ok, osnr_db(signal, noise_psd), np.nan)
-        return np.asarray(signal), np.asarray(noise_psd), np.asarray(osnr), np.asarray(unc)
-
-    signal, noise_psd, osnr, unc = osnr_of(w)
+    candidates = _candidates(axis, rbw_ghz)
+    every = _fit_reference(y, shape, w, candidates, ref_n, slot_mw, rbw_ghz)
+    best, plausible = _choose_shape(every.rss, n_points, correlation)
+    variants = _with_neighbours(axis, rbw_ghz, best, candidates)
+    fits = _fit_reference(y, shape, w, variants, ref_n, slot_mw, rbw_ghz)
+    variant = fits.rss.argmin(axis=0)  # (N, C)
+    fit = fits.pick(variant)
+    chosen = _pick_shapes(variants, variant)
+    osnr = fit.osnr_db[0]
+    fit_var = _log_ratio_var(fit, chosen, n_points, correlation)[0]
+    # The shapes the trace cannot tell from the chosen one.
+    # (judged among the candidates, which all give every neighbour its passband)
+    at_best = every.osnr_db[best, np.arange(best.size)]
+    spread = np.where(plausible[..., None], np.abs(every.osnr_db - at_best[None]), 0.0)
+    # The same shape over the inner part of the slot: a disagreement beyond twice
+    # what the inner fit's own noise explains (its variance less the full fit's).
     inner = np.abs(axis.slot_offset_ghz) <= _INNER_FRACTION * axis.slot_width_ghz[:, None] / 2
-    osnr_inner = osnr_of(np.where(inner[None], w, 0.0))[2]
-    unc = np.sqrt(unc**2 + (osnr_inner - osnr) ** 2)
+    w_inner = np.where(inner[None], w, 0.0)
+    fit_in = _fit_reference(y, shape, w_inner, chosen, ref_n, slot_mw, rbw_ghz)
+    var_in = _log_ratio_var(fit_in, chosen, (w_inner > 0).sum(axis=-1), correlation)[0]
+    allowed = 2.0 * _DB_PER_NEPER * np.sqrt(np.maximum(var_in - fit_var, 0.0))
+    moved = np.maximum(np.abs(fit_in.osnr_db[0] - osnr) - allowed, 0.0)
+    unc = np.sqrt(_DB_PER_NEPER**2 * fit_var + np.nanmax(spread, axis=0) ** 2 + moved**2)
     return CompanionResult(
-        signal_mw=signal,
-        noise_psd_mw_per_ghz=noise_psd,
+        signal_mw=fit.signal_mw[0],
+        noise_psd_mw_per_ghz=fit.noise_psd[0],
         osnr_db=osnr,
         uncertainty_db=np.asarray(np.where(np.isfinite(osnr), unc, np.nan)),
+    )
+
+
+def _pick_shapes(shapes: _NoiseShapes, k: IntArray) -> _NoiseShapes:
+    """Variant ``k`` ``(N, C)`` of ``(4, N, ...)`` shapes, as one ``(1, N, ...)`` candidate."""
+    n, c = np.indices(k.shape)
+    return _NoiseShapes(
+        a=shapes.a[k, n, c][None],
+        b=shapes.b[k, n, c][None],
+        a_centre=shapes.a_centre[k, n, c][None],
+        b_centre=shapes.b_centre[k, n, c][None],
+        a_slot=shapes.a_slot[k, n, c][None],
+        b_slot=shapes.b_slot[k, n, c][None],
     )
