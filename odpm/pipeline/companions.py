@@ -47,6 +47,8 @@ _WSS_EDGE_GHZ = np.arange(0.0, 5.01, 0.5)
 #: A channel whose best residual exceeds this many times the trace's median does not
 #: vote on the trace's noise shape (a dark slot, whose "shape" is noise).
 _OUTLIER_RATIO = 4.0
+#: Noise columns of every candidate shape (see :class:`_NoiseShapes`).
+_NOISE_COLUMNS = 4
 #: Noise shapes within this many residual variances of the best are plausible.
 _PLAUSIBLE_CHI2 = 4.0
 _CANDIDATES: weakref.WeakKeyDictionary[TraceAxis, dict[float, _NoiseShapes]] = (
@@ -134,46 +136,54 @@ def wss_passband_through_rbw(
 class _NoiseShapes:
     """Candidate shapes of the noise across each slot, for the reference fit.
 
-    Candidate ``k`` models the noise in slot ``c`` as ``n_a a[k, c] + n_b b[k, c]``:
-    ``a``, ``b`` ``(K, C, L)`` at the slot's points (``(K, N, C, L)`` when they differ
-    per trace); ``*_centre`` at the grid centre and ``*_slot`` integrated over the slot
-    with the slot power's own weights (so the noise is taken out exactly as it went
-    in), ``(K, 1, C)`` or ``(K, N, C)``.  The smooth line of an unfiltered line is
-    ``1`` and ``u`` (the offset over half the slot); a WSS is ``T`` and ``1`` (``T``
-    its passbands seen through the RBW, ``1`` its floor).
+    Candidate ``k`` models the noise in slot ``c`` as ``sum_m n_m col[k, c, :, m]``
+    (:data:`_NOISE_COLUMNS` columns): ``cols`` ``(K, C, L, M)`` at the slot's points
+    (``(K, N, C, L, M)`` when they differ per trace); ``centre`` at the grid centre and
+    ``slot`` integrated over the slot with the slot power's own weights (so the noise
+    is taken out exactly as it went in), ``(K, 1, C, M)`` or ``(K, N, C, M)``.
+
+    An unfiltered line's noise is ``n0 + n1 u`` (``u`` the offset over half the slot;
+    the third column is zero).  Behind a WSS it is ``T (n0 + n1 u) + n_floor``: ``T``
+    its passbands seen through the RBW, ``u`` the ASE's own slope across the slot
+    (gain ripple: 0.5 dB peak to peak over 400 GHz tilts a 50 GHz slot by up to
+    ~0.2 dB), ``n_floor`` what the WSS lets through outside its passbands.
     """
 
-    a: FloatArray
-    b: FloatArray
-    a_centre: FloatArray
-    b_centre: FloatArray
-    a_slot: FloatArray
-    b_slot: FloatArray
+    cols: FloatArray
+    centre: FloatArray
+    slot: FloatArray
 
 
-def _slot_points(axis: TraceAxis) -> tuple[FloatArray, FloatArray]:
+def _slot_points(axis: TraceAxis) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Offsets from the grid centre ``(C, L + 2)`` of every point the slot integral
-    uses, and its weights."""
+    uses, the same over half the slot width, and the integral's weights."""
     f_given = np.empty_like(axis.frequency_ghz)
     f_given[axis.order] = axis.frequency_ghz
     x = f_given[axis.slots.idx] - axis.channel_ghz[:, None]
-    return np.asarray(x), axis.slots.weights.astype(np.float64)
+    return (
+        np.asarray(x),
+        x / (axis.slot_width_ghz[:, None] / 2),
+        axis.slots.weights.astype(np.float64),
+    )
+
+
+def _shapes(cols_window: FloatArray, centre: FloatArray, weights: FloatArray) -> _NoiseShapes:
+    """``cols_window`` ``(K, C, L + 2, M)`` on the slot integral's points, ``centre``
+    ``(K, C, M)``."""
+    return _NoiseShapes(
+        cols=cols_window[..., 1:-1, :],
+        centre=centre[:, None],
+        slot=np.einsum("kclm,cl->kcm", cols_window, weights)[:, None],
+    )
 
 
 def _smooth_shape(axis: TraceAxis) -> _NoiseShapes:
     """The noise of an unfiltered line: ``n0 + n1 u`` (one candidate)."""
-    x, weights = _slot_points(axis)
-    u = x / (axis.slot_width_ghz[:, None] / 2)
-    one = np.ones_like(u)
-    c = axis.n_channels
-    return _NoiseShapes(
-        a=one[None, :, 1:-1],
-        b=u[None, :, 1:-1],
-        a_centre=np.ones((1, 1, c)),
-        b_centre=np.zeros((1, 1, c)),
-        a_slot=(one * weights).sum(axis=-1)[None, None],
-        b_slot=(u * weights).sum(axis=-1)[None, None],
-    )
+    _, u, weights = _slot_points(axis)
+    zero = np.zeros_like(u)
+    cols = np.stack((np.ones_like(u), u, zero, zero), axis=-1)[None]
+    centre = np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0]), (1, axis.n_channels, _NOISE_COLUMNS))
+    return _shapes(cols, centre, weights)
 
 
 def _wss_shapes(
@@ -186,7 +196,7 @@ def _wss_shapes(
     """WSS candidates ``(K,)``: passbands of the slot width minus ``guard_ghz`` at
     -3 dB, Gaussian edges of ``edge_ghz``, with the lower and upper neighbour's
     passband where ``neighbours`` ``(K, 2)`` says (merged: at most 1, as in a WSS)."""
-    x, weights = _slot_points(axis)
+    x, u, weights = _slot_points(axis)
     width, centre = axis.slot_width_ghz, axis.channel_ghz
     guard = guard_ghz[:, None, None]
     sigma = np.hypot(edge_ghz, rbw_ghz / math.sqrt(2.0 * math.pi))[:, None, None]
@@ -205,16 +215,11 @@ def _wss_shapes(
         return np.asarray(np.minimum(total, 1.0))
 
     t = transmission(x)
+    cols = np.stack((t, np.ones_like(t), t * u[None], np.broadcast_to(u, t.shape)), axis=-1)
     t_centre = transmission(np.zeros((centre.size, 1)))[..., 0]
-    one = np.ones_like(t)
-    return _NoiseShapes(
-        a=t[..., 1:-1],
-        b=one[..., 1:-1],
-        a_centre=t_centre[:, None],
-        b_centre=np.ones_like(t_centre)[:, None],
-        a_slot=(t * weights).sum(axis=-1)[:, None],
-        b_slot=(one * weights).sum(axis=-1)[:, None],
-    )
+    zero = np.zeros_like(t_centre)
+    centre_cols = np.stack((t_centre, np.ones_like(t_centre), zero, zero), axis=-1)
+    return _shapes(cols, centre_cols, weights)
 
 
 def _candidates(axis: TraceAxis, rbw_ghz: float) -> _NoiseShapes:
@@ -223,25 +228,29 @@ def _candidates(axis: TraceAxis, rbw_ghz: float) -> _NoiseShapes:
     neighbours with their passbands."""
     per_axis = _CANDIDATES.setdefault(axis, {})
     if rbw_ghz not in per_axis:
-        guard, edge = (v.ravel() for v in np.meshgrid(_WSS_GUARD_GHZ, _WSS_EDGE_GHZ, indexing="ij"))
+        guard, edge = _wss_grid()
         wss = _wss_shapes(axis, rbw_ghz, guard, edge, np.ones((guard.size, 2), bool))
         smooth = _smooth_shape(axis)
         per_axis[rbw_ghz] = _NoiseShapes(
-            *(np.concatenate((s, w)) for s, w in zip(_fields(smooth), _fields(wss), strict=True))
+            cols=np.concatenate((smooth.cols, wss.cols)),
+            centre=np.concatenate((smooth.centre, wss.centre)),
+            slot=np.concatenate((smooth.slot, wss.slot)),
         )
     return per_axis[rbw_ghz]
 
 
-def _fields(s: _NoiseShapes) -> tuple[FloatArray, ...]:
-    return (s.a, s.b, s.a_centre, s.b_centre, s.a_slot, s.b_slot)
+def _wss_grid() -> tuple[FloatArray, FloatArray]:
+    """Guard and edge of each WSS candidate (candidate ``k + 1``)."""
+    guard, edge = np.meshgrid(_WSS_GUARD_GHZ, _WSS_EDGE_GHZ, indexing="ij")
+    return guard.ravel(), edge.ravel()
 
 
 @dataclass(frozen=True, slots=True)
 class _Fit:
-    """Weighted least squares ``y = g shape + n_a a + n_b b`` per candidate, trace and
-    channel ``(K, N, C)``: coefficients ``(..., 3)``, inverse normal matrix
-    ``(..., 3, 3)``, weighted residual sum of squares, and the OSNR, signal and noise
-    density at the centre it gives."""
+    """Weighted least squares ``y = g shape + sum_m n_m col_m`` per candidate, trace and
+    channel ``(K, N, C)``: coefficients ``(..., 1 + M)``, inverse normal matrix
+    ``(..., 1 + M, 1 + M)``, weighted residual sum of squares, and the OSNR, signal
+    and noise density at the centre it gives."""
 
     coef: FloatArray
     inv: FloatArray
@@ -254,17 +263,12 @@ class _Fit:
         """Candidate ``k`` ``(N, C)`` of every trace and channel, as a ``(1, N, C)`` fit."""
         n, c = np.indices(k.shape)
         return _Fit(
-            *(
-                v[k, n, c][None]
-                for v in (
-                    self.coef,
-                    self.inv,
-                    self.rss,
-                    self.osnr_db,
-                    self.signal_mw,
-                    self.noise_psd,
-                )
-            )
+            self.coef[k, n, c][None],
+            self.inv[k, n, c][None],
+            self.rss[k, n, c][None],
+            self.osnr_db[k, n, c][None],
+            self.signal_mw[k, n, c][None],
+            self.noise_psd[k, n, c][None],
         )
 
 
@@ -280,31 +284,31 @@ def _fit_reference(
     """Fit every candidate of ``shapes``; ``y``, ``shape``, ``w`` ``(N, C, L)``.
 
     The normal equations are sums over the points (``einsum``), so no
-    ``(K, N, C, L)`` array is formed for candidates shared by the traces.  ``live -
+    ``(K, N, C, L)`` array is formed for candidates the traces share.  ``live -
     g ref = (n_live - g n_ref) T``: the reference's own noise ``g n_ref`` goes back
     on, in the fitted noise's shape, and the signal is the slot power minus that
     noise over the slot."""
     w2 = w * w
     ws, wy = w2 * shape, w2 * y
-
-    def dot(left: FloatArray, right: FloatArray) -> FloatArray:
-        spec = "ncl,kcl->knc" if right.ndim == 3 else "ncl,kncl->knc"
-        return np.asarray(np.einsum(spec, left, right))
-
-    a, b = shapes.a, shapes.b
-    s_sa, s_sb = dot(ws, a), dot(ws, b)
-    s_ss = np.broadcast_to((ws * shape).sum(axis=-1), s_sa.shape)
-    s_aa, s_ab, s_bb = dot(w2, a * a), dot(w2, a * b), dot(w2, b * b)
-    gram = np.stack(
-        (
-            np.stack((s_ss, s_sa, s_sb), axis=-1),
-            np.stack((s_sa, s_aa, s_ab), axis=-1),
-            np.stack((s_sb, s_ab, s_bb), axis=-1),
-        ),
-        axis=-2,
+    cols = shapes.cols
+    per_trace = cols.ndim == 5
+    one = "kncl" if per_trace else "kcl"
+    s_ss = (ws * shape).sum(axis=-1)  # (N, C)
+    s_sn = np.einsum(f"ncl,{one}m->kncm", ws, cols)
+    s_nn = np.einsum(f"ncl,{one}m,{one}q->kncmq", w2, cols, cols)
+    k = s_sn.shape[0]
+    top = np.concatenate(
+        (np.broadcast_to(s_ss[None, ..., None], (k, *s_ss.shape, 1)), s_sn), axis=-1
     )
-    rhs = np.stack(
-        (np.broadcast_to((wy * shape).sum(axis=-1), s_sa.shape), dot(wy, a), dot(wy, b)), axis=-1
+    gram = np.concatenate(
+        (top[..., None, :], np.concatenate((s_sn[..., None], s_nn), axis=-1)), axis=-2
+    )
+    rhs = np.concatenate(
+        (
+            np.broadcast_to((wy * shape).sum(axis=-1)[None, ..., None], (k, *s_ss.shape, 1)),
+            np.einsum(f"ncl,{one}m->kncm", wy, cols),
+        ),
+        axis=-1,
     )
     diag = np.einsum("...pp->...p", gram)  # a view: the ridge goes into gram
     diag += np.where(diag > 0, _RIDGE * diag, 1.0)
@@ -312,11 +316,11 @@ def _fit_reference(
     coef = np.einsum("...pq,...q->...p", inv, rhs)
     rss = np.maximum((wy * y).sum(axis=-1) - np.einsum("...p,...p->...", coef, rhs), 0.0)
 
-    g, n_a, n_b = coef[..., 0], coef[..., 1], coef[..., 2]
-    fitted = n_a * shapes.a_centre + n_b * shapes.b_centre
+    g, n = coef[..., 0], coef[..., 1:]
+    fitted = np.einsum("...m,...m->...", n, shapes.centre)
     noise = fitted + g * ref_n
     with np.errstate(divide="ignore", invalid="ignore"):
-        in_slot = (n_a * shapes.a_slot + n_b * shapes.b_slot) * (noise / fitted)
+        in_slot = np.einsum("...m,...m->...", n, shapes.slot) * (noise / fitted)
     signal = slot_mw - in_slot / rbw_ghz
     ok = (g > 0) & (fitted > 0) & (signal > 0)
     osnr = np.where(ok, osnr_db(signal, noise / rbw_ghz), np.nan)
@@ -328,9 +332,10 @@ def _log_ratio_var(
 ) -> FloatArray:
     """The fit's variance of ``ln g - ln noise(0)`` (the OSNR in nepers, up to the
     signal's small share of noise), from its covariance ``(K, N, C)``."""
-    var = fit.rss / np.maximum(n_points - 3.0, 1.0) * correlation
-    e_a, e_b = np.broadcast_arrays(shapes.a_centre, shapes.b_centre)
-    e = np.stack((np.zeros_like(e_a), e_a, e_b), axis=-1)  # noise(0) = e . coef
+    m = fit.coef.shape[-1]
+    var = fit.rss / np.maximum(n_points - m, 1.0) * correlation
+    centre = np.broadcast_to(shapes.centre, fit.coef[..., 1:].shape)
+    e = np.concatenate((np.zeros_like(centre[..., :1]), centre), axis=-1)  # noise(0) = e . coef
     g = fit.coef[..., 0]
     n0 = np.einsum("...p,...p->...", e, fit.coef)
     vg = fit.inv[..., 0, 0]
@@ -355,12 +360,18 @@ def _choose_shape(
     neighbouring points)."""
     best_c = rss.min(axis=0)  # (N, C)
     median = np.median(best_c, axis=-1, keepdims=True)
-    votes = (best_c <= _OUTLIER_RATIO * median) & (n_points > 3)
+    votes = (best_c <= _OUTLIER_RATIO * median) & (n_points > 1 + _NOISE_COLUMNS)
     score = np.where(votes[None], rss, 0.0).sum(axis=-1)  # (K, N)
+    dof = np.maximum(np.where(votes, n_points - 1 - _NOISE_COLUMNS, 0).sum(axis=-1), 1)
+    sigma2 = score.min(axis=0) / dof  # the residual variance per point
+    # Akaike: a WSS shape has one more column per channel and its guard and edge, so
+    # it must explain the trace better than the smooth line by more than those would
+    # by chance (about sigma2 each), twice over.
+    extra = np.where(np.arange(score.shape[0]) == 0, 0.0, 1.0)[:, None]
+    score = score + 2.0 * sigma2 * extra * (2.0 * votes.sum(axis=-1) + 2.0)
     lowest = score.min(axis=0)
-    dof = np.maximum(np.where(votes, n_points - 3, 0).sum(axis=-1), 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        delta = (score - lowest) / (lowest / dof * correlation)
+        delta = (score - lowest) / (sigma2 * correlation)
     return np.asarray(score.argmin(axis=0)), np.asarray(delta <= _PLAUSIBLE_CHI2)
 
 
@@ -371,23 +382,32 @@ def _with_neighbours(
     with no, the lower, the upper or both neighbours' passbands (a dark neighbour's
     slot is blocked); a trace whose noise is smooth keeps its line in all four."""
     n = best.size
-    guard, edge = (v.ravel() for v in np.meshgrid(_WSS_GUARD_GHZ, _WSS_EDGE_GHZ, indexing="ij"))
+    guard, edge = _wss_grid()
     k = np.maximum(best - 1, 0)
     flags = np.array([[False, False], [True, False], [False, True], [True, True]])
     wss = _wss_shapes(
         axis, rbw_ghz, np.repeat(guard[k], 4), np.repeat(edge[k], 4), np.tile(flags, (n, 1))
     )
-    smooth = best == 0
-    out = []
-    for chosen, field in zip(_fields(candidates), _fields(wss), strict=True):
-        variants = field.reshape(n, 4, *field.shape[1:]).swapaxes(0, 1)  # (4, N, 1|..)
-        if variants.shape[2] == 1:  # centre/slot values: (4, N, 1, C) -> (4, N, C)
-            variants = variants[:, :, 0]
-        line = chosen[0]  # the smooth candidate
-        if line.ndim == 3:  # (1, 1, C)
-            line = line[0]
-        out.append(np.where(smooth.reshape(1, n, *([1] * (variants.ndim - 2))), line, variants))
-    return _NoiseShapes(*out)
+    smooth = (best == 0).reshape(1, n, 1, 1)
+
+    def variants(of: FloatArray) -> FloatArray:  # (4N, ...) -> (4, N, ...)
+        return of.reshape(n, 4, *of.shape[1:]).swapaxes(0, 1)
+
+    return _NoiseShapes(
+        cols=np.where(smooth[..., None], candidates.cols[:1, None], variants(wss.cols)),
+        centre=np.where(smooth, candidates.centre[:1], variants(wss.centre)[:, :, 0]),
+        slot=np.where(smooth, candidates.slot[:1], variants(wss.slot)[:, :, 0]),
+    )
+
+
+def _pick_shapes(shapes: _NoiseShapes, k: IntArray) -> _NoiseShapes:
+    """Variant ``k`` ``(N, C)`` of ``(4, N, ...)`` shapes, as one ``(1, N, ...)`` candidate."""
+    n, c = np.indices(k.shape)
+    return _NoiseShapes(
+        cols=shapes.cols[k, n, c][None],
+        centre=shapes.centre[k, n, c][None],
+        slot=shapes.slot[k, n, c][None],
+    )
 
 
 def reference(
@@ -456,17 +476,4 @@ def reference(
         noise_psd_mw_per_ghz=fit.noise_psd[0],
         osnr_db=osnr,
         uncertainty_db=np.asarray(np.where(np.isfinite(osnr), unc, np.nan)),
-    )
-
-
-def _pick_shapes(shapes: _NoiseShapes, k: IntArray) -> _NoiseShapes:
-    """Variant ``k`` ``(N, C)`` of ``(4, N, ...)`` shapes, as one ``(1, N, ...)`` candidate."""
-    n, c = np.indices(k.shape)
-    return _NoiseShapes(
-        a=shapes.a[k, n, c][None],
-        b=shapes.b[k, n, c][None],
-        a_centre=shapes.a_centre[k, n, c][None],
-        b_centre=shapes.b_centre[k, n, c][None],
-        a_slot=shapes.a_slot[k, n, c][None],
-        b_slot=shapes.b_slot[k, n, c][None],
     )
