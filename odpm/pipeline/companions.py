@@ -41,17 +41,19 @@ _RIDGE = 1e-9
 #: of OSNR counts as uncertainty.
 _INNER_FRACTION = 0.75
 #: WSS passbands the reference fit tries: the slot minus a guard of 1-16 GHz at -3 dB
-#: (LCoS WSS: ~ slot - 6..8 GHz), Gaussian edges of 0-5 GHz (typically 1.5-3 GHz).
+#: (LCoS WSS: ~ slot - 6..8 GHz), Gaussian edges of 0-5 GHz (typically 1.5-3 GHz),
+#: in 0.5 GHz steps (a coarser grid, refined around its best, missed the narrow
+#: valley the residuals have along guard and edge together).
 _WSS_GUARD_GHZ = np.arange(1.0, 16.01, 0.5)
 _WSS_EDGE_GHZ = np.arange(0.0, 5.01, 0.5)
 #: A channel whose best residual exceeds this many times the trace's median does not
 #: vote on the trace's noise shape (a dark slot, whose "shape" is noise).
 _OUTLIER_RATIO = 4.0
-#: Noise columns of every candidate shape (see :class:`_NoiseShapes`).
-_NOISE_COLUMNS = 4
+#: Columns of the reference fit: the reference and four of noise (see :class:`_Passbands`).
+_FIT_COLUMNS = 5
 #: Noise shapes within this many residual variances of the best are plausible.
 _PLAUSIBLE_CHI2 = 4.0
-_CANDIDATES: weakref.WeakKeyDictionary[TraceAxis, dict[float, _NoiseShapes]] = (
+_CANDIDATES: weakref.WeakKeyDictionary[TraceAxis, dict[float, _Passbands]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -133,73 +135,69 @@ def wss_passband_through_rbw(
 
 
 @dataclass(frozen=True, slots=True)
-class _NoiseShapes:
-    """Candidate shapes of the noise across each slot, for the reference fit.
+class _Passbands:
+    """Candidate WSS transmissions across each slot, for the reference fit.
 
-    Candidate ``k`` models the noise in slot ``c`` as ``sum_m n_m col[k, c, :, m]``
-    (:data:`_NOISE_COLUMNS` columns): ``cols`` ``(K, C, L, M)`` at the slot's points
-    (``(K, N, C, L, M)`` when they differ per trace); ``centre`` at the grid centre and
-    ``slot`` integrated over the slot with the slot power's own weights (so the noise
-    is taken out exactly as it went in), ``(K, 1, C, M)`` or ``(K, N, C, M)``.
-
-    An unfiltered line's noise is ``n0 + n1 u`` (``u`` the offset over half the slot;
-    the third column is zero).  Behind a WSS it is ``T (n0 + n1 u) + n_floor``: ``T``
-    its passbands seen through the RBW, ``u`` the ASE's own slope across the slot
-    (gain ripple: 0.5 dB peak to peak over 400 GHz tilts a 50 GHz slot by up to
-    ~0.2 dB), ``n_floor`` what the WSS lets through outside its passbands.
+    The noise in a slot is modelled as the ASE, ``n0 + n1 u`` (``u`` the offset from
+    the grid centre over half the slot: the ASE's own slope, as gain ripple of 0.5 dB
+    peak to peak over 400 GHz tilts a 50 GHz slot by up to ~0.2 dB, and a model
+    without it reads carved noise 0.2-0.5 dB low), times the WSS's transmission
+    ``floor + (1 - floor) T``: the columns ``T``, ``1``, ``T u``, ``u``.  ``T = 0``
+    is an unfiltered line (its ``T`` columns drop out).  Per candidate ``k``: ``t``
+    ``(K, C, L)`` at the slot's points (``(K, N, C, L)`` when it differs per trace),
+    ``centre`` ``T(0)``, ``slot``/``slot_u`` ``T`` and ``T u`` integrated over the
+    slot with the slot power's own weights (so the noise is taken out exactly as it
+    went in), ``(K, 1|N, C)``; ``guard``/``edge`` the WSS's (NaN: unfiltered),
+    ``(K, 1|N)``.
     """
 
-    cols: FloatArray
+    t: FloatArray
     centre: FloatArray
     slot: FloatArray
+    slot_u: FloatArray
+    guard: FloatArray
+    edge: FloatArray
 
 
-def _slot_points(axis: TraceAxis) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Offsets from the grid centre ``(C, L + 2)`` of every point the slot integral
-    uses, the same over half the slot width, and the integral's weights."""
+@dataclass(frozen=True, slots=True)
+class _SlotPoints:
+    """Each slot's points: ``u`` ``(C, L + 2)`` for every point the slot integral uses
+    (offset from the grid centre over half the slot width), its weights, and the
+    integrals of ``1`` and ``u`` over the slot ``(C,)``."""
+
+    x_ghz: FloatArray
+    u: FloatArray
+    weights: FloatArray
+    one_slot: FloatArray
+    u_slot: FloatArray
+
+
+def _slot_points(axis: TraceAxis) -> _SlotPoints:
     f_given = np.empty_like(axis.frequency_ghz)
     f_given[axis.order] = axis.frequency_ghz
     x = f_given[axis.slots.idx] - axis.channel_ghz[:, None]
-    return (
-        np.asarray(x),
-        x / (axis.slot_width_ghz[:, None] / 2),
-        axis.slots.weights.astype(np.float64),
-    )
+    u = x / (axis.slot_width_ghz[:, None] / 2)
+    weights = axis.slots.weights.astype(np.float64)
+    return _SlotPoints(x, u, weights, weights.sum(axis=-1), (u * weights).sum(axis=-1))
 
 
-def _shapes(cols_window: FloatArray, centre: FloatArray, weights: FloatArray) -> _NoiseShapes:
-    """``cols_window`` ``(K, C, L + 2, M)`` on the slot integral's points, ``centre``
-    ``(K, C, M)``."""
-    return _NoiseShapes(
-        cols=cols_window[..., 1:-1, :],
-        centre=centre[:, None],
-        slot=np.einsum("kclm,cl->kcm", cols_window, weights)[:, None],
-    )
-
-
-def _smooth_shape(axis: TraceAxis) -> _NoiseShapes:
-    """The noise of an unfiltered line: ``n0 + n1 u`` (one candidate)."""
-    _, u, weights = _slot_points(axis)
-    zero = np.zeros_like(u)
-    cols = np.stack((np.ones_like(u), u, zero, zero), axis=-1)[None]
-    centre = np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0]), (1, axis.n_channels, _NOISE_COLUMNS))
-    return _shapes(cols, centre, weights)
-
-
-def _wss_shapes(
+def _passbands(
     axis: TraceAxis,
     rbw_ghz: float,
     guard_ghz: FloatArray,
     edge_ghz: FloatArray,
     neighbours: npt.NDArray[np.bool_],
-) -> _NoiseShapes:
+) -> _Passbands:
     """WSS candidates ``(K,)``: passbands of the slot width minus ``guard_ghz`` at
-    -3 dB, Gaussian edges of ``edge_ghz``, with the lower and upper neighbour's
-    passband where ``neighbours`` ``(K, 2)`` says (merged: at most 1, as in a WSS)."""
-    x, u, weights = _slot_points(axis)
+    -3 dB with Gaussian edges of ``edge_ghz`` (NaN guard: no WSS, ``T = 0``), with the
+    lower and upper neighbour's passband where ``neighbours`` ``(K, 2)`` says (merged:
+    at most 1, as in a WSS)."""
+    pts = _slot_points(axis)
     width, centre = axis.slot_width_ghz, axis.channel_ghz
-    guard = guard_ghz[:, None, None]
-    sigma = np.hypot(edge_ghz, rbw_ghz / math.sqrt(2.0 * math.pi))[:, None, None]
+    unfiltered = np.isnan(guard_ghz)[:, None, None]
+    guard = np.where(unfiltered, 0.0, guard_ghz[:, None, None])
+    edge = np.where(np.isnan(edge_ghz), 0.0, edge_ghz)
+    sigma = np.hypot(edge, rbw_ghz / math.sqrt(2.0 * math.pi))[:, None, None]
     # Each neighbour's centre (from this channel's) and width; none beyond the plan.
     sides = (
         (np.r_[np.inf, centre[:-1] - centre[1:]], np.r_[0.0, width[:-1]]),
@@ -212,48 +210,56 @@ def _wss_shapes(
             band = np.maximum(w[:, None] - guard, 0.0)
             passband = wss_passband_through_rbw(at[None] - offset[:, None], band, sigma)
             total = total + np.where(neighbours[:, side, None, None], passband, 0.0)
-        return np.asarray(np.minimum(total, 1.0))
+        return np.asarray(np.where(unfiltered, 0.0, np.minimum(total, 1.0)))
 
-    t = transmission(x)
-    cols = np.stack((t, np.ones_like(t), t * u[None], np.broadcast_to(u, t.shape)), axis=-1)
-    t_centre = transmission(np.zeros((centre.size, 1)))[..., 0]
-    zero = np.zeros_like(t_centre)
-    centre_cols = np.stack((t_centre, np.ones_like(t_centre), zero, zero), axis=-1)
-    return _shapes(cols, centre_cols, weights)
+    t = transmission(pts.x_ghz)
+    return _Passbands(
+        t=t[..., 1:-1],
+        centre=transmission(np.zeros((centre.size, 1)))[:, None, :, 0],
+        slot=np.einsum("kcl,cl->kc", t, pts.weights)[:, None],
+        slot_u=np.einsum("kcl,cl->kc", t, pts.u * pts.weights)[:, None],
+        guard=guard_ghz[:, None],
+        edge=edge_ghz[:, None],
+    )
 
 
-def _candidates(axis: TraceAxis, rbw_ghz: float) -> _NoiseShapes:
-    """The shapes a trace chooses from (cached per axis and RBW): the smooth line,
-    then the WSS grid :data:`_WSS_GUARD_GHZ` x :data:`_WSS_EDGE_GHZ`, every slot's
+def _per_trace(bands: _Passbands, k: int, n: int) -> _Passbands:
+    """``(n k, ...)`` candidates, trace-major, as ``(k, n, ...)``: each trace its own."""
+
+    def split(v: FloatArray) -> FloatArray:
+        return v.reshape(n, k, *v.shape[1:]).swapaxes(0, 1)
+
+    return _Passbands(
+        t=split(bands.t),
+        centre=split(bands.centre)[:, :, 0],
+        slot=split(bands.slot)[:, :, 0],
+        slot_u=split(bands.slot_u)[:, :, 0],
+        guard=split(bands.guard)[:, :, 0],
+        edge=split(bands.edge)[:, :, 0],
+    )
+
+
+def _candidates(axis: TraceAxis, rbw_ghz: float) -> _Passbands:
+    """The shapes a trace chooses from (cached per axis and RBW): the unfiltered line,
+    then every WSS of :data:`_WSS_GUARD_GHZ` x :data:`_WSS_EDGE_GHZ`, every slot's
     neighbours with their passbands."""
     per_axis = _CANDIDATES.setdefault(axis, {})
     if rbw_ghz not in per_axis:
-        guard, edge = _wss_grid()
-        wss = _wss_shapes(axis, rbw_ghz, guard, edge, np.ones((guard.size, 2), bool))
-        smooth = _smooth_shape(axis)
-        per_axis[rbw_ghz] = _NoiseShapes(
-            cols=np.concatenate((smooth.cols, wss.cols)),
-            centre=np.concatenate((smooth.centre, wss.centre)),
-            slot=np.concatenate((smooth.slot, wss.slot)),
-        )
+        guard, edge = (v.ravel() for v in np.meshgrid(_WSS_GUARD_GHZ, _WSS_EDGE_GHZ, indexing="ij"))
+        guard, edge = np.r_[np.nan, guard], np.r_[np.nan, edge]
+        per_axis[rbw_ghz] = _passbands(axis, rbw_ghz, guard, edge, np.ones((guard.size, 2), bool))
     return per_axis[rbw_ghz]
-
-
-def _wss_grid() -> tuple[FloatArray, FloatArray]:
-    """Guard and edge of each WSS candidate (candidate ``k + 1``)."""
-    guard, edge = np.meshgrid(_WSS_GUARD_GHZ, _WSS_EDGE_GHZ, indexing="ij")
-    return guard.ravel(), edge.ravel()
 
 
 @dataclass(frozen=True, slots=True)
 class _Fit:
-    """Weighted least squares ``y = g shape + sum_m n_m col_m`` per candidate, trace and
-    channel ``(K, N, C)``: coefficients ``(..., 1 + M)``, inverse normal matrix
-    ``(..., 1 + M, 1 + M)``, weighted residual sum of squares, and the OSNR, signal
-    and noise density at the centre it gives."""
+    """Weighted least squares ``y = g shape + n_T T + n_1 + n_Tu T u + n_u u`` per
+    candidate, trace and channel ``(K, N, C)``: coefficients ``(..., 5)``, inverse
+    normal matrix ``(..., 5, 5)``, weighted residual sum of squares, and the OSNR,
+    signal and noise density at the centre it gives."""
 
     coef: FloatArray
-    inv: FloatArray
+    gram: FloatArray
     rss: FloatArray
     osnr_db: FloatArray
     signal_mw: FloatArray
@@ -264,7 +270,7 @@ class _Fit:
         n, c = np.indices(k.shape)
         return _Fit(
             self.coef[k, n, c][None],
-            self.inv[k, n, c][None],
+            self.gram[:, :, k, n, c][:, :, None],
             self.rss[k, n, c][None],
             self.osnr_db[k, n, c][None],
             self.signal_mw[k, n, c][None],
@@ -272,84 +278,125 @@ class _Fit:
         )
 
 
+def _solve_spd(gram: FloatArray, rhs: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """``gram x = rhs`` for many small symmetric positive definite systems at once, by
+    Cholesky (``gram = L L^T``) vectorised over the systems (one LAPACK call per
+    5 x 5 system cost more than all the sums): ``x`` and ``rhs . x = |L^-1 rhs|^2``,
+    the part of the data the fit explains.  ``gram`` ``(M, M, ...)`` and ``rhs``
+    ``(M, ...)`` have their matrix axes first, so every step below works on whole
+    contiguous arrays of systems.  A pivot is kept above :data:`_RIDGE` times its
+    diagonal (columns that coincide, such as a passband as wide as the slot and the
+    constant, then share the coefficient rather than blow up)."""
+    m = gram.shape[0]
+    a, r = gram, rhs
+    low = np.zeros_like(a)
+    for j in range(m):
+        d = np.sqrt(np.maximum(a[j, j] - (low[j, :j] ** 2).sum(axis=0), _RIDGE * a[j, j]))
+        low[j, j] = d
+        for i in range(j + 1, m):
+            low[i, j] = (a[i, j] - (low[i, :j] * low[j, :j]).sum(axis=0)) / d
+    z = np.zeros_like(r)
+    for j in range(m):
+        z[j] = (r[j] - (low[j, :j] * z[:j]).sum(axis=0)) / low[j, j]
+    x = np.zeros_like(r)
+    for j in reversed(range(m)):
+        x[j] = (z[j] - (low[j + 1 :, j] * x[j + 1 :]).sum(axis=0)) / low[j, j]
+    return x, (z * z).sum(axis=0)
+
+
 def _fit_reference(
     y: FloatArray,
     shape: FloatArray,
     w: FloatArray,
-    shapes: _NoiseShapes,
+    pts: _SlotPoints,
+    bands: _Passbands,
     ref_n: FloatArray,
     slot_mw: FloatArray,
     rbw_ghz: float,
 ) -> _Fit:
-    """Fit every candidate of ``shapes``; ``y``, ``shape``, ``w`` ``(N, C, L)``.
+    """Fit every candidate of ``bands``; ``y``, ``shape``, ``w`` ``(N, C, L)``.
 
-    The normal equations are sums over the points (``einsum``), so no
-    ``(K, N, C, L)`` array is formed for candidates the traces share.  ``live -
-    g ref = (n_live - g n_ref) T``: the reference's own noise ``g n_ref`` goes back
-    on, in the fitted noise's shape, and the signal is the slot power minus that
-    noise over the slot."""
+    Every entry of the normal equations is a weighted sum of ``T^a u^b`` (``a`` 0-2,
+    ``b`` 0-2) over the points, so two ``einsum``s against ``T`` and ``T^2`` build
+    them for all candidates without forming a ``(K, N, C, L)`` array.  ``live - g ref
+    = (n_live - g n_ref) T``: the reference's own noise ``g n_ref`` goes back on, in
+    the fitted noise's shape, and the signal is the slot power minus that noise over
+    the slot."""
+    u = pts.u[:, 1:-1]
     w2 = w * w
     ws, wy = w2 * shape, w2 * y
-    cols = shapes.cols
-    per_trace = cols.ndim == 5
-    one = "kncl" if per_trace else "kcl"
-    s_ss = (ws * shape).sum(axis=-1)  # (N, C)
-    s_sn = np.einsum(f"ncl,{one}m->kncm", ws, cols)
-    s_nn = np.einsum(f"ncl,{one}m,{one}q->kncmq", w2, cols, cols)
-    k = s_sn.shape[0]
-    top = np.concatenate(
-        (np.broadcast_to(s_ss[None, ..., None], (k, *s_ss.shape, 1)), s_sn), axis=-1
+    sub = "kncl" if bands.t.ndim == 4 else "kcl"
+    left = np.stack((w2, w2 * u, w2 * u * u, ws, ws * u, wy, wy * u))
+    on_t = np.einsum(f"jncl,{sub}->jknc", left, bands.t)
+    on_t2 = np.einsum(f"jncl,{sub}->jknc", left[:3], bands.t * bands.t)
+    t0, t1, t2, ts0, ts1, ty0, ty1 = on_t  # sum w2 u^b T, sum ws u^b T, sum wy u^b T
+    tt0, tt1, tt2 = on_t2  # sum w2 u^b T^2
+    s0, s1, s2 = (np.broadcast_to(v.sum(axis=-1), t0.shape) for v in left[:3])
+    ss0, ss1 = (np.broadcast_to(v.sum(axis=-1), t0.shape) for v in left[3:5])
+    sss = np.broadcast_to((ws * shape).sum(axis=-1), t0.shape)
+    y0, y1 = (np.broadcast_to(v.sum(axis=-1), t0.shape) for v in left[5:])
+    ysh = np.broadcast_to((wy * shape).sum(axis=-1), t0.shape)
+    # Columns: shape, T, 1, T u, u; the matrix axes first (see _solve_spd).
+    upper = (
+        (sss, ts0, ss0, ts1, ss1),
+        (tt0, t0, tt1, t1),
+        (s0, t1, s1),
+        (tt2, t2),
+        (s2,),
     )
-    gram = np.concatenate(
-        (top[..., None, :], np.concatenate((s_sn[..., None], s_nn), axis=-1)), axis=-2
-    )
-    rhs = np.concatenate(
-        (
-            np.broadcast_to((wy * shape).sum(axis=-1)[None, ..., None], (k, *s_ss.shape, 1)),
-            np.einsum(f"ncl,{one}m->kncm", wy, cols),
-        ),
-        axis=-1,
-    )
-    diag = np.einsum("...pp->...p", gram)  # a view: the ridge goes into gram
-    diag += np.where(diag > 0, _RIDGE * diag, 1.0)
-    inv = np.linalg.inv(gram)
-    coef = np.einsum("...pq,...q->...p", inv, rhs)
-    rss = np.maximum((wy * y).sum(axis=-1) - np.einsum("...p,...p->...", coef, rhs), 0.0)
+    gram = np.empty((_FIT_COLUMNS, _FIT_COLUMNS, *t0.shape))
+    for i, row in enumerate(upper):
+        for j, value in enumerate(row, start=i):
+            gram[i, j] = gram[j, i] = value
+        gram[i, i] += np.where(gram[i, i] > 0, _RIDGE * gram[i, i], 1.0)
+    rhs = np.stack((ysh, ty0, y0, ty1, y1))
+    coef, explained = _solve_spd(gram, rhs)
+    rss = np.maximum((wy * y).sum(axis=-1) - explained, 0.0)
 
-    g, n = coef[..., 0], coef[..., 1:]
-    fitted = np.einsum("...m,...m->...", n, shapes.centre)
+    g, n_t, n_1, n_tu, n_u = coef
+    fitted = n_t * bands.centre + n_1
     noise = fitted + g * ref_n
+    in_fit = n_t * bands.slot + n_1 * pts.one_slot + n_tu * bands.slot_u + n_u * pts.u_slot
     with np.errstate(divide="ignore", invalid="ignore"):
-        in_slot = np.einsum("...m,...m->...", n, shapes.slot) * (noise / fitted)
+        in_slot = in_fit * (noise / fitted)
     signal = slot_mw - in_slot / rbw_ghz
     ok = (g > 0) & (fitted > 0) & (signal > 0)
     osnr = np.where(ok, osnr_db(signal, noise / rbw_ghz), np.nan)
-    return _Fit(coef, inv, rss, np.asarray(osnr), np.asarray(signal), np.asarray(noise / rbw_ghz))
+    return _Fit(
+        np.moveaxis(coef, 0, -1),
+        gram,
+        rss,
+        np.asarray(osnr),
+        np.asarray(signal),
+        np.asarray(noise / rbw_ghz),
+    )
 
 
 def _log_ratio_var(
-    fit: _Fit, shapes: _NoiseShapes, n_points: IntArray, correlation: float
+    fit: _Fit, bands: _Passbands, n_points: IntArray, correlation: float
 ) -> FloatArray:
     """The fit's variance of ``ln g - ln noise(0)`` (the OSNR in nepers, up to the
     signal's small share of noise), from its covariance ``(K, N, C)``."""
-    m = fit.coef.shape[-1]
-    var = fit.rss / np.maximum(n_points - m, 1.0) * correlation
-    centre = np.broadcast_to(shapes.centre, fit.coef[..., 1:].shape)
-    e = np.concatenate((np.zeros_like(centre[..., :1]), centre), axis=-1)  # noise(0) = e . coef
+    var = fit.rss / np.maximum(n_points - fit.coef.shape[-1], 1.0) * correlation
+    t0 = np.broadcast_to(bands.centre, fit.rss.shape)
+    zero = np.zeros_like(t0)
+    e = np.stack((zero, t0, np.ones_like(t0), zero, zero), axis=-1)  # noise(0) = e . coef
     g = fit.coef[..., 0]
     n0 = np.einsum("...p,...p->...", e, fit.coef)
-    vg = fit.inv[..., 0, 0]
-    vn = np.einsum("...p,...pq,...q->...", e, fit.inv, e)
-    cgn = np.einsum("...q,...q->...", fit.inv[..., 0, :], e)
+    inv = np.linalg.inv(np.moveaxis(fit.gram, (0, 1), (-2, -1)))
+    vg = inv[..., 0, 0]
+    vn = np.einsum("...p,...pq,...q->...", e, inv, e)
+    cgn = np.einsum("...q,...q->...", inv[..., 0, :], e)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.asarray(np.maximum(vg / g**2 + vn / n0**2 - 2 * cgn / (g * n0), 0.0) * var)
 
 
 def _choose_shape(
-    rss: FloatArray, n_points: IntArray, correlation: float
+    rss: FloatArray, unfiltered: BoolArray, n_points: IntArray, correlation: float
 ) -> tuple[IntArray, BoolArray]:
     """Per trace, the candidate noise shape that fits its channels best ``(N,)``, and
-    the candidates it cannot tell from that one ``(K, N)``.
+    the candidates it cannot tell from that one ``(K, N)``; ``unfiltered`` ``(K, 1)``
+    marks the smooth line.
 
     A WSS treats every channel of the trace alike, so the shape is chosen for the
     whole trace, by the sum of the weighted residuals over its channels; channels
@@ -360,15 +407,15 @@ def _choose_shape(
     neighbouring points)."""
     best_c = rss.min(axis=0)  # (N, C)
     median = np.median(best_c, axis=-1, keepdims=True)
-    votes = (best_c <= _OUTLIER_RATIO * median) & (n_points > 1 + _NOISE_COLUMNS)
+    votes = (best_c <= _OUTLIER_RATIO * median) & (n_points > _FIT_COLUMNS)
     score = np.where(votes[None], rss, 0.0).sum(axis=-1)  # (K, N)
-    dof = np.maximum(np.where(votes, n_points - 1 - _NOISE_COLUMNS, 0).sum(axis=-1), 1)
+    dof = np.maximum(np.where(votes, n_points - _FIT_COLUMNS, 0).sum(axis=-1), 1)
     sigma2 = score.min(axis=0) / dof  # the residual variance per point
-    # Akaike: a WSS shape has one more column per channel and its guard and edge, so
-    # it must explain the trace better than the smooth line by more than those would
-    # by chance (about sigma2 each), twice over.
-    extra = np.where(np.arange(score.shape[0]) == 0, 0.0, 1.0)[:, None]
-    score = score + 2.0 * sigma2 * extra * (2.0 * votes.sum(axis=-1) + 2.0)
+    # Akaike: a WSS shape has two more columns per channel, and its guard and edge;
+    # it must explain the trace better than the smooth line by more than those
+    # would by chance (about sigma2 each), twice over.
+    extra = np.where(unfiltered, 0.0, 2.0 * votes.sum(axis=-1) + 2.0)
+    score = score + 2.0 * sigma2 * extra
     lowest = score.min(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         delta = (score - lowest) / (sigma2 * correlation)
@@ -376,37 +423,27 @@ def _choose_shape(
 
 
 def _with_neighbours(
-    axis: TraceAxis, rbw_ghz: float, best: IntArray, candidates: _NoiseShapes
-) -> _NoiseShapes:
-    """Four variants ``(4, N, ...)`` of each trace's chosen shape: its WSS passband
-    with no, the lower, the upper or both neighbours' passbands (a dark neighbour's
-    slot is blocked); a trace whose noise is smooth keeps its line in all four."""
-    n = best.size
-    guard, edge = _wss_grid()
-    k = np.maximum(best - 1, 0)
-    flags = np.array([[False, False], [True, False], [False, True], [True, True]])
-    wss = _wss_shapes(
-        axis, rbw_ghz, np.repeat(guard[k], 4), np.repeat(edge[k], 4), np.tile(flags, (n, 1))
-    )
-    smooth = (best == 0).reshape(1, n, 1, 1)
-
-    def variants(of: FloatArray) -> FloatArray:  # (4N, ...) -> (4, N, ...)
-        return of.reshape(n, 4, *of.shape[1:]).swapaxes(0, 1)
-
-    return _NoiseShapes(
-        cols=np.where(smooth[..., None], candidates.cols[:1, None], variants(wss.cols)),
-        centre=np.where(smooth, candidates.centre[:1], variants(wss.centre)[:, :, 0]),
-        slot=np.where(smooth, candidates.slot[:1], variants(wss.slot)[:, :, 0]),
-    )
+    axis: TraceAxis, rbw_ghz: float, guard: FloatArray, edge: FloatArray
+) -> _Passbands:
+    """Four variants ``(4, N, ...)`` of each trace's WSS (``guard``, ``edge`` ``(N,)``;
+    NaN: unfiltered): its passband with no, the lower, the upper or both neighbours'
+    passbands (a dark neighbour's slot is blocked)."""
+    n = guard.size
+    flags = np.tile(np.array([[False, False], [True, False], [False, True], [True, True]]), (n, 1))
+    bands = _passbands(axis, rbw_ghz, np.repeat(guard, 4), np.repeat(edge, 4), flags)
+    return _per_trace(bands, 4, n)
 
 
-def _pick_shapes(shapes: _NoiseShapes, k: IntArray) -> _NoiseShapes:
-    """Variant ``k`` ``(N, C)`` of ``(4, N, ...)`` shapes, as one ``(1, N, ...)`` candidate."""
+def _pick(bands: _Passbands, k: IntArray) -> _Passbands:
+    """Variant ``k`` ``(N, C)`` of ``(4, N, ...)`` passbands, as one ``(1, N, ...)``."""
     n, c = np.indices(k.shape)
-    return _NoiseShapes(
-        cols=shapes.cols[k, n, c][None],
-        centre=shapes.centre[k, n, c][None],
-        slot=shapes.slot[k, n, c][None],
+    return _Passbands(
+        t=bands.t[k, n, c][None],
+        centre=bands.centre[k, n, c][None],
+        slot=bands.slot[k, n, c][None],
+        slot_u=bands.slot_u[k, n, c][None],
+        guard=bands.guard[:1],  # the variants share them
+        edge=bands.edge[:1],
     )
 
 
@@ -425,11 +462,12 @@ def reference(
 
     The live slot is fitted as ``g x ref + noise`` (the reference *with* its noise,
     so nothing depends on estimating that noise well).  The noise's shape across the
-    slot is chosen per trace (:func:`_choose_shape`) among a smooth line (no ROADM
-    filter) and WSS passbands (:func:`wss_passband_through_rbw`) of the slot and its
-    neighbours; then per channel whether each neighbour's passband is there.  The
-    live noise density is the fitted noise at the centre plus ``g`` times the
-    reference's own, the signal the slot power minus that noise over the slot.
+    slot (:class:`_Passbands`) is chosen per trace (:func:`_choose_shape`): a smooth
+    line (no ROADM filter) or a WSS passband (:func:`wss_passband_through_rbw`) of
+    the slot and its neighbours, on a grid of guards and edges; then per channel
+    whether each neighbour's passband is there.  The live noise density is the
+    fitted noise at the centre plus ``g`` times the reference's own, the signal the
+    slot power minus that noise over the slot.
 
     Uncertainty: the fit's covariance; how far the OSNR moves over the shapes the
     trace cannot tell from the chosen one; and how far it moves when the fit is
@@ -447,33 +485,38 @@ def reference(
     correlation = max(1.0, rbw_ghz / step_ghz)
     ref_n = np.where(np.isfinite(ref_noise_psd), ref_noise_psd, 0.0) * rbw_ghz
     n_points = (w > 0).sum(axis=-1)
+    n_idx = np.arange(y.shape[0])
+    pts = _slot_points(axis)
 
-    candidates = _candidates(axis, rbw_ghz)
-    every = _fit_reference(y, shape, w, candidates, ref_n, slot_mw, rbw_ghz)
-    best, plausible = _choose_shape(every.rss, n_points, correlation)
-    variants = _with_neighbours(axis, rbw_ghz, best, candidates)
-    fits = _fit_reference(y, shape, w, variants, ref_n, slot_mw, rbw_ghz)
+    def fit(bands: _Passbands, weights: FloatArray = w) -> _Fit:
+        return _fit_reference(y, shape, weights, pts, bands, ref_n, slot_mw, rbw_ghz)
+
+    # The trace's noise shape, then each channel's neighbours.
+    grid = _candidates(axis, rbw_ghz)
+    every = fit(grid)
+    best, plausible = _choose_shape(every.rss, np.isnan(grid.guard), n_points, correlation)
+    variants = _with_neighbours(axis, rbw_ghz, grid.guard[best, 0], grid.edge[best, 0])
+    fits = fit(variants)
     variant = fits.rss.argmin(axis=0)  # (N, C)
-    fit = fits.pick(variant)
-    chosen = _pick_shapes(variants, variant)
-    osnr = fit.osnr_db[0]
-    fit_var = _log_ratio_var(fit, chosen, n_points, correlation)[0]
-    # The shapes the trace cannot tell from the chosen one.
-    # (judged among the candidates, which all give every neighbour its passband)
-    at_best = every.osnr_db[best, np.arange(best.size)]
+    chosen_fit, chosen = fits.pick(variant), _pick(variants, variant)
+    osnr = chosen_fit.osnr_db[0]
+    fit_var = _log_ratio_var(chosen_fit, chosen, n_points, correlation)[0]
+    # The shapes the trace cannot tell from the chosen one (judged among the
+    # candidates, which all give every neighbour its passband).
+    at_best = every.osnr_db[best, n_idx]
     spread = np.where(plausible[..., None], np.abs(every.osnr_db - at_best[None]), 0.0)
     # The same shape over the inner part of the slot: a disagreement beyond twice
     # what the inner fit's own noise explains (its variance less the full fit's).
     inner = np.abs(axis.slot_offset_ghz) <= _INNER_FRACTION * axis.slot_width_ghz[:, None] / 2
     w_inner = np.where(inner[None], w, 0.0)
-    fit_in = _fit_reference(y, shape, w_inner, chosen, ref_n, slot_mw, rbw_ghz)
+    fit_in = fit(chosen, w_inner)
     var_in = _log_ratio_var(fit_in, chosen, (w_inner > 0).sum(axis=-1), correlation)[0]
     allowed = 2.0 * _DB_PER_NEPER * np.sqrt(np.maximum(var_in - fit_var, 0.0))
     moved = np.maximum(np.abs(fit_in.osnr_db[0] - osnr) - allowed, 0.0)
     unc = np.sqrt(_DB_PER_NEPER**2 * fit_var + np.nanmax(spread, axis=0) ** 2 + moved**2)
     return CompanionResult(
-        signal_mw=fit.signal_mw[0],
-        noise_psd_mw_per_ghz=fit.noise_psd[0],
+        signal_mw=chosen_fit.signal_mw[0],
+        noise_psd_mw_per_ghz=chosen_fit.noise_psd[0],
         osnr_db=osnr,
         uncertainty_db=np.asarray(np.where(np.isfinite(osnr), unc, np.nan)),
     )
