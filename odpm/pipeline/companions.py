@@ -49,10 +49,16 @@ _WSS_EDGE_GHZ = np.arange(0.0, 5.01, 0.5)
 #: A channel whose best residual exceeds this many times the trace's median does not
 #: vote on the trace's noise shape (a dark slot, whose "shape" is noise).
 _OUTLIER_RATIO = 4.0
+#: A slot whose reference power is below this fraction of the median slot's holds
+#: no channel (the WSS blocks a dark slot: its power is the carved floor, 20-40 dB
+#: down; a lit channel's power varies by a few dB).
+_DARK_FRACTION = 0.01
 #: Columns of the reference fit: the reference and four of noise (see :class:`_Passbands`).
 _FIT_COLUMNS = 5
-#: Noise shapes within this many residual variances of the best are plausible.
-_PLAUSIBLE_CHI2 = 4.0
+#: Noise shapes within this many residual variances of the best are plausible: one,
+#: the profile-likelihood interval of one sigma (the uncertainty is one-sigma in
+#: spirit; the variance is inflated for the RBW's correlation of the points).
+_PLAUSIBLE_CHI2 = 1.0
 _CANDIDATES: weakref.WeakKeyDictionary[TraceAxis, dict[float, _Passbands]] = (
     weakref.WeakKeyDictionary()
 )
@@ -392,22 +398,28 @@ def _log_ratio_var(
 
 
 def _choose_shape(
-    rss: FloatArray, unfiltered: BoolArray, n_points: IntArray, correlation: float
+    rss: FloatArray,
+    unfiltered: BoolArray,
+    n_points: IntArray,
+    correlation: float,
+    voters: BoolArray,
 ) -> tuple[IntArray, BoolArray]:
     """Per trace, the candidate noise shape that fits its channels best ``(N,)``, and
     the candidates it cannot tell from that one ``(K, N)``; ``unfiltered`` ``(K, 1)``
     marks the smooth line.
 
     A WSS treats every channel of the trace alike, so the shape is chosen for the
-    whole trace, by the sum of the weighted residuals over its channels; channels
-    that no candidate fits (a dark slot, whose "shape" is noise: best residual over
-    :data:`_OUTLIER_RATIO` times the trace's median) do not vote.  A candidate is
+    whole trace, by the sum of the weighted residuals over its channels.  Only
+    ``voters`` ``(N, C)`` vote (channels whose neighbours are both lit: the
+    candidates give every neighbour its passband, and a dark neighbour's slot is
+    blocked), and of those not the ones no candidate fits (best residual over
+    :data:`_OUTLIER_RATIO` times the trace's median).  A candidate is
     plausible when its residual sum exceeds the best by at most
     :data:`_PLAUSIBLE_CHI2` residual variances (inflated by the RBW's correlation of
     neighbouring points)."""
     best_c = rss.min(axis=0)  # (N, C)
     median = np.median(best_c, axis=-1, keepdims=True)
-    votes = (best_c <= _OUTLIER_RATIO * median) & (n_points > _FIT_COLUMNS)
+    votes = voters & (best_c <= _OUTLIER_RATIO * median) & (n_points > _FIT_COLUMNS)
     score = np.where(votes[None], rss, 0.0).sum(axis=-1)  # (K, N)
     dof = np.maximum(np.where(votes, n_points - _FIT_COLUMNS, 0).sum(axis=-1), 1)
     sigma2 = score.min(axis=0) / dof  # the residual variance per point
@@ -494,7 +506,16 @@ def reference(
     # The trace's noise shape, then each channel's neighbours.
     grid = _candidates(axis, rbw_ghz)
     every = fit(grid)
-    best, plausible = _choose_shape(every.rss, np.isnan(grid.guard), n_points, correlation)
+    # A slot the reference shows no channel in is dark: the WSS blocks it.
+    ref_slot = axis.slots.integrate(np.take(ref, axis.slots.idx, axis=1))  # (1, C)
+    lit = ref_slot >= _DARK_FRACTION * np.median(ref_slot, axis=-1, keepdims=True)
+    edge_of_plan = np.ones_like(lit[:, :1])
+    voters = (
+        lit
+        & np.concatenate((edge_of_plan, lit[:, :-1]), axis=-1)
+        & np.concatenate((lit[:, 1:], edge_of_plan), axis=-1)
+    )
+    best, plausible = _choose_shape(every.rss, np.isnan(grid.guard), n_points, correlation, voters)
     variants = _with_neighbours(axis, rbw_ghz, grid.guard[best, 0], grid.edge[best, 0])
     fits = fit(variants)
     variant = fits.rss.argmin(axis=0)  # (N, C)
