@@ -44,7 +44,7 @@ _DB_PER_NEPER = 10.0 / math.log(10.0)
 _MIN_SIGNAL_FRACTION = 0.05
 _RIDGE = 1e-9
 #: The reference fit is repeated over this inner fraction of the slot; the change
-#: of OSNR counts as uncertainty.
+#: of OSNR beyond what the inner fit's own noise explains counts as uncertainty.
 _INNER_FRACTION = 0.75
 #: WSS passbands the reference fit tries: the slot minus a guard of 1-16 GHz at -3 dB
 #: (LCoS WSS: ~ slot - 6..8 GHz), Gaussian edges of 0-5 GHz (typically 1.5-3 GHz),
@@ -161,7 +161,8 @@ class _Passbands:
     ``(K, C, L)`` at the slot's points (``(K, N, C, L)`` when it differs per trace),
     ``centre`` ``T(0)``, ``slot``/``slot_u`` ``T`` and ``T u`` integrated over the
     slot with the slot power's own weights (so the noise is taken out exactly as it
-    went in), ``(K, 1|N, C)``; ``guard``/``edge`` the WSS's (NaN: unfiltered),
+    went in; on the shape search's sparser points, by the trapezoid rule), ``(K, 1|N,
+    C)``; ``guard``/``edge`` the WSS's (NaN: unfiltered),
     ``(K, 1|N)``.
     """
 
