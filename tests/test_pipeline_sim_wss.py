@@ -152,11 +152,6 @@ def test_reference_trace_on_carved_noise_is_never_confidently_wrong(driver: Odpm
     assert err.size == 0 or err.max() <= 0.5, f"worst {err.max():.2f} dB"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15 target; odpm/pipeline/companions.py's reference method flags noise carved "
-    "inside the slot (it fits a straight noise line across the slot); pipeline's part",
-)
 def test_wide_carved_channels_with_a_reference_trace(driver: Odpm96) -> None:
     _carved_32gbd(driver)
     truth, scan = _reference_then_live(driver)
