@@ -137,6 +137,12 @@ _MIN_POINTS = 48
 #: Columns of the design matrix.
 _OWN, _LEFT, _RIGHT, _LEVEL, _SLOPE, _D_RATE, _D_CENTRE, _D_ROLLOFF = range(8)
 _N_COLUMNS = 14
+#: The columns of the inverse normal matrix the uncertainties need (amplitude, noise
+#: level, roll-off; see fit_raised_cosine).
+_INVERSE_COLUMNS = (_OWN, _LEVEL, _D_ROLLOFF)
+
+#: A shape's value and its derivatives in rate, offset and roll-off.
+_Shapes = tuple[FloatArray, FloatArray, FloatArray, FloatArray]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,25 +174,15 @@ def pit_noise_level(axis: TraceAxis, p: npt.NDArray[np.float32]) -> FloatArray:
     return np.asarray(mid[:, :-1] * (1 - t) + mid[:, 1:] * t)
 
 
-def _neighbours(x: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Each channel's lower and upper neighbour's value along the last axis (zero at
-    the ends)."""
-    z = np.zeros_like(x[..., :1])
-    return np.concatenate((z, x[..., :-1]), axis=-1), np.concatenate((x[..., 1:], z), axis=-1)
-
-
-def _solve_scaled(gram: FloatArray, rhs: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Solve the batched normal equations ``gram x = rhs`` (``(..., P, P)``, ``(..., P)``)
-    after scaling them to a unit diagonal (the columns differ by many orders of
-    magnitude: shapes ~1e-2, slope ~1, derivatives, all times weights ~1/p), with a
-    tiny ridge; returns the solution and the inverse normal matrix, both unscaled."""
-    diag = np.einsum("...pp->...p", gram)
-    scale = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
-    g = gram * scale[..., :, None] * scale[..., None, :]
-    g += np.eye(gram.shape[-1]) * _RIDGE
-    inv = np.linalg.inv(g) * scale[..., :, None] * scale[..., None, :]
-    x = np.matmul(inv, rhs[..., None])[..., 0]
-    return np.asarray(x), np.asarray(inv)
+def _with_neighbours(x: FloatArray) -> FloatArray:
+    """Each channel's value beside its lower and upper neighbour's, ``(..., C, 3)``
+    (zero for the neighbours beyond the plan's ends), in the order of the design's
+    shape columns (_OWN, _LEFT, _RIGHT)."""
+    out = np.zeros((*x.shape, 3))
+    out[..., 0] = x
+    out[..., 1:, 1] = x[..., :-1]
+    out[..., :-1, 2] = x[..., 1:]
+    return out
 
 
 def _residual_inflation(resid: FloatArray, rss: FloatArray, most: float) -> FloatArray:
@@ -256,18 +252,33 @@ def fit_raised_cosine(
     w = np.where(nb.valid[None], 1.0 / np.maximum(y, 1e-30), 0.0)
     wy = y * w
     offset = nb.offset_ghz[None]  # (1, C, W)
-    level = np.broadcast_to(np.ones_like(offset), wy.shape)
-    slope = np.broadcast_to(offset / nb.reach_ghz[:, None], wy.shape)
-    # Neighbour shapes on this channel's window: shift by the centre-to-centre distance.
-    gap_lo = np.concatenate(([_FAR_GHZ], gaps))[None, :, None]
-    gap_hi = np.concatenate((gaps, [_FAR_GHZ]))[None, :, None]
+    # The weighted design, one row per column of the model and a last row holding the
+    # weighted trace, ``(N, C, 15, W)``: one product with its own transpose gives the
+    # normal matrix and its right-hand side together, and the rows of each kind of
+    # column are evenly spaced (see _OWN .. _D_ROLLOFF and _N_COLUMNS), so the three
+    # shapes' values and derivatives are written in place (_design) rather than
+    # stacked.  The pedestal's rows and the trace's never change.
+    cols = np.empty((*wy.shape[:2], _N_COLUMNS + 1, wy.shape[2]))
+    cols[..., _LEVEL, :] = w
+    cols[..., _SLOPE, :] = offset / nb.reach_ghz[:, None] * w
+    cols[..., _N_COLUMNS, :] = wy
+    w_rows = w[..., None, :]
+    # Each shape's offset from the window's points before its centre: the own shape
+    # at the grid centre, the neighbours' shifted by the centre-to-centre distance
+    # (a missing neighbour beyond the plan's ends far away, where its shape is zero).
+    gap_lo = np.concatenate(([_FAR_GHZ], gaps))
+    gap_hi = np.concatenate((gaps, [_FAR_GHZ]))
+    grid_u = (
+        offset[:, :, None, :]
+        + np.stack((np.zeros_like(gap_lo), gap_lo, -gap_hi), -1)[None, :, :, None]
+    )  # (1, C, 3, W)
 
     def shape(
-        beta: FloatArray, rate: FloatArray, u: FloatArray
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        beta: FloatArray, rate: FloatArray, u: FloatArray, out: _Shapes | None = None
+    ) -> _Shapes:
         """A raised cosine at continuous roll-off ``beta`` (blended between the two
         tabulated roll-offs around it), rate and offset ``u``: value and derivatives
-        in rate, ``u`` and roll-off."""
+        in rate, ``u`` and roll-off (into ``out`` if given)."""
         k = np.clip(np.searchsorted(betas, beta, side="right") - 1, 0, betas.size - 2)
         span = betas[k + 1] - betas[k]
         return table.evaluate_blend(
@@ -276,40 +287,46 @@ def fit_raised_cosine(
             span[..., None],
             rate[..., None],
             u,
+            out,
         )
 
     def design(beta: FloatArray, rate: FloatArray, centre: FloatArray) -> FloatArray:
-        """Weighted design matrix ``(N, C, W, 14)`` at these roll-offs, rates and
-        centres."""
-        own, d_rate, d_u, d_beta = shape(beta, rate, offset - centre[..., None])
-        beta_lo, beta_hi = _neighbours(beta)
-        rate_lo, rate_hi = _neighbours(rate)
-        cen_lo, cen_hi = _neighbours(centre)
-        left, l_rate, l_u, l_beta = shape(beta_lo, rate_lo, offset + gap_lo - cen_lo[..., None])
-        right, r_rate, r_u, r_beta = shape(beta_hi, rate_hi, offset - gap_hi - cen_hi[..., None])
-        # The model's own term a T(x - c): d/d rate = a T_rate, d/dc = -a T_u, d/d beta =
-        # a T_beta; the neighbours' rate and centre likewise, so that a neighbour still
-        # off is absorbed here rather than bent into this channel's noise.
-        own_cols = (own, left, right, level, slope, d_rate, d_u, d_beta)
-        cols = np.stack((*own_cols, l_rate, l_u, l_beta, r_rate, r_u, r_beta), axis=-1)
-        return np.asarray(cols * w[..., None])
+        """The weighted design ``cols`` (see above) at these roll-offs, rates and
+        centres: the own and the neighbours' shapes and their derivatives (the model's
+        own term a T(x - c): d/d rate = a T_rate, d/dc = -a T_u, d/d beta = a T_beta;
+        the neighbours' likewise, so that a neighbour still off is absorbed here rather
+        than bent into this channel's noise)."""
+        u = grid_u - _with_neighbours(centre)[..., None]
+        shape(
+            _with_neighbours(beta),
+            _with_neighbours(rate),
+            u,
+            (
+                cols[..., _OWN:_LEVEL, :],
+                cols[..., _D_RATE:_N_COLUMNS:3, :],
+                cols[..., _D_CENTRE:_N_COLUMNS:3, :],
+                cols[..., _D_ROLLOFF:_N_COLUMNS:3, :],
+            ),
+        )
+        cols[..., _OWN:_LEVEL, :] *= w_rows
+        cols[..., _D_RATE:_N_COLUMNS, :] *= w_rows
+        return cols
+
+    def normal(a: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The normal equations of ``a`` scaled to a unit diagonal (the columns differ
+        by many orders of magnitude: shapes ~1e-2, slope ~1, derivatives, all times
+        weights ~1/p), with a tiny ridge: matrix, right-hand side and the scale."""
+        gram = np.matmul(a, np.swapaxes(a, -1, -2))
+        diag = np.einsum("...pp->...p", gram)[..., :_N_COLUMNS]
+        scale = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
+        g = gram[..., :_N_COLUMNS, :_N_COLUMNS] * scale[..., :, None] * scale[..., None, :]
+        g += np.eye(_N_COLUMNS) * _RIDGE
+        return g, gram[..., :_N_COLUMNS, _N_COLUMNS] * scale, scale
 
     def step(a: FloatArray) -> FloatArray:
         """Weighted least-squares coefficients alone (a Gauss-Newton step)."""
-        at = np.swapaxes(a, -1, -2)
-        gram, rhs = np.matmul(at, a), np.matmul(at, wy[..., None])
-        diag = np.einsum("...pp->...p", gram)
-        scale = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
-        g = gram * scale[..., :, None] * scale[..., None, :] + np.eye(_N_COLUMNS) * _RIDGE
-        return np.asarray(np.linalg.solve(g, rhs * scale[..., None])[..., 0] * scale)
-
-    def solve(a: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        """Weighted least squares: coefficients, inverse normal matrix, weighted
-        residuals (zero at invalid points, whose weight is zero) and their RSS."""
-        at = np.swapaxes(a, -1, -2)
-        coef, inv = _solve_scaled(np.matmul(at, a), np.matmul(at, wy[..., None])[..., 0])
-        resid = wy - np.matmul(a, coef[..., None])[..., 0]
-        return coef, inv, resid, np.asarray(np.einsum("ncw,ncw->nc", resid, resid))
+        g, rhs, scale = normal(a)
+        return np.asarray(np.linalg.solve(g, rhs[..., None])[..., 0] * scale)
 
     # Gauss-Newton on the nonlinear (rate, centre, roll-off), the linear amplitudes
     # and noise solved exactly at each step (the derivative columns' coefficients are
@@ -333,9 +350,20 @@ def fit_raised_cosine(
 
     # The final fit keeps the derivative columns: their coefficients are ~0 at the
     # optimum, and the covariance of (amplitude, noise) then includes what the shape
-    # is free to trade (the linearised joint uncertainty).
-    cols = design(beta, rate, centre)
-    coef, inv, resid, rss = solve(cols)
+    # is free to trade (the linearised joint uncertainty).  Of the inverse normal
+    # matrix only the columns of the amplitude, the noise level and the roll-off are
+    # used: they are solved for with the coefficients (a full inverse cost more than
+    # every solve of the iterations together).
+    a = design(beta, rate, centre)
+    scaled, rhs, scale = normal(a)
+    unit = np.broadcast_to(np.eye(_N_COLUMNS)[:, _INVERSE_COLUMNS], (*rhs.shape, 3))
+    solved = np.linalg.solve(scaled, np.concatenate((rhs[..., None], unit), axis=-1))
+    coef = solved[..., 0] * scale
+    inv_cols = solved[..., 1:] * scale[..., :, None] * scale[..., _INVERSE_COLUMNS][..., None, :]
+    inv_own, inv_own_level = inv_cols[..., _OWN, 0], inv_cols[..., _OWN, 1]
+    inv_level, inv_rolloff = inv_cols[..., _LEVEL, 1], inv_cols[..., _D_ROLLOFF, 2]
+    resid = wy - np.matmul(coef[..., None, :], a[..., :_N_COLUMNS, :])[..., 0, :]
+    rss = np.asarray(np.einsum("ncw,ncw->nc", resid, resid))
     valid_points = nb.valid.sum(axis=-1)[None, :].astype(np.float64)
     dof = np.maximum(valid_points - _N_COLUMNS, 1.0)
     # Points closer than the RBW see overlapping parts of the spectrum: what the
@@ -351,11 +379,7 @@ def fit_raised_cosine(
     # is independent from point to point): each gets its own inflation.
     var = np.maximum(rss / dof * inflation, _MODEL_ERROR**2 * correlation)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = (
-            inv[..., _OWN, _OWN] / sig**2
-            + inv[..., _LEVEL, _LEVEL] / n0**2
-            - 2 * inv[..., _OWN, _LEVEL] / (sig * n0)
-        ) * var
+        rel = (inv_own / sig**2 + inv_level / n0**2 - 2 * inv_own_level / (sig * n0)) * var
         unc = _DB_PER_NEPER * np.sqrt(np.maximum(rel, 0.0))
         osnr = 10 * np.log10(sig / (n0 / rbw_ghz * OSNR_REFERENCE_BANDWIDTH_GHZ))
         step_rate = np.abs(coef[..., _D_RATE] / sig) / rate
@@ -364,7 +388,7 @@ def fit_raised_cosine(
         # The roll-off's own one-sigma uncertainty: through a wide RBW a small roll-off
         # barely shows (0.01 moves a 30 GBd channel's edges by 0.15 GHz under a 12.5 GHz
         # filter), and the step the last solve asks for is then the noise's.
-        sigma_beta = np.sqrt(np.maximum(inv[..., _D_ROLLOFF, _D_ROLLOFF] * var, 0.0)) / sig
+        sigma_beta = np.sqrt(np.maximum(inv_rolloff * var, 0.0)) / sig
     fitted = (sig > 0) & (n0 > 0)
     osnr = np.where(fitted, osnr, np.nan)
     # A fit that would still move (the step the final solve asks for), or is pinned
@@ -399,7 +423,7 @@ def fit_raised_cosine(
     # wanders to a shape that trades with the pedestal or a neighbour, and its
     # amplitude then means nothing.
     peak_shape = shape(beta, rate, np.zeros_like(rate)[..., None])[0][..., 0]
-    sig_low = sig - 2.0 * np.sqrt(np.maximum(inv[..., _OWN, _OWN] * var, 0.0))
+    sig_low = sig - 2.0 * np.sqrt(np.maximum(inv_own * var, 0.0))
     # An unconverged fit still counts when its shape stayed where the trace put it
     # (rate within _PRESENCE_RATE_DRIFT of the width's, centre within a quarter of
     # the spacing): a lit channel the fit cannot pin down to 0.2 % is still lit.
