@@ -77,15 +77,16 @@ now (the tables stop at the plan's highest plausible rate, the FFT is half the s
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from odpm.models import FloatArray
-from odpm.pipeline.axis import TraceAxis, half_crossings_ghz
+from odpm.pipeline.axis import Neighbourhood, TraceAxis, half_crossings_ghz
 from odpm.pipeline.formulas import OSNR_REFERENCE_BANDWIDTH_GHZ
-from odpm.pipeline.shapes import rate_limit_gbd, shape_table
+from odpm.pipeline.shapes import ShapeTable, rate_limit_gbd, shape_table
 
 #: 10 / ln 10: converts a relative standard deviation into dB.
 _DB_PER_NEPER = 10.0 / math.log(10.0)
@@ -134,8 +135,14 @@ _PRESENCE_RATE_DRIFT = 0.1
 #: fit_raised_cosine).
 _POINTS_PER_RBW = 1.5
 _MIN_POINTS = 48
-#: Columns of the design matrix.
-_OWN, _LEFT, _RIGHT, _LEVEL, _SLOPE, _D_RATE, _D_CENTRE, _D_ROLLOFF = range(8)
+#: Columns of the design matrix: the own and the neighbours' shapes, then (own,
+#: lower, upper neighbour's) the derivatives in rate, centre and roll-off, then the
+#: noise pedestal.  The twelve shape columns come first and in this order so that one
+#: look-up of the three shapes writes them as one block (see fit_raised_cosine).
+_OWN, _LEFT, _RIGHT = range(3)
+_D_RATE, _D_CENTRE, _D_ROLLOFF = 3, 6, 9
+_LEVEL, _SLOPE = 12, 13
+_N_SHAPE_COLUMNS = 12
 _N_COLUMNS = 14
 #: The columns of the inverse normal matrix the uncertainties need (amplitude, noise
 #: level, roll-off; see fit_raised_cosine).
@@ -209,6 +216,90 @@ def _residual_inflation(resid: FloatArray, rss: FloatArray, most: float) -> Floa
     return np.asarray(np.clip((1 + rho) / (1 - rho), min(_MIN_INFLATION, most), most)[:, None])
 
 
+@dataclass(frozen=True, slots=True)
+class _Geometry:
+    """What the fit needs of an axis at one RBW and set of roll-offs: it does not
+    change from scan to scan, so it is built once per axis (:func:`_geometry`)."""
+
+    table: ShapeTable
+    #: The tabulated roll-offs, and which one the fit starts from.
+    betas: FloatArray
+    start: int
+    #: Each channel's window (every ``stride``-th point; see fit_raised_cosine).
+    nb: Neighbourhood
+    #: Offsets of the window's points from the own shape's and the lower and upper
+    #: neighbours' grid centres, ``(1, C, 3, W)`` (a missing neighbour beyond the
+    #: plan's ends far away, where its shape is zero).
+    grid_u: FloatArray
+    #: The pedestal's slope column (unweighted), ``(1, C, W)``.
+    slope: FloatArray
+    #: Degrees of freedom of each window's fit, ``(1, C)``.
+    dof: FloatArray
+    #: How many neighbouring points see the same light (see fit_raised_cosine).
+    correlation: float
+    #: The outer part of each window (its residual's mean is tested), ``(C, W)``,
+    #: its points, and what they count for (over ``correlation``).
+    outer: npt.NDArray[np.bool_]
+    outer_points: FloatArray
+    n_outer: FloatArray
+
+
+#: Geometries by axis (kept while the axis lives), then by (RBW, roll-offs).
+_GEOMETRIES: weakref.WeakKeyDictionary[
+    TraceAxis, dict[tuple[float, tuple[float, ...]], _Geometry]
+] = weakref.WeakKeyDictionary()
+#: Geometries kept per axis (a few RBWs).
+_GEOMETRIES_PER_AXIS = 8
+
+
+def _geometry(axis: TraceAxis, rbw_ghz: float, rolloffs: tuple[float, ...]) -> _Geometry:
+    """The fit's geometry for this axis, RBW and roll-offs, built on first use: the
+    median step of a 17,000-point axis alone cost as much as one Gauss-Newton step."""
+    key = (float(rbw_ghz), tuple(float(b) for b in rolloffs))
+    cache = _GEOMETRIES.setdefault(axis, {})
+    if key in cache:
+        return cache[key]
+    gaps = np.diff(axis.channel_ghz)
+    widest = float(gaps.max()) if gaps.size else float(np.max(axis.slot_width_ghz))
+    table = shape_table(key[0], key[1], rate_limit_gbd(widest))
+    betas = np.asarray(rolloffs, dtype=np.float64)
+    step_ghz = float(np.median(np.diff(axis.frequency_ghz)))
+    # Points closer than a fraction of the RBW carry little new information (the
+    # filter smooths the trace over its width): keep one every RBW / _POINTS_PER_RBW,
+    # but at least _MIN_POINTS in the narrowest window.
+    reach = float(np.min(gaps)) * 2 if gaps.size else 1e9
+    stride = max(
+        1, min(int(rbw_ghz / _POINTS_PER_RBW / step_ghz), int(reach / _MIN_POINTS / step_ghz))
+    )
+    nb = axis.neighbourhood(stride)
+    gap_lo = np.concatenate(([_FAR_GHZ], gaps))
+    gap_hi = np.concatenate((gaps, [_FAR_GHZ]))
+    shift = np.stack((np.zeros_like(gap_lo), gap_lo, -gap_hi), axis=-1)
+    # Points closer than the RBW see overlapping parts of the spectrum: what the
+    # filter smooths (a shape that is slightly off) is correlated over ~RBW, so the
+    # residual variance counts for fewer points (at most this inflation).
+    correlation = max(1.0, rbw_ghz * _POINTS_PER_RBW / (2 * step_ghz * stride))
+    valid_points = nb.valid.sum(axis=-1)[None, :].astype(np.float64)
+    outer = (np.abs(nb.offset_ghz) > _INNER_FRACTION * nb.reach_ghz[:, None]) & nb.valid
+    geometry = _Geometry(
+        table=table,
+        betas=betas,
+        start=int(np.argmin(np.abs(betas - _START_ROLLOFF))),
+        nb=nb,
+        grid_u=(nb.offset_ghz[:, None, :] + shift[:, :, None])[None],
+        slope=(nb.offset_ghz / nb.reach_ghz[:, None])[None],
+        dof=np.maximum(valid_points - _N_COLUMNS, 1.0),
+        correlation=correlation,
+        outer=outer,
+        outer_points=outer.sum(axis=-1),
+        n_outer=outer.sum(axis=-1) / correlation,
+    )
+    if len(cache) >= _GEOMETRIES_PER_AXIS:
+        del cache[next(iter(cache))]
+    cache[key] = geometry
+    return geometry
+
+
 def fit_raised_cosine(
     axis: TraceAxis,
     p: npt.NDArray[np.float32],
@@ -221,19 +312,8 @@ def fit_raised_cosine(
     ``noise_level`` (trace units at each centre, ``(N, C)``) sets the half-maximum level
     used to measure widths; the pit noise is used when it is None.
     """
-    gaps = np.diff(axis.channel_ghz)
-    widest = float(gaps.max()) if gaps.size else float(np.max(axis.slot_width_ghz))
-    table = shape_table(float(rbw_ghz), tuple(float(b) for b in rolloffs), rate_limit_gbd(widest))
-    betas = np.asarray(rolloffs, dtype=np.float64)
-    step_ghz = float(np.median(np.diff(axis.frequency_ghz)))
-    # Points closer than a fraction of the RBW carry little new information (the
-    # filter smooths the trace over its width): keep one every RBW / _POINTS_PER_RBW,
-    # but at least _MIN_POINTS in the narrowest window.
-    reach = float(np.min(np.diff(axis.channel_ghz))) * 2 if gaps.size else 1e9
-    stride = max(
-        1, min(int(rbw_ghz / _POINTS_PER_RBW / step_ghz), int(reach / _MIN_POINTS / step_ghz))
-    )
-    nb = axis.neighbourhood(stride)
+    geo = _geometry(axis, rbw_ghz, rolloffs)
+    table, betas, nb = geo.table, geo.betas, geo.nb
     if noise_level is None:
         noise_level = pit_noise_level(axis, p)
 
@@ -242,36 +322,28 @@ def fit_raised_cosine(
     g = np.take(p, axis.slots.idx, axis=1)[..., 1:-1]
     peak = g.max(axis=-1).astype(np.float64)
     rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
-    start = int(np.argmin(np.abs(betas - _START_ROLLOFF)))
-    rate = table.rate_from_fwhm(fall - rise, start)
+    rate = table.rate_from_fwhm(fall - rise, geo.start)
     width_rate = rate
     centre = (rise + fall) / 2
-    beta = np.full_like(rate, betas[start])
+    beta = np.full_like(rate, betas[geo.start])
 
     y = np.take(p, nb.idx, axis=1).astype(np.float64)  # (N, C, W)
     w = np.where(nb.valid[None], 1.0 / np.maximum(y, 1e-30), 0.0)
     wy = y * w
-    offset = nb.offset_ghz[None]  # (1, C, W)
     # The weighted design, one row per column of the model and a last row holding the
     # weighted trace, ``(N, C, 15, W)``: one product with its own transpose gives the
-    # normal matrix and its right-hand side together, and the rows of each kind of
-    # column are evenly spaced (see _OWN .. _D_ROLLOFF and _N_COLUMNS), so the three
-    # shapes' values and derivatives are written in place (_design) rather than
-    # stacked.  The pedestal's rows and the trace's never change.
-    cols = np.empty((*wy.shape[:2], _N_COLUMNS + 1, wy.shape[2]))
+    # normal matrix and its right-hand side together.  The twelve shape rows are
+    # written in place by one look-up of the three shapes (as ``(N, C, 4, 3, W)``:
+    # value and derivatives, own and neighbours); the pedestal's and the trace's rows
+    # never change.
+    n, c, width = wy.shape
+    cols = np.empty((n, c, _N_COLUMNS + 1, width))
     cols[..., _LEVEL, :] = w
-    cols[..., _SLOPE, :] = offset / nb.reach_ghz[:, None] * w
+    np.multiply(geo.slope, w, out=cols[..., _SLOPE, :])
     cols[..., _N_COLUMNS, :] = wy
+    shape_rows = cols[..., :_N_SHAPE_COLUMNS, :]
+    shape_out = shape_rows.reshape(n, c, 4, 3, width)
     w_rows = w[..., None, :]
-    # Each shape's offset from the window's points before its centre: the own shape
-    # at the grid centre, the neighbours' shifted by the centre-to-centre distance
-    # (a missing neighbour beyond the plan's ends far away, where its shape is zero).
-    gap_lo = np.concatenate(([_FAR_GHZ], gaps))
-    gap_hi = np.concatenate((gaps, [_FAR_GHZ]))
-    grid_u = (
-        offset[:, :, None, :]
-        + np.stack((np.zeros_like(gap_lo), gap_lo, -gap_hi), -1)[None, :, :, None]
-    )  # (1, C, 3, W)
 
     def shape(
         beta: FloatArray, rate: FloatArray, u: FloatArray, out: _Shapes | None = None
@@ -296,20 +368,19 @@ def fit_raised_cosine(
         own term a T(x - c): d/d rate = a T_rate, d/dc = -a T_u, d/d beta = a T_beta;
         the neighbours' likewise, so that a neighbour still off is absorbed here rather
         than bent into this channel's noise)."""
-        u = grid_u - _with_neighbours(centre)[..., None]
+        u = geo.grid_u - _with_neighbours(centre)[..., None]
         shape(
             _with_neighbours(beta),
             _with_neighbours(rate),
             u,
             (
-                cols[..., _OWN:_LEVEL, :],
-                cols[..., _D_RATE:_N_COLUMNS:3, :],
-                cols[..., _D_CENTRE:_N_COLUMNS:3, :],
-                cols[..., _D_ROLLOFF:_N_COLUMNS:3, :],
+                shape_out[..., 0, :, :],
+                shape_out[..., 1, :, :],
+                shape_out[..., 2, :, :],
+                shape_out[..., 3, :, :],
             ),
         )
-        cols[..., _OWN:_LEVEL, :] *= w_rows
-        cols[..., _D_RATE:_N_COLUMNS, :] *= w_rows
+        np.multiply(shape_rows, w_rows, out=shape_rows)
         return cols
 
     def normal(a: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -364,12 +435,7 @@ def fit_raised_cosine(
     inv_level, inv_rolloff = inv_cols[..., _LEVEL, 1], inv_cols[..., _D_ROLLOFF, 2]
     resid = wy - np.matmul(coef[..., None, :], a[..., :_N_COLUMNS, :])[..., 0, :]
     rss = np.asarray(np.einsum("ncw,ncw->nc", resid, resid))
-    valid_points = nb.valid.sum(axis=-1)[None, :].astype(np.float64)
-    dof = np.maximum(valid_points - _N_COLUMNS, 1.0)
-    # Points closer than the RBW see overlapping parts of the spectrum: what the
-    # filter smooths (a shape that is slightly off) is correlated over ~RBW, so the
-    # residual variance counts for fewer points (at most this inflation).
-    correlation = max(1.0, rbw_ghz * _POINTS_PER_RBW / (2 * step_ghz * stride))
+    dof, correlation = geo.dof, geo.correlation
     inflation = _residual_inflation(resid, rss, correlation)
     sig, n0 = coef[..., _OWN], coef[..., _LEVEL]
     # The shape model itself is known to about _MODEL_ERROR of the trace (roll-off
@@ -410,12 +476,10 @@ def fit_raised_cosine(
     # between channels by ROADM filters) leaves the trace systematically below the
     # model near the midpoints.  Compare the mean residual there with what the
     # residual scatter allows; a channel that fails has no credible fit.
-    outer = (np.abs(nb.offset_ghz) > _INNER_FRACTION * nb.reach_ghz[:, None]) & nb.valid
-    n_outer = outer.sum(axis=-1) / correlation
     sigma = np.sqrt(rss / dof)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean_outer = np.where(outer[None], resid, 0.0).sum(axis=-1) / outer.sum(axis=-1)
-        z = np.abs(mean_outer) / (sigma / np.sqrt(np.maximum(n_outer, 1.0)))
+        mean_outer = np.where(geo.outer[None], resid, 0.0).sum(axis=-1) / geo.outer_points
+        z = np.abs(mean_outer) / (sigma / np.sqrt(np.maximum(geo.n_outer, 1.0)))
     unc = np.where(z > _MAX_RESIDUAL_Z, np.inf, unc)
 
     # For presence: the signal's peak at its lower two-sigma bound, and none where the
