@@ -295,7 +295,7 @@ def _geometry(axis: TraceAxis, rbw_ghz: float, rolloffs: tuple[float, ...]) -> _
         n_outer=outer.sum(axis=-1) / correlation,
     )
     if len(cache) >= _GEOMETRIES_PER_AXIS:
-        del cache[next(iter(cache))]
+        cache.pop(next(iter(cache)), None)
     cache[key] = geometry
     return geometry
 
@@ -341,16 +341,19 @@ def fit_raised_cosine(
     cols[..., _LEVEL, :] = w
     np.multiply(geo.slope, w, out=cols[..., _SLOPE, :])
     cols[..., _N_COLUMNS, :] = wy
-    shape_rows = cols[..., :_N_SHAPE_COLUMNS, :]
-    shape_out = shape_rows.reshape(n, c, 4, 3, width)
+    shape_out = cols[..., :_N_SHAPE_COLUMNS, :].reshape(n, c, 4, 3, width)
     w_rows = w[..., None, :]
 
     def shape(
-        beta: FloatArray, rate: FloatArray, u: FloatArray, out: _Shapes | None = None
+        beta: FloatArray,
+        rate: FloatArray,
+        u: FloatArray,
+        out: _Shapes | None = None,
+        weight: FloatArray | None = None,
     ) -> _Shapes:
         """A raised cosine at continuous roll-off ``beta`` (blended between the two
         tabulated roll-offs around it), rate and offset ``u``: value and derivatives
-        in rate, ``u`` and roll-off (into ``out`` if given)."""
+        in rate, ``u`` and roll-off (times ``weight``, into ``out``, if given)."""
         k = np.clip(np.searchsorted(betas, beta, side="right") - 1, 0, betas.size - 2)
         span = betas[k + 1] - betas[k]
         return table.evaluate_blend(
@@ -360,6 +363,7 @@ def fit_raised_cosine(
             rate[..., None],
             u,
             out,
+            weight,
         )
 
     def design(beta: FloatArray, rate: FloatArray, centre: FloatArray) -> FloatArray:
@@ -369,18 +373,9 @@ def fit_raised_cosine(
         the neighbours' likewise, so that a neighbour still off is absorbed here rather
         than bent into this channel's noise)."""
         u = geo.grid_u - _with_neighbours(centre)[..., None]
-        shape(
-            _with_neighbours(beta),
-            _with_neighbours(rate),
-            u,
-            (
-                shape_out[..., 0, :, :],
-                shape_out[..., 1, :, :],
-                shape_out[..., 2, :, :],
-                shape_out[..., 3, :, :],
-            ),
-        )
-        np.multiply(shape_rows, w_rows, out=shape_rows)
+        rows = (shape_out[..., 0, :, :], shape_out[..., 1, :, :], shape_out[..., 2, :, :])
+        rows_and_roll_off = (*rows, shape_out[..., 3, :, :])
+        shape(_with_neighbours(beta), _with_neighbours(rate), u, rows_and_roll_off, w_rows)
         return cols
 
     def normal(a: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:

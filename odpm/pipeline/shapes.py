@@ -97,21 +97,24 @@ class ShapeTable:
         symbol_rate_gbd: FloatArray,
         u_ghz: FloatArray,
         out: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None,
+        weight: FloatArray | None = None,
     ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """``(s * H)(u)`` at continuous rates (bilinear in rate and frequency) and at a
         roll-off between two tabulated ones: rows ``first_row`` (the lower roll-off's)
         and ``first_row + R`` blended by ``rolloff_t`` (``span`` apart), all broadcast
         against ``u_ghz``.  Returns the value and its derivatives in rate, ``u`` and
-        roll-off, written into ``out`` when given (arrays of ``u_ghz``'s shape, or views
-        of that shape such as a design matrix's columns).  The corners are blended in
-        roll-off first, so the frequency and rate interpolation is done once for both.
+        roll-off, each times ``weight`` if given (broadcast against ``u_ghz``), written
+        into ``out`` when given (arrays of ``u_ghz``'s shape, or views of that shape
+        such as a design matrix's columns).  The corners are blended in roll-off
+        first, so the frequency and rate interpolation is done once for both.
 
         This is the fit's hot path (three shapes at every window point, four designs
-        per fit), written for the fewest passes over the points: the per-channel
-        rate and roll-off weights stay unbroadcast, the eight corners are gathered
-        from offset views of the table (no index arithmetic per corner), and the
-        intermediates are updated in place rather than allocated (about half the
-        time of the same arithmetic written with temporaries)."""
+        per fit), written for the fewest passes over the points: the eight corners
+        are gathered from offset views of the table (no index arithmetic per corner),
+        the per-channel weights in rate and roll-off are spread over the points once
+        (an operand broadcast along the innermost axis costs twice a contiguous one),
+        the weight is folded into the last product of each output, and the
+        intermediates are updated in place rather than allocated."""
         n_rates = self.n_rates
         width = self.values.shape[1]
         last = width - 1
@@ -120,7 +123,8 @@ class ShapeTable:
         # did the same ten times slower on these small per-channel arrays).
         q = np.fmin(np.fmax(q, 0.0), float(n_rates - 1))
         j = np.minimum(q.astype(np.intp), n_rates - 2)
-        s = q - j
+        s = _spread(q - j, u_ghz.shape)
+        rolloff_t = _spread(rolloff_t, u_ghz.shape)
         x = np.abs(u_ghz)
         x *= 1.0 / TABLE_STEP_GHZ
         np.minimum(x, float(last), out=x)
@@ -141,18 +145,18 @@ class ShapeTable:
         if out is None:
             out = (np.empty_like(t), np.empty_like(t), np.empty_like(t), np.empty_like(t))
         value, d_rate, d_u, d_rolloff = out
+        per_rate = 1.0 / SYMBOL_RATE_STEP_GBD
+        per_u = 1.0 / TABLE_STEP_GHZ
         d0 = np.subtract(c01, c00, out=c01)
         d1 = np.subtract(c11, c10, out=c11)
         lo = np.add(c00, np.multiply(d0, t, out=scratch), out=c00)
         across = np.add(c10, np.multiply(d1, t, out=scratch), out=c10)
         across -= lo
         np.add(lo, np.multiply(across, s, out=value), out=value)
-        np.multiply(across, 1.0 / SYMBOL_RATE_STEP_GBD, out=d_rate)
         d1 -= d0
         d1 *= s
         d1 += d0
-        np.multiply(np.sign(u_ghz, out=scratch), d1, out=d_u)
-        d_u *= 1.0 / TABLE_STEP_GHZ
+        sign = np.sign(u_ghz, out=scratch)
         for e_lo, e_hi in ((e00, e01), (e10, e11)):  # e at the lower and upper rate
             e_hi -= e_lo
             e_hi *= t
@@ -161,7 +165,28 @@ class ShapeTable:
         e11 *= s
         e11 += e01
         np.divide(e11, rolloff_span, out=d_rolloff)
+        if weight is None:
+            np.multiply(across, per_rate, out=d_rate)
+            np.multiply(sign, d1, out=d_u)
+            d_u *= per_u
+        else:
+            # Powers of two: the products are those of weighting each output after.
+            value *= weight
+            np.multiply(across, weight * per_rate, out=d_rate)
+            sign *= weight * per_u
+            np.multiply(sign, d1, out=d_u)
+            d_rolloff *= weight
         return out
+
+
+def _spread(a: FloatArray, shape: tuple[int, ...]) -> FloatArray:
+    """``a`` broadcast to ``shape``: one value per row of its last axis spread over
+    that axis as a contiguous array, so that the products with it are contiguous."""
+    if a.shape == shape:
+        return a
+    if a.shape[:-1] == shape[:-1] and a.shape[-1] == 1:
+        return np.repeat(a, shape[-1], axis=-1)
+    return np.broadcast_to(a, shape)
 
 
 def rate_limit_gbd(widest_window_ghz: float) -> float:
