@@ -56,7 +56,7 @@ def test_shape_derivatives_are_those_of_the_interpolated_value() -> None:
     assert np.any(np.abs(d_rate) > 0) and np.any(np.abs(d_u) > 0) and np.any(d_rolloff != 0)
 
     def quotient(lo: tuple[np.ndarray, ...], hi: tuple[np.ndarray, ...], h: float) -> np.ndarray:
-        return (hi[0] - lo[0]) / (2 * h)
+        return np.asarray((hi[0] - lo[0]) / (2 * h))
 
     h_rate = 0.1 * SYMBOL_RATE_STEP_GBD
     by_rate = quotient(
