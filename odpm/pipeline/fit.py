@@ -147,6 +147,8 @@ _N_COLUMNS = 14
 #: The columns of the inverse normal matrix the uncertainties need (amplitude, noise
 #: level, roll-off; see fit_raised_cosine).
 _INVERSE_COLUMNS = (_OWN, _LEVEL, _D_ROLLOFF)
+#: Their unit vectors, the right-hand sides that solve for them.
+_UNIT_COLUMNS = np.eye(_N_COLUMNS)[:, _INVERSE_COLUMNS]
 
 #: A shape's value and its derivatives in rate, offset and roll-off.
 _Shapes = tuple[FloatArray, FloatArray, FloatArray, FloatArray]
@@ -212,8 +214,10 @@ def _residual_inflation(resid: FloatArray, rss: FloatArray, most: float) -> Floa
     (six seeds, OSNR 16-32 dB, averaging 1-64), at 3 none beyond 0.7 dB."""
     lagged = np.einsum("ncw,ncw->n", resid[..., :-1], resid[..., 1:])
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = np.clip(np.nan_to_num(lagged / rss.sum(axis=-1)), 0.0, 0.999)
-    return np.asarray(np.clip((1 + rho) / (1 - rho), min(_MIN_INFLATION, most), most)[:, None])
+        # fmax/fmin as np.clip(np.nan_to_num(...)): NaN to 0, +-inf to the bounds.
+        rho = np.fmin(np.fmax(lagged / rss.sum(axis=-1), 0.0), 0.999)
+    inflation = np.minimum(np.maximum((1 + rho) / (1 - rho), min(_MIN_INFLATION, most)), most)
+    return np.asarray(inflation[:, None])
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,12 +426,19 @@ def fit_raised_cosine(
     # every solve of the iterations together).
     a = design(beta, rate, centre)
     scaled, rhs, scale = normal(a)
-    unit = np.broadcast_to(np.eye(_N_COLUMNS)[:, _INVERSE_COLUMNS], (*rhs.shape, 3))
-    solved = np.linalg.solve(scaled, np.concatenate((rhs[..., None], unit), axis=-1))
+    rhs_and_unit = np.empty((*rhs.shape, 1 + len(_INVERSE_COLUMNS)))
+    rhs_and_unit[..., 0] = rhs
+    rhs_and_unit[..., 1:] = _UNIT_COLUMNS
+    solved = np.linalg.solve(scaled, rhs_and_unit)
     coef = solved[..., 0] * scale
-    inv_cols = solved[..., 1:] * scale[..., :, None] * scale[..., _INVERSE_COLUMNS][..., None, :]
-    inv_own, inv_own_level = inv_cols[..., _OWN, 0], inv_cols[..., _OWN, 1]
-    inv_level, inv_rolloff = inv_cols[..., _LEVEL, 1], inv_cols[..., _D_ROLLOFF, 2]
+
+    def inverse(row: int, column: int) -> FloatArray:
+        """An element of the (unscaled) inverse normal matrix."""
+        solved_column = 1 + _INVERSE_COLUMNS.index(column)
+        return np.asarray(solved[..., row, solved_column] * scale[..., row] * scale[..., column])
+
+    inv_own, inv_own_level = inverse(_OWN, _OWN), inverse(_OWN, _LEVEL)
+    inv_level, inv_rolloff = inverse(_LEVEL, _LEVEL), inverse(_D_ROLLOFF, _D_ROLLOFF)
     resid = wy - np.matmul(coef[..., None, :], a[..., :_N_COLUMNS, :])[..., 0, :]
     rss = np.asarray(np.einsum("ncw,ncw->nc", resid, resid))
     dof, correlation = geo.dof, geo.correlation
