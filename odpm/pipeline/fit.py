@@ -86,7 +86,7 @@ import numpy.typing as npt
 from odpm.models import FloatArray
 from odpm.pipeline.axis import Neighbourhood, TraceAxis, half_crossings_ghz
 from odpm.pipeline.formulas import OSNR_REFERENCE_BANDWIDTH_GHZ
-from odpm.pipeline.shapes import ShapeTable, rate_limit_gbd, shape_table
+from odpm.pipeline.shapes import rate_limit_gbd, shape_table
 
 #: 10 / ln 10: converts a relative standard deviation into dB.
 _DB_PER_NEPER = 10.0 / math.log(10.0)
@@ -225,7 +225,9 @@ class _Geometry:
     """What the fit needs of an axis at one RBW and set of roll-offs: it does not
     change from scan to scan, so it is built once per axis (:func:`_geometry`)."""
 
-    table: ShapeTable
+    #: The shape table's highest rate (the table itself stays in shape_table's cache,
+    #: so that this cache does not keep tables alive beyond it).
+    max_rate_gbd: float
     #: The tabulated roll-offs, and which one the fit starts from.
     betas: FloatArray
     start: int
@@ -265,7 +267,6 @@ def _geometry(axis: TraceAxis, rbw_ghz: float, rolloffs: tuple[float, ...]) -> _
         return cache[key]
     gaps = np.diff(axis.channel_ghz)
     widest = float(gaps.max()) if gaps.size else float(np.max(axis.slot_width_ghz))
-    table = shape_table(key[0], key[1], rate_limit_gbd(widest))
     betas = np.asarray(rolloffs, dtype=np.float64)
     step_ghz = float(np.median(np.diff(axis.frequency_ghz)))
     # Points closer than a fraction of the RBW carry little new information (the
@@ -286,7 +287,7 @@ def _geometry(axis: TraceAxis, rbw_ghz: float, rolloffs: tuple[float, ...]) -> _
     valid_points = nb.valid.sum(axis=-1)[None, :].astype(np.float64)
     outer = (np.abs(nb.offset_ghz) > _INNER_FRACTION * nb.reach_ghz[:, None]) & nb.valid
     geometry = _Geometry(
-        table=table,
+        max_rate_gbd=rate_limit_gbd(widest),
         betas=betas,
         start=int(np.argmin(np.abs(betas - _START_ROLLOFF))),
         nb=nb,
@@ -317,7 +318,8 @@ def fit_raised_cosine(
     used to measure widths; the pit noise is used when it is None.
     """
     geo = _geometry(axis, rbw_ghz, rolloffs)
-    table, betas, nb = geo.table, geo.betas, geo.nb
+    table = shape_table(float(rbw_ghz), tuple(float(b) for b in rolloffs), geo.max_rate_gbd)
+    betas, nb = geo.betas, geo.nb
     if noise_level is None:
         noise_level = pit_noise_level(axis, p)
 
