@@ -147,6 +147,8 @@ _N_COLUMNS = 14
 #: The columns of the inverse normal matrix the uncertainties need (amplitude, noise
 #: level, roll-off; see fit_raised_cosine).
 _INVERSE_COLUMNS = (_OWN, _LEVEL, _D_ROLLOFF)
+#: The ridge, on the diagonal.
+_RIDGE_MATRIX = np.eye(_N_COLUMNS) * _RIDGE
 #: Their unit vectors, the right-hand sides that solve for them.
 _UNIT_COLUMNS = np.eye(_N_COLUMNS)[:, _INVERSE_COLUMNS]
 
@@ -181,6 +183,13 @@ def pit_noise_level(axis: TraceAxis, p: npt.NDArray[np.float32]) -> FloatArray:
     mid = np.take(p, axis.pit_idx, axis=1).min(axis=-1).astype(np.float64)
     t = axis.centre_t
     return np.asarray(mid[:, :-1] * (1 - t) + mid[:, 1:] * t)
+
+
+def _clip(x: FloatArray, lo: npt.ArrayLike, hi: npt.ArrayLike) -> FloatArray:
+    """``np.clip`` (NaN stays NaN) as the two ufuncs: on the fit's ``(N, C)`` arrays
+    np.clip's Python wrapper costs several times the arithmetic, and the Gauss-Newton
+    loop clips a dozen of them."""
+    return np.asarray(np.minimum(np.maximum(x, lo), hi))
 
 
 def _with_neighbours(x: FloatArray) -> FloatArray:
@@ -392,7 +401,7 @@ def fit_raised_cosine(
         diag = np.einsum("...pp->...p", gram)[..., :_N_COLUMNS]
         scale = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
         g = gram[..., :_N_COLUMNS, :_N_COLUMNS] * scale[..., :, None] * scale[..., None, :]
-        g += np.eye(_N_COLUMNS) * _RIDGE
+        g += _RIDGE_MATRIX
         return g, gram[..., :_N_COLUMNS, _N_COLUMNS] * scale, scale
 
     def step(a: FloatArray) -> FloatArray:
@@ -413,11 +422,11 @@ def fit_raised_cosine(
             d_rate = np.where(ok, coef[..., _D_RATE] / amp, 0.0)
             d_centre = np.where(ok, -coef[..., _D_CENTRE] / amp, 0.0)
             d_beta = np.where(ok, coef[..., _D_ROLLOFF] / amp, 0.0)
-        d_rate = np.clip(d_rate, -_MAX_RATE_STEP * rate, _MAX_RATE_STEP * rate)
+        d_rate = _clip(d_rate, -_MAX_RATE_STEP * rate, _MAX_RATE_STEP * rate)
         rate = table.clip_rate(rate + d_rate)
-        centre = centre + np.clip(d_centre, -_MAX_CENTRE_STEP_GHZ, _MAX_CENTRE_STEP_GHZ)
-        beta = np.clip(
-            beta + np.clip(d_beta, -_MAX_ROLLOFF_STEP, _MAX_ROLLOFF_STEP), betas[0], betas[-1]
+        centre = centre + _clip(d_centre, -_MAX_CENTRE_STEP_GHZ, _MAX_CENTRE_STEP_GHZ)
+        beta = _clip(
+            beta + _clip(d_beta, -_MAX_ROLLOFF_STEP, _MAX_ROLLOFF_STEP), betas[0], betas[-1]
         )
 
     # The final fit keeps the derivative columns: their coefficients are ~0 at the

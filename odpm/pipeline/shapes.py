@@ -87,7 +87,8 @@ class ShapeTable:
 
     def clip_rate(self, symbol_rate_gbd: FloatArray) -> FloatArray:
         """Rates clipped to the table."""
-        return np.clip(symbol_rate_gbd, self.symbol_rate_gbd[0], self.symbol_rate_gbd[-1])
+        lowest, highest = self.symbol_rate_gbd[0], self.symbol_rate_gbd[-1]
+        return np.asarray(np.minimum(np.maximum(symbol_rate_gbd, lowest), highest))
 
     def evaluate_blend(
         self,
