@@ -19,11 +19,11 @@ shape still off is absorbed in this window rather than bent into this channel's
 noise.  Without them the channels converge as a chain (each one behind its
 neighbours) and stop ~0.5 % short on the rate, which through a 12.5 GHz RBW is
 ~0.4 dB of OSNR on an exact model.  Every channel of every trace is fitted at once
-(batched ``(N, C, W, 14)`` normal equations, scaled to a unit diagonal, with a tiny
-ridge: the "regularised least squares" of Li, Pendock & Evans for OSNR on
-low-resolution monitors).  Weights are ``1/p``: the trace's noise is mostly
-multiplicative, and relative residuals keep the floor from being swamped by the
-signal peaks.
+(a batched ``(N, C, 15, W)`` design, the 14 columns and the weighted trace; its
+normal equations scaled to a unit diagonal, with a tiny ridge: the "regularised
+least squares" of Li, Pendock & Evans for OSNR on low-resolution monitors).
+Weights are ``1/p``: the trace's noise is mostly multiplicative, and relative
+residuals keep the floor from being swamped by the signal peaks.
 
 Start: the rate from the width at half maximum (at roll-off 0.1), the centre from the
 crossings; three Gauss-Newton steps (each step clipped to 10 % of the rate, 1 GHz,
@@ -66,12 +66,37 @@ channels within 0.5 dB, worst reported error.
 floor with a neighbour's pedestal at the neighbour's centre, and the ASE ripple over
 one 75-150 GHz spacing can exceed it (a false alarm, strict xfail in the tests).
 
-Speed (bench/pipeline.py, 17,000 points, 80 channels, 2.5 GHz RBW, one core, load
-average 3.6-5.7 on 2 CPUs): old and new code in the same run, old 18.0 / 26.4 ms,
-new 9.9 / 12.9 ms (~2 x); target 5 ms not met.  Where the time goes: the shape look-ups
-(six bilinear look-ups with derivatives per design, four designs) and the batched
-14 x 14 normal equations.  First scan (tables built): 0.67-1.6 s before, 0.15-0.33 s
-now (the tables stop at the plan's highest plausible rate, the FFT is half the size).
+Speed (bench/pipeline.py, 17,000 points, 80 channels, 2.5 GHz RBW, one core): 5.76 ms
+on a quiet machine before the changes below.  After them, timed against that code
+alternately call by call in one process (thread CPU time, medians of 300 calls each,
+load 2.5-4.4 on 2 CPUs): old 13.0 / 11.0 ms, new 9.0 / 7.5 ms, 1.45-1.47 x, so about
+4 ms on a quiet machine (not measured: the machine was never quiet).  Nothing that is
+computed changed beyond rounding (OSNRs of credible fits within 2e-6 dB on the
+generator's traces, the same fits credible).  What made the difference:
+
+* the three shapes of every window (own, lower and upper neighbour's) in one look-up,
+  written in place into the design, whose shape columns come first so that the
+  look-up's four outputs (value, rate, offset and roll-off derivatives) are four
+  strided views of it, weighted in the look-up's last products (no stacking, no
+  separate weighting pass);
+* the weighted trace as the design's last row: one product gives the normal matrix
+  and its right-hand side;
+* the final solve asks for the three columns of the inverse it uses (a full
+  ``np.linalg.inv`` cost more than every solve of the iterations together);
+* what depends only on the axis (median step, stride, window offsets, degrees of
+  freedom, outer masks) kept per axis and RBW (:func:`_geometry`);
+* np.clip / np.nan_to_num replaced by the ufuncs on the small per-channel arrays.
+
+Where the time goes now (thread CPU time): the four designs ~45 % (eight gathers from
+the table and ~40 element-wise passes over ``N x C x 3 x W`` points each), the four
+batched 14 x 14 solves and their products ~35 % (numpy calls LAPACK and BLAS once per
+channel), the start from the widths and the statistics ~20 %.  Tried and dropped:
+float32 for the look-up's arithmetic (12 % of the look-up, derivative columns then
+good to ~1e-6 only), the table with the roll-offs adjacent in memory, the look-up in
+chunks small enough for L2 (both slower), a vectorised Gaussian elimination instead of
+LAPACK (3 x slower).  First scan (tables built): 0.67-1.6 s before the Gauss-Newton
+fit, 0.15-0.33 s now (the tables stop at the plan's highest plausible rate, the FFT
+is half the size).
 """
 
 from __future__ import annotations
