@@ -413,9 +413,9 @@ def fit_raised_cosine(
         the neighbours' likewise, so that a neighbour still off is absorbed here rather
         than bent into this channel's noise)."""
         u = geo.grid_u - _with_neighbours(centre)[..., None]
-        rows = (shape_out[..., 0, :, :], shape_out[..., 1, :, :], shape_out[..., 2, :, :])
-        rows_and_roll_off = (*rows, shape_out[..., 3, :, :])
-        shape(_with_neighbours(beta), _with_neighbours(rate), u, rows_and_roll_off, w_rows)
+        value, d_rate, d_u, d_rolloff = (shape_out[..., k, :, :] for k in range(4))
+        out = (value, d_rate, d_u, d_rolloff)
+        shape(_with_neighbours(beta), _with_neighbours(rate), u, out, w_rows)
         return cols
 
     def normal(a: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
