@@ -19,11 +19,11 @@ shape still off is absorbed in this window rather than bent into this channel's
 noise.  Without them the channels converge as a chain (each one behind its
 neighbours) and stop ~0.5 % short on the rate, which through a 12.5 GHz RBW is
 ~0.4 dB of OSNR on an exact model.  Every channel of every trace is fitted at once
-(batched ``(N, C, W, 14)`` normal equations, scaled to a unit diagonal, with a tiny
-ridge: the "regularised least squares" of Li, Pendock & Evans for OSNR on
-low-resolution monitors).  Weights are ``1/p``: the trace's noise is mostly
-multiplicative, and relative residuals keep the floor from being swamped by the
-signal peaks.
+(a batched ``(N, C, 15, W)`` design, the 14 columns and the weighted trace; its
+normal equations scaled to a unit diagonal, with a tiny ridge: the "regularised
+least squares" of Li, Pendock & Evans for OSNR on low-resolution monitors).
+Weights are ``1/p``: the trace's noise is mostly multiplicative, and relative
+residuals keep the floor from being swamped by the signal peaks.
 
 Start: the rate from the width at half maximum (at roll-off 0.1), the centre from the
 crossings; three Gauss-Newton steps (each step clipped to 10 % of the rate, 1 GHz,
@@ -66,24 +66,50 @@ channels within 0.5 dB, worst reported error.
 floor with a neighbour's pedestal at the neighbour's centre, and the ASE ripple over
 one 75-150 GHz spacing can exceed it (a false alarm, strict xfail in the tests).
 
-Speed (bench/pipeline.py, 17,000 points, 80 channels, 2.5 GHz RBW, one core, load
-average 3.6-5.7 on 2 CPUs): old and new code in the same run, old 18.0 / 26.4 ms,
-new 9.9 / 12.9 ms (~2 x); target 5 ms not met.  Where the time goes: the shape look-ups
-(six bilinear look-ups with derivatives per design, four designs) and the batched
-14 x 14 normal equations.  First scan (tables built): 0.67-1.6 s before, 0.15-0.33 s
-now (the tables stop at the plan's highest plausible rate, the FFT is half the size).
+Speed (bench/pipeline.py, 17,000 points, 80 channels, 2.5 GHz RBW, one core): 5.76 ms
+on a quiet machine before the changes below.  After them, timed against that code
+alternately call by call in one process (thread CPU time, medians of 300 calls each,
+load 2.5-4.4 on 2 CPUs): old 13.0 / 11.0 ms, new 9.0 / 7.5 ms, 1.45-1.47 x, so about
+4 ms on a quiet machine (not measured: the machine was never quiet).  Nothing that is
+computed changed beyond rounding (OSNRs of credible fits within 2e-6 dB on the
+generator's traces, the same fits credible).  What made the difference:
+
+* the three shapes of every window (own, lower and upper neighbour's) in one look-up,
+  written in place into the design, whose shape columns come first so that the
+  look-up's four outputs (value, rate, offset and roll-off derivatives) are four
+  strided views of it, weighted in the look-up's last products (no stacking, no
+  separate weighting pass);
+* the weighted trace as the design's last row: one product gives the normal matrix
+  and its right-hand side;
+* the final solve asks for the three columns of the inverse it uses (a full
+  ``np.linalg.inv`` cost more than every solve of the iterations together);
+* what depends only on the axis (median step, stride, window offsets, degrees of
+  freedom, outer masks) kept per axis and RBW (:func:`_geometry`);
+* np.clip / np.nan_to_num replaced by the ufuncs on the small per-channel arrays.
+
+Where the time goes now (thread CPU time): the four designs ~45 % (eight gathers from
+the table and ~40 element-wise passes over ``N x C x 3 x W`` points each), the four
+batched 14 x 14 solves and their products ~35 % (numpy calls LAPACK and BLAS once per
+channel), the start from the widths and the statistics ~20 %.  Tried and dropped:
+float32 for the look-up's arithmetic (12 % of the look-up, derivative columns then
+good to ~1e-6 only), the table with the roll-offs adjacent in memory, the look-up in
+chunks small enough for L2 (both slower), a vectorised Gaussian elimination instead of
+LAPACK (3 x slower).  First scan (tables built): 0.67-1.6 s before the Gauss-Newton
+fit, 0.15-0.33 s now (the tables stop at the plan's highest plausible rate, the FFT
+is half the size).
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from odpm.models import FloatArray
-from odpm.pipeline.axis import TraceAxis, half_crossings_ghz
+from odpm.pipeline.axis import Neighbourhood, TraceAxis, half_crossings_ghz
 from odpm.pipeline.formulas import OSNR_REFERENCE_BANDWIDTH_GHZ
 from odpm.pipeline.shapes import rate_limit_gbd, shape_table
 
@@ -134,9 +160,25 @@ _PRESENCE_RATE_DRIFT = 0.1
 #: fit_raised_cosine).
 _POINTS_PER_RBW = 1.5
 _MIN_POINTS = 48
-#: Columns of the design matrix.
-_OWN, _LEFT, _RIGHT, _LEVEL, _SLOPE, _D_RATE, _D_CENTRE, _D_ROLLOFF = range(8)
+#: Columns of the design matrix: the own and the neighbours' shapes, then (own,
+#: lower, upper neighbour's) the derivatives in rate, centre and roll-off, then the
+#: noise pedestal.  The twelve shape columns come first and in this order so that one
+#: look-up of the three shapes writes them as one block (see fit_raised_cosine).
+_OWN, _LEFT, _RIGHT = range(3)
+_D_RATE, _D_CENTRE, _D_ROLLOFF = 3, 6, 9
+_LEVEL, _SLOPE = 12, 13
+_N_SHAPE_COLUMNS = 12
 _N_COLUMNS = 14
+#: The columns of the inverse normal matrix the uncertainties need (amplitude, noise
+#: level, roll-off; see fit_raised_cosine).
+_INVERSE_COLUMNS = (_OWN, _LEVEL, _D_ROLLOFF)
+#: The ridge, on the diagonal.
+_RIDGE_MATRIX = np.eye(_N_COLUMNS) * _RIDGE
+#: Their unit vectors, the right-hand sides that solve for them.
+_UNIT_COLUMNS = np.eye(_N_COLUMNS)[:, _INVERSE_COLUMNS]
+
+#: A shape's value and its derivatives in rate, offset and roll-off.
+_Shapes = tuple[FloatArray, FloatArray, FloatArray, FloatArray]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,25 +210,22 @@ def pit_noise_level(axis: TraceAxis, p: npt.NDArray[np.float32]) -> FloatArray:
     return np.asarray(mid[:, :-1] * (1 - t) + mid[:, 1:] * t)
 
 
-def _neighbours(x: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Each channel's lower and upper neighbour's value along the last axis (zero at
-    the ends)."""
-    z = np.zeros_like(x[..., :1])
-    return np.concatenate((z, x[..., :-1]), axis=-1), np.concatenate((x[..., 1:], z), axis=-1)
+def _clip(x: FloatArray, lo: npt.ArrayLike, hi: npt.ArrayLike) -> FloatArray:
+    """``np.clip`` (NaN stays NaN) as the two ufuncs: on the fit's ``(N, C)`` arrays
+    np.clip's Python wrapper costs several times the arithmetic, and the Gauss-Newton
+    loop clips a dozen of them."""
+    return np.asarray(np.minimum(np.maximum(x, lo), hi))
 
 
-def _solve_scaled(gram: FloatArray, rhs: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Solve the batched normal equations ``gram x = rhs`` (``(..., P, P)``, ``(..., P)``)
-    after scaling them to a unit diagonal (the columns differ by many orders of
-    magnitude: shapes ~1e-2, slope ~1, derivatives, all times weights ~1/p), with a
-    tiny ridge; returns the solution and the inverse normal matrix, both unscaled."""
-    diag = np.einsum("...pp->...p", gram)
-    scale = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
-    g = gram * scale[..., :, None] * scale[..., None, :]
-    g += np.eye(gram.shape[-1]) * _RIDGE
-    inv = np.linalg.inv(g) * scale[..., :, None] * scale[..., None, :]
-    x = np.matmul(inv, rhs[..., None])[..., 0]
-    return np.asarray(x), np.asarray(inv)
+def _with_neighbours(x: FloatArray) -> FloatArray:
+    """Each channel's value beside its lower and upper neighbour's, ``(..., C, 3)``
+    (zero for the neighbours beyond the plan's ends), in the order of the design's
+    shape columns (_OWN, _LEFT, _RIGHT)."""
+    out = np.zeros((*x.shape, 3))
+    out[..., 0] = x
+    out[..., 1:, 1] = x[..., :-1]
+    out[..., :-1, 2] = x[..., 1:]
+    return out
 
 
 def _residual_inflation(resid: FloatArray, rss: FloatArray, most: float) -> FloatArray:
@@ -209,8 +248,95 @@ def _residual_inflation(resid: FloatArray, rss: FloatArray, most: float) -> Floa
     (six seeds, OSNR 16-32 dB, averaging 1-64), at 3 none beyond 0.7 dB."""
     lagged = np.einsum("ncw,ncw->n", resid[..., :-1], resid[..., 1:])
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = np.clip(np.nan_to_num(lagged / rss.sum(axis=-1)), 0.0, 0.999)
-    return np.asarray(np.clip((1 + rho) / (1 - rho), min(_MIN_INFLATION, most), most)[:, None])
+        # fmax/fmin as np.clip(np.nan_to_num(...)): NaN to 0, +-inf to the bounds.
+        rho = np.fmin(np.fmax(lagged / rss.sum(axis=-1), 0.0), 0.999)
+    inflation = np.minimum(np.maximum((1 + rho) / (1 - rho), min(_MIN_INFLATION, most)), most)
+    return np.asarray(inflation[:, None])
+
+
+@dataclass(frozen=True, slots=True)
+class _Geometry:
+    """What the fit needs of an axis at one RBW and set of roll-offs: it does not
+    change from scan to scan, so it is built once per axis (:func:`_geometry`)."""
+
+    #: The shape table's highest rate (the table itself stays in shape_table's cache,
+    #: so that this cache does not keep tables alive beyond it).
+    max_rate_gbd: float
+    #: The tabulated roll-offs, and which one the fit starts from.
+    betas: FloatArray
+    start: int
+    #: Each channel's window (every ``stride``-th point; see fit_raised_cosine).
+    nb: Neighbourhood
+    #: Offsets of the window's points from the own shape's and the lower and upper
+    #: neighbours' grid centres, ``(1, C, 3, W)`` (a missing neighbour beyond the
+    #: plan's ends far away, where its shape is zero).
+    grid_u: FloatArray
+    #: The pedestal's slope column (unweighted), ``(1, C, W)``.
+    slope: FloatArray
+    #: Degrees of freedom of each window's fit, ``(1, C)``.
+    dof: FloatArray
+    #: How many neighbouring points see the same light (see fit_raised_cosine).
+    correlation: float
+    #: The outer part of each window (its residual's mean is tested), ``(C, W)``,
+    #: its points, and what they count for (over ``correlation``).
+    outer: npt.NDArray[np.bool_]
+    outer_points: FloatArray
+    n_outer: FloatArray
+
+
+#: Geometries by axis (kept while the axis lives), then by (RBW, roll-offs).
+_GEOMETRIES: weakref.WeakKeyDictionary[
+    TraceAxis, dict[tuple[float, tuple[float, ...]], _Geometry]
+] = weakref.WeakKeyDictionary()
+#: Geometries kept per axis (a few RBWs).
+_GEOMETRIES_PER_AXIS = 8
+
+
+def _geometry(axis: TraceAxis, rbw_ghz: float, rolloffs: tuple[float, ...]) -> _Geometry:
+    """The fit's geometry for this axis, RBW and roll-offs, built on first use: the
+    median step of a 17,000-point axis alone cost as much as one Gauss-Newton step."""
+    key = (float(rbw_ghz), tuple(float(b) for b in rolloffs))
+    cache = _GEOMETRIES.setdefault(axis, {})
+    if key in cache:
+        return cache[key]
+    gaps = np.diff(axis.channel_ghz)
+    widest = float(gaps.max()) if gaps.size else float(np.max(axis.slot_width_ghz))
+    betas = np.asarray(rolloffs, dtype=np.float64)
+    step_ghz = float(np.median(np.diff(axis.frequency_ghz)))
+    # Points closer than a fraction of the RBW carry little new information (the
+    # filter smooths the trace over its width): keep one every RBW / _POINTS_PER_RBW,
+    # but at least _MIN_POINTS in the narrowest window.
+    reach = float(np.min(gaps)) * 2 if gaps.size else 1e9
+    stride = max(
+        1, min(int(rbw_ghz / _POINTS_PER_RBW / step_ghz), int(reach / _MIN_POINTS / step_ghz))
+    )
+    nb = axis.neighbourhood(stride)
+    gap_lo = np.concatenate(([_FAR_GHZ], gaps))
+    gap_hi = np.concatenate((gaps, [_FAR_GHZ]))
+    shift = np.stack((np.zeros_like(gap_lo), gap_lo, -gap_hi), axis=-1)
+    # Points closer than the RBW see overlapping parts of the spectrum: what the
+    # filter smooths (a shape that is slightly off) is correlated over ~RBW, so the
+    # residual variance counts for fewer points (at most this inflation).
+    correlation = max(1.0, rbw_ghz * _POINTS_PER_RBW / (2 * step_ghz * stride))
+    valid_points = nb.valid.sum(axis=-1)[None, :].astype(np.float64)
+    outer = (np.abs(nb.offset_ghz) > _INNER_FRACTION * nb.reach_ghz[:, None]) & nb.valid
+    geometry = _Geometry(
+        max_rate_gbd=rate_limit_gbd(widest),
+        betas=betas,
+        start=int(np.argmin(np.abs(betas - _START_ROLLOFF))),
+        nb=nb,
+        grid_u=(nb.offset_ghz[:, None, :] + shift[:, :, None])[None],
+        slope=(nb.offset_ghz / nb.reach_ghz[:, None])[None],
+        dof=np.maximum(valid_points - _N_COLUMNS, 1.0),
+        correlation=correlation,
+        outer=outer,
+        outer_points=outer.sum(axis=-1),
+        n_outer=outer.sum(axis=-1) / correlation,
+    )
+    if len(cache) >= _GEOMETRIES_PER_AXIS:
+        cache.pop(next(iter(cache)), None)
+    cache[key] = geometry
+    return geometry
 
 
 def fit_raised_cosine(
@@ -225,19 +351,9 @@ def fit_raised_cosine(
     ``noise_level`` (trace units at each centre, ``(N, C)``) sets the half-maximum level
     used to measure widths; the pit noise is used when it is None.
     """
-    gaps = np.diff(axis.channel_ghz)
-    widest = float(gaps.max()) if gaps.size else float(np.max(axis.slot_width_ghz))
-    table = shape_table(float(rbw_ghz), tuple(float(b) for b in rolloffs), rate_limit_gbd(widest))
-    betas = np.asarray(rolloffs, dtype=np.float64)
-    step_ghz = float(np.median(np.diff(axis.frequency_ghz)))
-    # Points closer than a fraction of the RBW carry little new information (the
-    # filter smooths the trace over its width): keep one every RBW / _POINTS_PER_RBW,
-    # but at least _MIN_POINTS in the narrowest window.
-    reach = float(np.min(np.diff(axis.channel_ghz))) * 2 if gaps.size else 1e9
-    stride = max(
-        1, min(int(rbw_ghz / _POINTS_PER_RBW / step_ghz), int(reach / _MIN_POINTS / step_ghz))
-    )
-    nb = axis.neighbourhood(stride)
+    geo = _geometry(axis, rbw_ghz, rolloffs)
+    table = shape_table(float(rbw_ghz), tuple(float(b) for b in rolloffs), geo.max_rate_gbd)
+    betas, nb = geo.betas, geo.nb
     if noise_level is None:
         noise_level = pit_noise_level(axis, p)
 
@@ -246,28 +362,38 @@ def fit_raised_cosine(
     g = np.take(p, axis.slots.idx, axis=1)[..., 1:-1]
     peak = g.max(axis=-1).astype(np.float64)
     rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
-    start = int(np.argmin(np.abs(betas - _START_ROLLOFF)))
-    rate = table.rate_from_fwhm(fall - rise, start)
+    rate = table.rate_from_fwhm(fall - rise, geo.start)
     width_rate = rate
     centre = (rise + fall) / 2
-    beta = np.full_like(rate, betas[start])
+    beta = np.full_like(rate, betas[geo.start])
 
     y = np.take(p, nb.idx, axis=1).astype(np.float64)  # (N, C, W)
     w = np.where(nb.valid[None], 1.0 / np.maximum(y, 1e-30), 0.0)
     wy = y * w
-    offset = nb.offset_ghz[None]  # (1, C, W)
-    level = np.broadcast_to(np.ones_like(offset), wy.shape)
-    slope = np.broadcast_to(offset / nb.reach_ghz[:, None], wy.shape)
-    # Neighbour shapes on this channel's window: shift by the centre-to-centre distance.
-    gap_lo = np.concatenate(([_FAR_GHZ], gaps))[None, :, None]
-    gap_hi = np.concatenate((gaps, [_FAR_GHZ]))[None, :, None]
+    # The weighted design, one row per column of the model and a last row holding the
+    # weighted trace, ``(N, C, 15, W)``: one product with its own transpose gives the
+    # normal matrix and its right-hand side together.  The twelve shape rows are
+    # written in place by one look-up of the three shapes (as ``(N, C, 4, 3, W)``:
+    # value and derivatives, own and neighbours); the pedestal's and the trace's rows
+    # never change.
+    n, c, width = wy.shape
+    cols = np.empty((n, c, _N_COLUMNS + 1, width))
+    cols[..., _LEVEL, :] = w
+    np.multiply(geo.slope, w, out=cols[..., _SLOPE, :])
+    cols[..., _N_COLUMNS, :] = wy
+    shape_out = cols[..., :_N_SHAPE_COLUMNS, :].reshape(n, c, 4, 3, width)
+    w_rows = w[..., None, :]
 
     def shape(
-        beta: FloatArray, rate: FloatArray, u: FloatArray
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        beta: FloatArray,
+        rate: FloatArray,
+        u: FloatArray,
+        out: _Shapes | None = None,
+        weight: FloatArray | None = None,
+    ) -> _Shapes:
         """A raised cosine at continuous roll-off ``beta`` (blended between the two
         tabulated roll-offs around it), rate and offset ``u``: value and derivatives
-        in rate, ``u`` and roll-off."""
+        in rate, ``u`` and roll-off (times ``weight``, into ``out``, if given)."""
         k = np.clip(np.searchsorted(betas, beta, side="right") - 1, 0, betas.size - 2)
         span = betas[k + 1] - betas[k]
         return table.evaluate_blend(
@@ -276,40 +402,37 @@ def fit_raised_cosine(
             span[..., None],
             rate[..., None],
             u,
+            out,
+            weight,
         )
 
     def design(beta: FloatArray, rate: FloatArray, centre: FloatArray) -> FloatArray:
-        """Weighted design matrix ``(N, C, W, 14)`` at these roll-offs, rates and
-        centres."""
-        own, d_rate, d_u, d_beta = shape(beta, rate, offset - centre[..., None])
-        beta_lo, beta_hi = _neighbours(beta)
-        rate_lo, rate_hi = _neighbours(rate)
-        cen_lo, cen_hi = _neighbours(centre)
-        left, l_rate, l_u, l_beta = shape(beta_lo, rate_lo, offset + gap_lo - cen_lo[..., None])
-        right, r_rate, r_u, r_beta = shape(beta_hi, rate_hi, offset - gap_hi - cen_hi[..., None])
-        # The model's own term a T(x - c): d/d rate = a T_rate, d/dc = -a T_u, d/d beta =
-        # a T_beta; the neighbours' rate and centre likewise, so that a neighbour still
-        # off is absorbed here rather than bent into this channel's noise.
-        own_cols = (own, left, right, level, slope, d_rate, d_u, d_beta)
-        cols = np.stack((*own_cols, l_rate, l_u, l_beta, r_rate, r_u, r_beta), axis=-1)
-        return np.asarray(cols * w[..., None])
+        """The weighted design ``cols`` (see above) at these roll-offs, rates and
+        centres: the own and the neighbours' shapes and their derivatives (the model's
+        own term a T(x - c): d/d rate = a T_rate, d/dc = -a T_u, d/d beta = a T_beta;
+        the neighbours' likewise, so that a neighbour still off is absorbed here rather
+        than bent into this channel's noise)."""
+        u = geo.grid_u - _with_neighbours(centre)[..., None]
+        value, d_rate, d_u, d_rolloff = (shape_out[..., k, :, :] for k in range(4))
+        out = (value, d_rate, d_u, d_rolloff)
+        shape(_with_neighbours(beta), _with_neighbours(rate), u, out, w_rows)
+        return cols
+
+    def normal(a: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The normal equations of ``a`` scaled to a unit diagonal (the columns differ
+        by many orders of magnitude: shapes ~1e-2, slope ~1, derivatives, all times
+        weights ~1/p), with a tiny ridge: matrix, right-hand side and the scale."""
+        gram = np.matmul(a, np.swapaxes(a, -1, -2))
+        diag = np.einsum("...pp->...p", gram)[..., :_N_COLUMNS]
+        scale = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
+        g = gram[..., :_N_COLUMNS, :_N_COLUMNS] * scale[..., :, None] * scale[..., None, :]
+        g += _RIDGE_MATRIX
+        return g, gram[..., :_N_COLUMNS, _N_COLUMNS] * scale, scale
 
     def step(a: FloatArray) -> FloatArray:
         """Weighted least-squares coefficients alone (a Gauss-Newton step)."""
-        at = np.swapaxes(a, -1, -2)
-        gram, rhs = np.matmul(at, a), np.matmul(at, wy[..., None])
-        diag = np.einsum("...pp->...p", gram)
-        scale = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
-        g = gram * scale[..., :, None] * scale[..., None, :] + np.eye(_N_COLUMNS) * _RIDGE
-        return np.asarray(np.linalg.solve(g, rhs * scale[..., None])[..., 0] * scale)
-
-    def solve(a: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        """Weighted least squares: coefficients, inverse normal matrix, weighted
-        residuals (zero at invalid points, whose weight is zero) and their RSS."""
-        at = np.swapaxes(a, -1, -2)
-        coef, inv = _solve_scaled(np.matmul(at, a), np.matmul(at, wy[..., None])[..., 0])
-        resid = wy - np.matmul(a, coef[..., None])[..., 0]
-        return coef, inv, resid, np.asarray(np.einsum("ncw,ncw->nc", resid, resid))
+        g, rhs, scale = normal(a)
+        return np.asarray(np.linalg.solve(g, rhs[..., None])[..., 0] * scale)
 
     # Gauss-Newton on the nonlinear (rate, centre, roll-off), the linear amplitudes
     # and noise solved exactly at each step (the derivative columns' coefficients are
@@ -324,24 +447,37 @@ def fit_raised_cosine(
             d_rate = np.where(ok, coef[..., _D_RATE] / amp, 0.0)
             d_centre = np.where(ok, -coef[..., _D_CENTRE] / amp, 0.0)
             d_beta = np.where(ok, coef[..., _D_ROLLOFF] / amp, 0.0)
-        d_rate = np.clip(d_rate, -_MAX_RATE_STEP * rate, _MAX_RATE_STEP * rate)
+        d_rate = _clip(d_rate, -_MAX_RATE_STEP * rate, _MAX_RATE_STEP * rate)
         rate = table.clip_rate(rate + d_rate)
-        centre = centre + np.clip(d_centre, -_MAX_CENTRE_STEP_GHZ, _MAX_CENTRE_STEP_GHZ)
-        beta = np.clip(
-            beta + np.clip(d_beta, -_MAX_ROLLOFF_STEP, _MAX_ROLLOFF_STEP), betas[0], betas[-1]
+        centre = centre + _clip(d_centre, -_MAX_CENTRE_STEP_GHZ, _MAX_CENTRE_STEP_GHZ)
+        beta = _clip(
+            beta + _clip(d_beta, -_MAX_ROLLOFF_STEP, _MAX_ROLLOFF_STEP), betas[0], betas[-1]
         )
 
     # The final fit keeps the derivative columns: their coefficients are ~0 at the
     # optimum, and the covariance of (amplitude, noise) then includes what the shape
-    # is free to trade (the linearised joint uncertainty).
-    cols = design(beta, rate, centre)
-    coef, inv, resid, rss = solve(cols)
-    valid_points = nb.valid.sum(axis=-1)[None, :].astype(np.float64)
-    dof = np.maximum(valid_points - _N_COLUMNS, 1.0)
-    # Points closer than the RBW see overlapping parts of the spectrum: what the
-    # filter smooths (a shape that is slightly off) is correlated over ~RBW, so the
-    # residual variance counts for fewer points (at most this inflation).
-    correlation = max(1.0, rbw_ghz * _POINTS_PER_RBW / (2 * step_ghz * stride))
+    # is free to trade (the linearised joint uncertainty).  Of the inverse normal
+    # matrix only the columns of the amplitude, the noise level and the roll-off are
+    # used: they are solved for with the coefficients (a full inverse cost more than
+    # every solve of the iterations together).
+    a = design(beta, rate, centre)
+    scaled, rhs, scale = normal(a)
+    rhs_and_unit = np.empty((*rhs.shape, 1 + len(_INVERSE_COLUMNS)))
+    rhs_and_unit[..., 0] = rhs
+    rhs_and_unit[..., 1:] = _UNIT_COLUMNS
+    solved = np.linalg.solve(scaled, rhs_and_unit)
+    coef = solved[..., 0] * scale
+
+    def inverse(row: int, column: int) -> FloatArray:
+        """An element of the (unscaled) inverse normal matrix."""
+        solved_column = 1 + _INVERSE_COLUMNS.index(column)
+        return np.asarray(solved[..., row, solved_column] * scale[..., row] * scale[..., column])
+
+    inv_own, inv_own_level = inverse(_OWN, _OWN), inverse(_OWN, _LEVEL)
+    inv_level, inv_rolloff = inverse(_LEVEL, _LEVEL), inverse(_D_ROLLOFF, _D_ROLLOFF)
+    resid = wy - np.matmul(coef[..., None, :], a[..., :_N_COLUMNS, :])[..., 0, :]
+    rss = np.asarray(np.einsum("ncw,ncw->nc", resid, resid))
+    dof, correlation = geo.dof, geo.correlation
     inflation = _residual_inflation(resid, rss, correlation)
     sig, n0 = coef[..., _OWN], coef[..., _LEVEL]
     # The shape model itself is known to about _MODEL_ERROR of the trace (roll-off
@@ -351,11 +487,7 @@ def fit_raised_cosine(
     # is independent from point to point): each gets its own inflation.
     var = np.maximum(rss / dof * inflation, _MODEL_ERROR**2 * correlation)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = (
-            inv[..., _OWN, _OWN] / sig**2
-            + inv[..., _LEVEL, _LEVEL] / n0**2
-            - 2 * inv[..., _OWN, _LEVEL] / (sig * n0)
-        ) * var
+        rel = (inv_own / sig**2 + inv_level / n0**2 - 2 * inv_own_level / (sig * n0)) * var
         unc = _DB_PER_NEPER * np.sqrt(np.maximum(rel, 0.0))
         osnr = 10 * np.log10(sig / (n0 / rbw_ghz * OSNR_REFERENCE_BANDWIDTH_GHZ))
         step_rate = np.abs(coef[..., _D_RATE] / sig) / rate
@@ -364,7 +496,7 @@ def fit_raised_cosine(
         # The roll-off's own one-sigma uncertainty: through a wide RBW a small roll-off
         # barely shows (0.01 moves a 30 GBd channel's edges by 0.15 GHz under a 12.5 GHz
         # filter), and the step the last solve asks for is then the noise's.
-        sigma_beta = np.sqrt(np.maximum(inv[..., _D_ROLLOFF, _D_ROLLOFF] * var, 0.0)) / sig
+        sigma_beta = np.sqrt(np.maximum(inv_rolloff * var, 0.0)) / sig
     fitted = (sig > 0) & (n0 > 0)
     osnr = np.where(fitted, osnr, np.nan)
     # A fit that would still move (the step the final solve asks for), or is pinned
@@ -386,12 +518,10 @@ def fit_raised_cosine(
     # between channels by ROADM filters) leaves the trace systematically below the
     # model near the midpoints.  Compare the mean residual there with what the
     # residual scatter allows; a channel that fails has no credible fit.
-    outer = (np.abs(nb.offset_ghz) > _INNER_FRACTION * nb.reach_ghz[:, None]) & nb.valid
-    n_outer = outer.sum(axis=-1) / correlation
     sigma = np.sqrt(rss / dof)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean_outer = np.where(outer[None], resid, 0.0).sum(axis=-1) / outer.sum(axis=-1)
-        z = np.abs(mean_outer) / (sigma / np.sqrt(np.maximum(n_outer, 1.0)))
+        mean_outer = np.where(geo.outer[None], resid, 0.0).sum(axis=-1) / geo.outer_points
+        z = np.abs(mean_outer) / (sigma / np.sqrt(np.maximum(geo.n_outer, 1.0)))
     unc = np.where(z > _MAX_RESIDUAL_Z, np.inf, unc)
 
     # For presence: the signal's peak at its lower two-sigma bound, and none where the
@@ -399,7 +529,7 @@ def fit_raised_cosine(
     # wanders to a shape that trades with the pedestal or a neighbour, and its
     # amplitude then means nothing.
     peak_shape = shape(beta, rate, np.zeros_like(rate)[..., None])[0][..., 0]
-    sig_low = sig - 2.0 * np.sqrt(np.maximum(inv[..., _OWN, _OWN] * var, 0.0))
+    sig_low = sig - 2.0 * np.sqrt(np.maximum(inv_own * var, 0.0))
     # An unconverged fit still counts when its shape stayed where the trace put it
     # (rate within _PRESENCE_RATE_DRIFT of the width's, centre within a quarter of
     # the spacing): a lit channel the fit cannot pin down to 0.2 % is still lit.
