@@ -93,6 +93,7 @@ from odpm.grid import (
     ChannelPlan,
     PortGrid,
 )
+from odpm.special import erf
 from odpm.units import db_to_linear, linear_to_db
 
 FloatArray = npt.NDArray[np.float64]
@@ -185,16 +186,6 @@ def slot_widths_ghz(plan: ChannelPlan) -> FloatArray:
     return np.array(np.broadcast_to(np.asarray(widths, dtype=np.float64), (plan.count,)))
 
 
-def _erf(x: FloatArray) -> FloatArray:
-    """erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7; numpy has none)."""
-    a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    return np.asarray(np.sign(x) * (1.0 - poly * np.exp(-a * a)))
-
-
 def wss_passband(delta_ghz: FloatArray, passband_ghz: FloatArray, edge_ghz: float) -> FloatArray:
     """Transmission (peak 1) of one WSS passband at ``delta_ghz`` from its centre: a
     box of ``passband_ghz`` (the width at half transmission, -3 dB) convolved with a
@@ -205,7 +196,7 @@ def wss_passband(delta_ghz: FloatArray, passband_ghz: FloatArray, edge_ghz: floa
     """
     k = 1.0 / (math.sqrt(2.0) * edge_ghz)
     half = passband_ghz / 2.0
-    return np.asarray(0.5 * (_erf((delta_ghz + half) * k) - _erf((delta_ghz - half) * k)))
+    return np.asarray(0.5 * (erf((delta_ghz + half) * k) - erf((delta_ghz - half) * k)))
 
 
 def wss_transmission(passband_sum: FloatArray, depth_db: float) -> FloatArray:

@@ -37,6 +37,7 @@ import numpy.typing as npt
 from odpm.models import FloatArray
 from odpm.pipeline.axis import TraceAxis
 from odpm.pipeline.formulas import BoolArray, IntArray, osnr_db
+from odpm.special import erf
 
 _DB_PER_NEPER = 10.0 / math.log(10.0)
 #: The signal must be at least this fraction of the on-trace slot power for a
@@ -120,16 +121,6 @@ def signal_off(
     )
 
 
-def _erf(x: FloatArray) -> FloatArray:
-    """erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7; numpy has none)."""
-    a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    return np.asarray(np.sign(x) * (1.0 - poly * np.exp(-a * a)))
-
-
 def wss_passband_through_rbw(
     offset_ghz: FloatArray, passband_ghz: FloatArray, sigma_ghz: FloatArray
 ) -> FloatArray:
@@ -145,7 +136,7 @@ def wss_passband_through_rbw(
     """
     k = 1.0 / (math.sqrt(2.0) * sigma_ghz)
     half = passband_ghz / 2.0
-    return np.asarray(0.5 * (_erf((offset_ghz + half) * k) - _erf((offset_ghz - half) * k)))
+    return np.asarray(0.5 * (erf((offset_ghz + half) * k) - erf((offset_ghz - half) * k)))
 
 
 @dataclass(frozen=True, slots=True)
