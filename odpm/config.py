@@ -473,9 +473,11 @@ class PipelineConfig(_Strict):
     #: slot hides the floor that would show the notch), so a technician who knows says so:
     #: ``roadm``: yes - no model-fit OSNR, and an interpolated one only where the noise
     #: beside the channel (the shoulders) confirms it; ``none``: no - the single-trace
-    #: carving heuristics are off (they can be fooled by gain ripple over wide slots);
-    #: ``auto``: the heuristics decide (dark slots, the gap between channels, shoulders),
-    #: which can miss carving on a line with every slot lit (see docs/osnr_methods.md).
+    #: carving heuristics are off and the fit is trusted without further evidence;
+    #: ``auto``: the trace decides (dark slots, the gaps between channels, shoulders): it
+    #: drops the numbers where it sees carving, and gives a fitted OSNR only where it sees
+    #: the noise uncarved somewhere, so a line with every slot lit by wide channels gets
+    #: flags rather than numbers (see docs/osnr_methods.md).
     line_filtering: Literal["auto", "roadm", "none"] = "auto"
 
 

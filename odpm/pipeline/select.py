@@ -13,10 +13,12 @@ Order of trust, per channel (a channel gets the first that is credible):
    ``fit_max_uncertainty_db``; it needs no model of the signal, only that the
    shoulders are visible (narrow channels);
 4. ``fit``: the raised-cosine model fit (:mod:`odpm.pipeline.fit`) when its uncertainty
-   is at most ``fit_max_uncertainty_db`` and nothing in the trace shows ROADM carving
+   is at most ``fit_max_uncertainty_db``, nothing in the trace shows ROADM carving
    (a dark slot's floor, :mod:`odpm.pipeline.carving`; shoulders above the midpoints,
    :func:`check_interpolation`; the trace dipping below the fitted pedestal between
-   channels, :func:`carved_between_channels`);
+   channels, :func:`carved_between_channels`) and, with ``line_filtering = "auto"``,
+   something shows the ASE uncarved (:func:`~odpm.pipeline.carving.level_dark_slots`,
+   :func:`level_between_channels`, :attr:`Check.confirmed`);
 5. no number and ``noise_unresolved``.
 
 A confidently wrong number is the outcome to avoid, so a fit that cannot tell signal
@@ -98,6 +100,7 @@ def choose_inband(
     credible &= occupied_ghz <= np.broadcast_to(axis.slot_width_ghz, occupied_ghz.shape[-1:])
     # Where carving is likely, no fitted OSNR of that trace is credible.
     fitted = np.isfinite(fit.osnr_db) & (fit.uncertainty_db <= 3 * cfg.fit_max_uncertainty_db)
+    seen = np.zeros(p.shape[0], dtype=bool)
     if cfg.line_filtering == "roadm":
         # Declared behind ROADM filters: a channel filling its slot hides the floor that
         # would show the carving, so no fitted OSNR can be trusted (odpm.config).
@@ -105,8 +108,7 @@ def choose_inband(
     elif cfg.line_filtering == "none":
         # Declared unfiltered: only evidence the data itself gives (the shoulders).
         carved = np.zeros(p.shape[0], dtype=bool)
-    seen = np.zeros(p.shape[0], dtype=bool)
-    if cfg.line_filtering == "auto":
+    else:
         floor = dark_floor(axis, p, rbw_ghz)
         carved = _carving_heuristics(axis, floor, p, now_present, noise_level, fit, fitted)
         seen = carved.copy()
@@ -115,7 +117,8 @@ def choose_inband(
         # pedestal (measured on the generator's full sweep: 29 such cases 1-4.5 dB too
         # high at a small claimed uncertainty).  So a fitted OSNR also needs the trace
         # to show the ASE uncarved somewhere: a dark slot level with its neighbours'
-        # pedestals, or a narrow channel whose shoulders agree with its midpoints.
+        # pedestals, a flat gap level with them, or a narrow channel whose shoulders
+        # agree with its midpoints.
         uncarved = level_dark_slots(floor, now_present, noise_level, fitted)
         uncarved |= level_between_channels(axis, p, now_present, noise_level, fitted)
         if uncarved_hint is not None:
