@@ -1,7 +1,8 @@
 """A device's second traces for OSNR (``[devices.osnr]``): a reference and a signal-off trace.
 
-The pipeline's ``reference`` and ``signal_off`` methods (:mod:`odpm.pipeline.companions`)
-need, beside the live trace, a trace on the same axis taken under other conditions:
+The pipeline's ``reference`` and ``signal_off`` methods (:mod:`odpm.pipeline.reference`,
+:mod:`odpm.pipeline.companions`) need, beside the live trace, a trace on the same axis
+taken under other conditions:
 
 * ``reference``: the same channels at high OSNR (commissioning, or back-to-back at the
   transmitter: EXFO US 9,112,604 / US 9,596,027) - each channel's signal shape;

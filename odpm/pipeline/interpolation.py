@@ -15,7 +15,7 @@ from odpm.pipeline.carving import (
     dark_floor,
     mostly_curved_between_narrow,
 )
-from odpm.pipeline.companions import reference, signal_off
+from odpm.pipeline.companions import signal_off
 from odpm.pipeline.formulas import (
     UNRESOLVED_CURVATURE_DB,
     BoolArray,
@@ -25,6 +25,7 @@ from odpm.pipeline.formulas import (
     signal_power_mw,
     tilt_db,
 )
+from odpm.pipeline.reference import reference
 from odpm.pipeline.select import carved_dark_slots, check_interpolation, choose_inband
 from odpm.pipeline.shoulder import shoulder_noise
 from odpm.units import LN10_OVER_10, mw_to_dbm
@@ -111,7 +112,8 @@ def analyse_traces(
     was estimated.
 
     With a signal-off trace (``noise_dbm``, same axis) or a reference trace at high
-    OSNR (``reference_dbm``), those methods (:mod:`odpm.pipeline.companions`) take
+    OSNR (``reference_dbm``), those methods (:mod:`odpm.pipeline.companions`,
+    :mod:`odpm.pipeline.reference`) take
     precedence for every present channel where they are credible.
     """
     if not (rbw_ghz > 0 and math.isfinite(rbw_ghz)):

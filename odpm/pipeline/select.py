@@ -2,9 +2,10 @@
 
 Order of trust, per channel (a channel gets the first that is credible):
 
-1. ``signal_off``, then ``reference`` (:mod:`odpm.pipeline.companions`): a second
-   trace measures the noise under the channel, or the channel's own shape; applied
-   last in :func:`~odpm.pipeline.interpolation.analyse_traces`, overriding the rest;
+1. ``signal_off``, then ``reference`` (:mod:`odpm.pipeline.companions`,
+   :mod:`odpm.pipeline.reference`): a second trace measures the noise under the
+   channel, or the channel's own shape; applied last in
+   :func:`~odpm.pipeline.interpolation.analyse_traces`, overriding the rest;
 2. ``interpolation`` (IEC 61280-2-9) where its noise windows are flat *and* no
    shoulder says otherwise (:func:`check_interpolation`): it is exact there and needs
    no model;
