@@ -61,10 +61,10 @@ channels within 0.5 dB, worst reported error.
 * no case reports an OSNR off by more than 1 dB, no lit channel is called dark
   (except overfilled slots, as before).
 
-"Flagged" includes whole traces whose fits the carving detector
-(:mod:`odpm.pipeline.carving`) drops: its 0.5 dB threshold compares a dark slot's
-floor with a neighbour's pedestal at the neighbour's centre, and the ASE ripple over
-one 75-150 GHz spacing can exceed it (a false alarm, strict xfail in the tests).
+"Flagged" includes whole traces whose fits the single-trace carving evidence drops
+(:mod:`odpm.pipeline.carving`, :mod:`odpm.pipeline.select`): with
+``line_filtering = "auto"`` a trace that shows carving, or shows nowhere that its
+ASE is uncarved (every slot lit by wide channels), keeps no fitted OSNR.
 
 Speed (bench/pipeline.py, 17,000 points, 80 channels, 2.5 GHz RBW, one core): 5.76 ms
 on a quiet machine before the changes below.  After them, timed against that code

@@ -19,6 +19,16 @@ OSNR_REFERENCE_BANDWIDTH_GHZ = 12.5
 #: several times the scatter of a third-window mean of a well-averaged trace.
 UNRESOLVED_CURVATURE_DB = 0.3
 
+
+def window_curvature_db(thirds: FloatArray) -> FloatArray:
+    """How far a noise window is from flat: the larger of its outer thirds' mean levels
+    against its middle third's, in dB (``(..., 3)`` in any one unit -> ``(...)``; NaN
+    or inf where a third holds no power).  Compared with
+    :data:`UNRESOLVED_CURVATURE_DB`."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.abs(10 * np.log10(thirds[..., [0, 2]] / thirds[..., 1:2])).max(-1))
+
+
 _MIN_POINTS = 2
 
 IntArray = npt.NDArray[np.intp]

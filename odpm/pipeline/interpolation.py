@@ -10,11 +10,7 @@ import numpy.typing as npt
 
 from odpm.models import FloatArray, OsnrMethod, Quality
 from odpm.pipeline.axis import TraceAxis, _weighted_sums, half_crossings_ghz
-from odpm.pipeline.carving import (
-    CURVED_NARROW_FRACTION,
-    dark_floor,
-    mostly_curved_between_narrow,
-)
+from odpm.pipeline.carving import dark_floor, mostly_curved_between_narrow
 from odpm.pipeline.companions import signal_off
 from odpm.pipeline.formulas import (
     UNRESOLVED_CURVATURE_DB,
@@ -24,6 +20,7 @@ from odpm.pipeline.formulas import (
     osnr_db,
     signal_power_mw,
     tilt_db,
+    window_curvature_db,
 )
 from odpm.pipeline.reference import reference
 from odpm.pipeline.select import carved_dark_slots, check_interpolation, choose_inband
@@ -145,8 +142,7 @@ def analyse_traces(
     noise_psd = mid_psd[:, :-1] * (1 - t) + mid_psd[:, 1:] * t
 
     # Flatness of each noise window: outer thirds against the middle one.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dev = np.abs(10 * np.log10(thirds[..., [0, 2]] / thirds[..., 1:2])).max(axis=-1)
+    dev = window_curvature_db(thirds)
     unresolved_mid = ~(dev <= UNRESOLVED_CURVATURE_DB)
     unresolved = unresolved_mid[:, :-1] | unresolved_mid[:, 1:]
 
@@ -196,10 +192,13 @@ def analyse_traces(
                 sh = shoulder_noise(axis, p, rbw_ghz)
         # A dark slot's floor below a resolved neighbour's midpoint noise: carving.
         floor_carved = None
+        # Each channel's -3 dB width, measured only where a test below needs it.
+        width_ghz: FloatArray | None = None
+        half_slot_ghz = np.asarray(axis.slot_width_ghz) / 2
         if not present.all():  # a dark slot may show the carved floor
             # Wide: the -3 dB width (half the slot) reaches past a quarter of the slot.
-            rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
-            wide = (fall - rise) > np.asarray(axis.slot_width_ghz) / 2
+            width_ghz = _half_max_width_ghz(g, peak, noise_level, axis)
+            wide = width_ghz > half_slot_ghz
             floor = dark_floor(axis, p, rbw_ghz)
             floor_carved = carved_dark_slots(floor, present, noise_level, wide)
         check = check_interpolation(
@@ -214,11 +213,13 @@ def analyse_traces(
         shoulders_seen = np.isfinite(sh.osnr_db) & (sh.uncertainty_db <= cfg.fit_max_uncertainty_db)
         interpolation_ok = check.interpolation_ok
         carved = check.carved
-        if cfg.line_filtering == "auto" and _mostly_curved(unresolved_mid, present):
-            # Cheap test first (clean traces skip the edge search): most windows between
-            # lit channels bent; then among narrow channels only (carving.py).
-            rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
-            narrow = present & ((fall - rise) <= np.asarray(axis.slot_width_ghz) / 2)
+        # Cheap test first (clean traces skip the edge search): most windows between lit
+        # channels bent; then among narrow channels only (carving.py).
+        bent = mostly_curved_between_narrow(unresolved_mid, present)
+        if cfg.line_filtering == "auto" and bent.any():
+            if width_ghz is None:
+                width_ghz = _half_max_width_ghz(g, peak, noise_level, axis)
+            narrow = present & (width_ghz <= half_slot_ghz)
             suspect = mostly_curved_between_narrow(unresolved_mid, narrow)
             interpolation_ok = interpolation_ok & ~suspect[:, None]
             carved = carved | suspect
@@ -313,12 +314,13 @@ def analyse_traces(
     )
 
 
-def _mostly_curved(unresolved_mid: BoolArray, present: BoolArray) -> bool:
-    """Are more than :data:`~odpm.pipeline.carving.CURVED_NARROW_FRACTION` of the
-    inner windows between two lit channels of some trace not flat?"""
-    pairs = present[:, :-1] & present[:, 1:]
-    curved = (unresolved_mid[:, 1:-1] & pairs).sum(axis=-1)
-    return bool(np.any(curved > CURVED_NARROW_FRACTION * pairs.sum(axis=-1)))
+def _half_max_width_ghz(
+    g: npt.NDArray[np.float32], peak: FloatArray, noise_level: FloatArray, axis: TraceAxis
+) -> FloatArray:
+    """Each channel's -3 dB width: between its outermost half-maximum crossings over
+    the noise (NaN where there are none)."""
+    rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
+    return np.asarray(fall - rise)
 
 
 def _centre_offset_ghz(

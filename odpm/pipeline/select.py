@@ -45,7 +45,7 @@ from odpm.models import FloatArray, OsnrMethod, Quality
 from odpm.pipeline.axis import TraceAxis
 from odpm.pipeline.carving import carved_by_roadm, dark_floor, level_dark_slots
 from odpm.pipeline.fit import FitResult, fit_raised_cosine
-from odpm.pipeline.formulas import UNRESOLVED_CURVATURE_DB, BoolArray
+from odpm.pipeline.formulas import UNRESOLVED_CURVATURE_DB, BoolArray, window_curvature_db
 from odpm.units import mw_to_dbm
 
 
@@ -111,7 +111,8 @@ def choose_inband(
         carved = np.zeros(p.shape[0], dtype=bool)
     else:
         floor = dark_floor(axis, p, rbw_ghz)
-        carved = _carving_heuristics(axis, floor, p, now_present, noise_level, fit, fitted)
+        gaps = gap_thirds(axis, p)
+        carved = _carving_heuristics(axis, floor, gaps, now_present, noise_level, fit, fitted)
         seen = carved.copy()
         # No evidence either way is no licence: a line with every slot lit by wide
         # channels hides the notches a WSS cuts, and the fit then reads them as a lower
@@ -121,7 +122,7 @@ def choose_inband(
         # pedestals, a flat gap level with them, or a narrow channel whose shoulders
         # agree with its midpoints.
         uncarved = level_dark_slots(floor, now_present, noise_level, fitted)
-        uncarved |= level_between_channels(axis, p, now_present, noise_level, fitted)
+        uncarved |= level_between_channels(gaps, now_present, noise_level, fitted)
         if uncarved_hint is not None:
             uncarved |= uncarved_hint
         carved |= ~uncarved
@@ -151,7 +152,7 @@ def choose_inband(
 def _carving_heuristics(
     axis: TraceAxis,
     floor: FloatArray,
-    p: npt.NDArray[np.float32],
+    gaps: FloatArray,
     present: BoolArray,
     noise_level: FloatArray,
     fit: FitResult,
@@ -164,7 +165,7 @@ def _carving_heuristics(
     below their pedestals."""
     cfg = axis.config
     carved = carved_by_roadm(floor, present, noise_level, fitted)
-    carved |= carved_between_channels(axis, p, present, noise_level, fitted)
+    carved |= carved_between_channels(gaps, present, noise_level, fitted)
     # A dark slot's floor far below a neighbour's pedestal is carving even when that
     # neighbour's fit is too uncertain for the fine test above: a fit claiming 1-4 dB
     # cannot be 10 dB off in its noise (simulator, 40 dB WSS depth: floor -32 dB
@@ -234,16 +235,15 @@ CARVED_GAP_RATIO = 10 ** (-0.15 / 10)
 
 
 def carved_between_channels(
-    axis: TraceAxis,
-    p: npt.NDArray[np.float32],
+    gaps: FloatArray,
     lit: BoolArray,
     noise_level: FloatArray,
     credible: BoolArray,
 ) -> BoolArray:
     """Per trace ``(N,)``: does the trace's mean over the middle third of a noise
-    window (about 2 GHz around the midpoint between two lit channels) fall below
-    :data:`CARVED_GAP_RATIO` x the lower of the two fitted noise levels (trace units),
-    where both fits are credible?
+    window (``gaps``, :func:`gap_thirds`; about 2 GHz around the midpoint between two
+    lit channels) fall below :data:`CARVED_GAP_RATIO` x the lower of the two fitted
+    noise levels (trace units), where both fits are credible?
 
     Why: with every slot lit there is no dark slot to show the carved floor
     (:mod:`odpm.pipeline.carving`), and the fit explains the notch a WSS cuts between
@@ -253,7 +253,7 @@ def carved_between_channels(
     notch stays a little below it, while on an uncarved line the trace is signal plus
     noise and never below the noise.  The mean over ~2 GHz (not the minimum point)
     keeps a noisy trace's scatter from looking like a notch."""
-    middle = _gap_thirds(axis, p)[..., 1]
+    middle = gaps[..., 1]
     pair, level = _trusted_pairs(lit, noise_level, credible)
     with np.errstate(invalid="ignore"):
         return np.asarray((pair & (middle < CARVED_GAP_RATIO * level)).any(axis=-1))
@@ -265,16 +265,16 @@ LEVEL_GAP_RATIO = 10 ** (0.2 / 10)
 
 
 def level_between_channels(
-    axis: TraceAxis,
-    p: npt.NDArray[np.float32],
+    gaps: FloatArray,
     lit: BoolArray,
     noise_level: FloatArray,
     credible: BoolArray,
 ) -> BoolArray:
     """Per trace ``(N,)``: positive evidence that the ASE is not carved: between two
-    lit channels whose fits are credible, a noise window that is flat (its thirds
-    within :data:`~odpm.pipeline.formulas.UNRESOLVED_CURVATURE_DB`) and level with
-    the fitted pedestals (its middle third within :data:`CARVED_GAP_RATIO` ..
+    lit channels whose fits are credible, a noise window (``gaps``, :func:`gap_thirds`)
+    that is flat (:func:`~odpm.pipeline.formulas.window_curvature_db` within
+    :data:`~odpm.pipeline.formulas.UNRESOLVED_CURVATURE_DB`) and level with the fitted
+    pedestals (its middle third within :data:`CARVED_GAP_RATIO` ..
     :data:`LEVEL_GAP_RATIO` of the lower one).
 
     Why: the noise is then visible at the midpoint, with no notch and no skirt, at the
@@ -284,17 +284,15 @@ def level_between_channels(
     passed the flatness test at all, at +0.94 dB.  Through 12.5 GHz the skirts fill
     every gap and nothing passes: such a line gets no fitted number unless it is
     declared unfiltered or a second trace is given."""
-    thirds = _gap_thirds(axis, p)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dev = np.abs(10 * np.log10(thirds[..., [0, 2]] / thirds[..., 1:2])).max(axis=-1)
+    flat = window_curvature_db(gaps) <= UNRESOLVED_CURVATURE_DB
     pair, level = _trusted_pairs(lit, noise_level, credible)
-    middle = thirds[..., 1]
+    middle = gaps[..., 1]
     with np.errstate(invalid="ignore"):
         level_with = (middle >= CARVED_GAP_RATIO * level) & (middle <= LEVEL_GAP_RATIO * level)
-    return np.asarray((pair & (dev <= UNRESOLVED_CURVATURE_DB) & level_with).any(axis=-1))
+    return np.asarray((pair & flat & level_with).any(axis=-1))
 
 
-def _gap_thirds(axis: TraceAxis, p: npt.NDArray[np.float32]) -> FloatArray:
+def gap_thirds(axis: TraceAxis, p: npt.NDArray[np.float32]) -> FloatArray:
     """Mean trace level ``(N, C - 1, 3)`` over the thirds of each noise window between
     two channels (trace units; the outer windows beyond the first and last channel
     are left out)."""
