@@ -461,7 +461,10 @@ class PipelineConfig(_Strict):
     noise_window_ghz: float = Field(6.25, gt=0, le=50)
     #: A channel is present when its slot power exceeds this...
     detection_threshold_dbm: float = -45.0
-    #: ...and its peak stands this far above the interpolated noise.
+    #: ...and its peak stands this far above the interpolated noise (or, for a
+    #: spectrum wider than its slot, whose neighbours fill the midpoints, its slot's
+    #: central half stands 1 dB above them: present, but without an interpolated OSNR;
+    #: see odpm.pipeline.formulas.CENTRE_RISE_DB).
     detection_relative_db: float = Field(6.0, ge=0)
     #: Give channels whose noise interpolation cannot resolve an OSNR from the in-band
     #: methods (raised-cosine model fit), and judge presence by them too.

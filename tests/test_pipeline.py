@@ -236,6 +236,34 @@ def test_wide_signals_are_flagged_not_trusted() -> None:
     assert np.all(np.abs(r.osnr_db[10:13][fitted] - 25.0) <= 0.5)
 
 
+def _plateaus_on_a_floor(rise_db: dict[int, float]) -> TraceScan:
+    """A flat ASE floor (-40 dBm in the RBW, 2.5 GHz RBW, 0.25 GHz steps) and, in the
+    slots given, a flat-topped spectrum filling the slot's central 30 GHz, standing
+    ``rise_db`` above the floor: no signal reaches the midpoints."""
+    f = np.arange(191.95, 196.2, 0.00025)
+    lin = np.full(f.size, 1e-4)
+    for k, rise in rise_db.items():
+        u_ghz = (f - PLAN.frequencies_thz[k]) * 1000
+        edge = 0.5 * (1 - np.tanh((np.abs(u_ghz) - 15.0) / 1.0))
+        lin += 1e-4 * (10 ** (rise / 10) - 1) * edge
+    return TraceScan("dev", NOW, f, (10 * np.log10(lin)).astype(np.float32), 2.5)
+
+
+def test_a_slot_standing_above_its_edges_is_present_without_an_osnr() -> None:
+    # The configured margin (6 dB of peak over the interpolated noise) is for a slot
+    # whose midpoints hold noise; a slot whose central half stands CENTRE_RISE_DB
+    # (1 dB) above them holds a signal all the same: present, but its OSNR is not
+    # given by interpolation (its peak does not clear the noise by the margin, so the
+    # midpoints may hold its neighbours' signal), and the quality says so.  Below
+    # 1 dB it is dark, as before.
+    r = _pipeline().process(_plateaus_on_a_floor({10: 1.5, 20: 0.6, 30: 10.0}))
+    assert r.present[10] and r.quality[10] == Quality.NOISE_UNRESOLVED
+    assert math.isnan(r.osnr_db[10])
+    assert not r.present[20] and r.quality[20] == Quality.DARK
+    assert r.present[30] and r.quality[30] == Quality.OK
+    assert r.lit_channels == 2
+
+
 def test_wavelength_calibration_shifts_power() -> None:
     osnr, lit, offset = random_scenario(PLAN.frequencies_thz, 9)
     tr = make_trace(

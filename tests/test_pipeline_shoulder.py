@@ -296,6 +296,58 @@ def test_no_case_of_the_full_sweep_gives_a_confident_error_above_1db(
     _matrix_case(rate_gbd, slot_ghz, roll_off, rbw_ghz, carve_db, all_lit, config)
 
 
+#: Spectra wider than their slots, ``(1 + roll-off) x rate > width``: (rate, slot,
+#: roll-off, RBW, carve dB, all lit) and how many lit channels the noise-based
+#: presence test alone called dark.
+OVERFILLED = [
+    (128.0, 150.0, 0.35, 6.25, 0.0, True),  # 22 of 26
+    (63.0, 75.0, 0.35, 12.5, 15.0, True),  # 21 of 52
+    (63.0, 75.0, 0.2, 12.5, 15.0, False),  # 9 of 43
+    (128.0, 150.0, 0.35, 2.5, 3.0, False),  # 14 of 22
+]
+
+
+@pytest.mark.parametrize(
+    ("rate_gbd", "slot_ghz", "roll_off", "rbw_ghz", "carve_db", "all_lit"), OVERFILLED
+)
+def test_overfilled_slots_are_never_called_dark(
+    rate_gbd: float,
+    slot_ghz: float,
+    roll_off: float,
+    rbw_ghz: float,
+    carve_db: float,
+    all_lit: bool,
+) -> None:
+    """A channel wider than its slot puts its neighbours' signal at the midpoints, so
+    its peak stands only 2-6 dB above them; it is still lit (no false loss of signal),
+    a dark slot between such channels is still dark, and no OSNR is confidently wrong
+    (the midpoints are not noise: interpolation gives none)."""
+    plan = _plan(slot_ghz)
+    seed = int(rate_gbd + 10 * rbw_ghz + 100 * roll_off + carve_db + all_lit)
+    osnr, lit, offset = flat_scenario(plan.frequencies_thz, seed)
+    if all_lit:
+        lit = np.ones(plan.count, dtype=bool)
+    tr = make_trace(
+        grid_thz=plan.frequencies_thz,
+        spacing_ghz=slot_ghz,
+        osnr_db=osnr,
+        lit=lit,
+        offset_ghz=offset,
+        rbw_ghz=rbw_ghz,
+        step_nm=0.01,
+        symbol_rate_gbd=rate_gbd,
+        roll_off=roll_off,
+        wss_carve_db=carve_db,
+        wss_bandwidth_ghz=slot_ghz - 6.0,
+    )
+    r = _analyse(tr, plan)
+    truly_lit = tr.truth.present
+    assert np.all(r.present[truly_lit]), f"{int(np.sum(~r.present[truly_lit]))} lit called dark"
+    assert not np.any(r.present[~truly_lit]), "a dark slot read present"
+    err = _confident_errors(r, tr)
+    assert err.size == 0 or err.max() <= 1.0, f"confident error {err.max():.2f} dB"
+
+
 #: Every carved case of :data:`MATRIX`.
 CARVED_MATRIX = [case for case in MATRIX if case[4] > 0]
 

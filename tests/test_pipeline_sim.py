@@ -212,3 +212,27 @@ def test_wide_channels_at_the_demo_osnr_through_12p5ghz_are_flagged_not_wrong(
     given = lit & np.isfinite(osnr)
     err = np.abs(osnr[given] - truth_osnr[given])
     assert err.size == 0 or err.max() <= 1.0, f"worst OSNR error {err.max():.2f} dB"
+
+
+def test_channels_wider_than_their_slots_are_never_dark(driver: Odpm96) -> None:
+    # 45 GBd at roll-off 0.2 is 54 GHz of spectrum in each 50 GHz slot: every
+    # midpoint holds the two neighbours' signal, and a lit channel's peak stands only
+    # a few dB above it.  The noise-based presence test alone called 47-57 of the 78
+    # lit channels dark (a false loss-of-signal alarm on each); the slot's centre
+    # standing above its edges keeps them lit, and the two dark slots dark.
+    for ch in range(1, 81):
+        driver.write(f"SIM:CHAN:SRAT {ch},45")
+    driver.write("SIM:ROLL 0.2")
+    driver.write("SIM:CHAN:DARK 12")
+    driver.write("SIM:CHAN:DARK 55")
+    driver.write("SIM:OSNR 18")
+    driver.check_errors()
+    truth_osnr = _truth(driver, "OSNR")
+    lit = ~np.isnan(truth_osnr)
+    present, osnr, _offset, quality = _analyse(driver)
+    assert np.all(present[lit]), f"{int(np.sum(~present[lit]))} lit channels called dark"
+    assert not np.any(present[~lit])
+    given = lit & np.isfinite(osnr)
+    assert np.all(quality[lit & ~given] == Quality.NOISE_UNRESOLVED)
+    err = np.abs(osnr[given] - truth_osnr[given])
+    assert err.size == 0 or err.max() <= 1.0, f"worst OSNR error {err.max():.2f} dB"

@@ -145,6 +145,11 @@ class TraceAxis:
     n_channels: int
     #: Frequency of each slot point of ``slots`` (columns ``1:-1``) from the centre.
     slot_offset_ghz: FloatArray
+    #: Weights over the slot points (``slots`` columns ``1:-1``, ``(C, L)``) giving
+    #: the mean of the slot's central half (its points within a quarter of the slot
+    #: width of the centre; the point nearest the centre if none is): the level a
+    #: channel holds at its centre, for presence (see interpolation.analyse_traces).
+    core_weights: npt.NDArray[np.float32]
     #: Linear interpolation factor of each centre between its two midpoints.
     centre_t: FloatArray
     #: Pit windows, ``(C + 1, L)``, padded by repeating a sample of the window.
@@ -260,6 +265,14 @@ class TraceAxis:
         p0 = np.minimum(np.searchsorted(f, mids - pit_width / 2, side="left"), f.size - 1)
         p1 = np.maximum(np.searchsorted(f, mids + pit_width / 2, side="right"), p0 + 1)
 
+        # The slot's central half (padding excluded), as mean weights over its points.
+        slot_offset = f[slot_idx] - centres[:, None]
+        real = np.arange(length)[None, :] < (s1 - s0)[:, None]
+        core = real & (np.abs(slot_offset) <= width[:, None] / 4)
+        nearest = np.argmin(np.where(real, np.abs(slot_offset), np.inf), axis=1)
+        core[np.arange(c), nearest] |= ~core.any(axis=1)
+        core_weights = core / core.sum(axis=1, keepdims=True)
+
         gain = None
         if calibration is not None and calibration.wavelength_correction:
             table = np.asarray(calibration.wavelength_correction, dtype=np.float64)
@@ -280,7 +293,8 @@ class TraceAxis:
             total_weights=total_weights.astype(np.float32).reshape(n_blocks, _BLOCK_POINTS),
             range_width_ghz=hi - lo,
             n_channels=c,
-            slot_offset_ghz=f[slot_idx] - centres[:, None],
+            slot_offset_ghz=slot_offset,
+            core_weights=core_weights.astype(np.float32),
             centre_t=(centres - mids[:-1]) / (mids[1:] - mids[:-1]),
             pit_idx=given[_padded_ranges(p0, p1)],
             order=given,

@@ -59,7 +59,10 @@ channels within 0.5 dB, worst reported error.
   120 GBd 15-100 % (worst 0.74 dB), the rest flagged;
 * 64 GBd on 50 GHz (overfilled): no number, no dark slot read present (old: 8);
 * no case reports an OSNR off by more than 1 dB, no lit channel is called dark
-  (except overfilled slots, as before).
+  (overfilled slots, ``(1 + roll-off) x rate > width``, are kept lit by the slot's
+  centre standing above its edges, not by the fit: see
+  :data:`~odpm.pipeline.formulas.CENTRE_RISE_DB`; rate above the spacing, 64 GBd
+  on 50 GHz, still reads dark).
 
 "Flagged" includes whole traces whose fits the single-trace carving evidence drops
 (:mod:`odpm.pipeline.carving`, :mod:`odpm.pipeline.select`): with

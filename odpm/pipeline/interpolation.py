@@ -13,6 +13,7 @@ from odpm.pipeline.axis import TraceAxis, _weighted_sums, half_crossings_ghz
 from odpm.pipeline.carving import dark_floor, mostly_curved_between_narrow
 from odpm.pipeline.companions import signal_off
 from odpm.pipeline.formulas import (
+    CENTRE_RISE_DB,
     UNRESOLVED_CURVATURE_DB,
     BoolArray,
     _flatness_db,
@@ -98,7 +99,9 @@ def analyse_traces(
     * offset = midpoint of the -3 dB points of the signal (half way between the
       noise level and the peak, crossings interpolated) minus the grid centre;
     * present when ``P >= detection_threshold_dbm`` and the peak stands
-      ``detection_relative_db`` above the noise level in the trace;
+      ``detection_relative_db`` above the noise level in the trace, or the mean of
+      the slot's central half stands :data:`CENTRE_RISE_DB` above it (a spectrum
+      wider than its slot, whose neighbours fill the midpoints);
     * ``NOISE_UNRESOLVED`` when a neighbouring noise window is not flat (see
       :data:`UNRESOLVED_CURVATURE_DB`) or the signal comes out non-positive; OSNR is
       then NaN, because interpolation would report a number nobody should trust.
@@ -153,9 +156,19 @@ def analyse_traces(
     g = window[..., 1:-1]  # (N, C, L)
     peak = g.max(axis=-1).astype(np.float64)
     noise_level = noise_psd * rbw_ghz
+    # Present: above the absolute threshold, and either the peak clears the noise by
+    # the configured margin, or the slot's centre stands above its edges (a spectrum
+    # wider than its slot puts its neighbours' signal at the midpoints, where the
+    # first test takes it for noise: see CENTRE_RISE_DB).
+    # Only the first test says the midpoints hold noise: a channel present by the
+    # second alone gets no interpolated OSNR (near-Nyquist neighbours, 130 GBd on
+    # 150 GHz, sum to a flat level at the midpoint that reads as a floor: 7-12 dB low).
+    centre_level = np.einsum("ncl,cl->nc", g, axis.core_weights).astype(np.float64)
+    clear = peak >= noise_level * 10 ** (cfg.detection_relative_db / 10)
     present = (slot_dbm >= cfg.detection_threshold_dbm) & (
-        peak >= noise_level * 10 ** (cfg.detection_relative_db / 10)
+        clear | (centre_level >= noise_level * 10 ** (CENTRE_RISE_DB / 10))
     )
+    unresolved |= present & ~clear
     offset = _centre_offset_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
 
     bad_signal = ~(signal_mw > 0)

@@ -31,7 +31,10 @@ its signal stands ``detection_relative_db`` above the noise by *either* estimate
 interpolated noise (today's test) or the fit's own amplitude against the fit's noise.
 A wide channel that fills its slot puts its own signal at the midpoints, so the
 interpolated "noise" equals its signal and the first test alone would call it dark;
-the fit separates the two.
+the fit separates the two.  A spectrum wider than its slot defeats the fit too (its
+neighbours overlap it); such a slot is still present when its central half stands
+:data:`~odpm.pipeline.formulas.CENTRE_RISE_DB` above its edges
+(:func:`~odpm.pipeline.interpolation.analyse_traces`), without an interpolated OSNR.
 """
 
 from __future__ import annotations
