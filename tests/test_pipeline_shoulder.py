@@ -222,15 +222,10 @@ _SWEEP_CASES = [
 SWEEP = [(mode, *case) for mode in ("auto", "roadm") for case in _SWEEP_CASES]
 
 
-def _matrix_case(
-    rate_gbd: float,
-    slot_ghz: float,
-    roll_off: float,
-    rbw_ghz: float,
-    carve: float,
-    all_lit: bool,
-    config: PipelineConfig | None = None,
-) -> Reading:
+def _sweep_trace(
+    rate_gbd: float, slot_ghz: float, roll_off: float, rbw_ghz: float, carve: float, all_lit: bool
+) -> tuple[ChannelPlan, SyntheticTrace]:
+    """One case of the sweep: its plan and its trace (seeded by the case)."""
     plan = _plan(slot_ghz)
     grid = plan.frequencies_thz
     seed = int(rate_gbd + 10 * rbw_ghz + 100 * roll_off + carve + all_lit)
@@ -250,10 +245,27 @@ def _matrix_case(
         wss_carve_db=carve,
         wss_bandwidth_ghz=slot_ghz - 6.0,
     )
+    return plan, tr
+
+
+def _matrix_case(
+    rate_gbd: float,
+    slot_ghz: float,
+    roll_off: float,
+    rbw_ghz: float,
+    carve: float,
+    all_lit: bool,
+    config: PipelineConfig | None = None,
+) -> Reading:
+    plan, tr = _sweep_trace(rate_gbd, slot_ghz, roll_off, rbw_ghz, carve, all_lit)
     r = _analyse(tr, plan, config)
+    _assert_no_confident_error(r, tr)
+    return r
+
+
+def _assert_no_confident_error(r: Reading, tr: SyntheticTrace) -> None:
     err = _confident_errors(r, tr)
     assert err.size == 0 or err.max() <= 1.0, f"confident error {err.max():.2f} dB"
-    return r
 
 
 @pytest.mark.parametrize(
@@ -322,30 +334,12 @@ def test_overfilled_slots_are_never_called_dark(
     its peak stands only 2-6 dB above them; it is still lit (no false loss of signal),
     a dark slot between such channels is still dark, and no OSNR is confidently wrong
     (the midpoints are not noise: interpolation gives none)."""
-    plan = _plan(slot_ghz)
-    seed = int(rate_gbd + 10 * rbw_ghz + 100 * roll_off + carve_db + all_lit)
-    osnr, lit, offset = flat_scenario(plan.frequencies_thz, seed)
-    if all_lit:
-        lit = np.ones(plan.count, dtype=bool)
-    tr = make_trace(
-        grid_thz=plan.frequencies_thz,
-        spacing_ghz=slot_ghz,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
-        rbw_ghz=rbw_ghz,
-        step_nm=0.01,
-        symbol_rate_gbd=rate_gbd,
-        roll_off=roll_off,
-        wss_carve_db=carve_db,
-        wss_bandwidth_ghz=slot_ghz - 6.0,
-    )
+    plan, tr = _sweep_trace(rate_gbd, slot_ghz, roll_off, rbw_ghz, carve_db, all_lit)
     r = _analyse(tr, plan)
     truly_lit = tr.truth.present
     assert np.all(r.present[truly_lit]), f"{int(np.sum(~r.present[truly_lit]))} lit called dark"
     assert not np.any(r.present[~truly_lit]), "a dark slot read present"
-    err = _confident_errors(r, tr)
-    assert err.size == 0 or err.max() <= 1.0, f"confident error {err.max():.2f} dB"
+    _assert_no_confident_error(r, tr)
 
 
 #: Every carved case of :data:`MATRIX`.
