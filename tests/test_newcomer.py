@@ -143,7 +143,12 @@ def test_trace_after_switching_to_power_mode_is_a_404_with_the_reason(
     r = client.get(f"{url}/trace")
     assert r.status_code == 404
     detail = r.json()["detail"]
-    assert "power mode" in detail and body["time"][:19] in detail, detail
+    assert "power mode" in detail, detail
+    # It names the last trace: the one read above, or one the worker finished while
+    # the switch was on its way (seen under CPU load: a trace 0.3 s before the switch).
+    last = re.search(r"the last trace is from (\S+?)\.\s", detail)
+    assert last is not None, detail
+    assert last.group(1)[:19] >= body["time"][:19], detail
     scan = client.post(f"{url}/scan", json={"mode": "trace"}, headers=AUTH)
     assert scan.status_code == 200
     # The on-demand trace is the newest scan until the next scheduled power scan.
