@@ -18,7 +18,7 @@ from odpm.pipeline.shapes import (
     rate_limit_gbd,
     shape_table,
 )
-from tests.support.synthetic_traces import flat_scenario, make_trace
+from tests.support.synthetic_traces import flat_line_trace
 
 PLAN = ChannelPlan.c_band_50ghz()
 
@@ -105,18 +105,7 @@ def test_weighted_shapes_are_written_into_the_given_arrays() -> None:
 
 
 def _trace(rbw_ghz: float) -> tuple[np.ndarray, np.ndarray]:
-    osnr, lit, offset = flat_scenario(PLAN.frequencies_thz, 5)
-    tr = make_trace(
-        grid_thz=PLAN.frequencies_thz,
-        spacing_ghz=50.0,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
-        rbw_ghz=rbw_ghz,
-        step_nm=0.01,
-        symbol_rate_gbd=30.0,
-        roll_off=0.1,
-    )
+    tr = flat_line_trace(PLAN.frequencies_thz, 50.0, 5, rbw_ghz=rbw_ghz, symbol_rate_gbd=30.0)
     return tr.frequency_thz, tr.power_dbm
 
 

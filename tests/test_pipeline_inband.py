@@ -14,6 +14,7 @@ from odpm.models import OsnrMethod, Quality, Reading, TraceScan
 from odpm.pipeline import Pipeline
 from tests.support.synthetic_traces import (
     SyntheticTrace,
+    flat_line_trace,
     flat_scenario,
     make_trace,
     random_scenario,
@@ -40,17 +41,8 @@ def _analyse(tr: SyntheticTrace, config: PipelineConfig | None = None) -> Readin
 
 
 def _wide(seed: int, rbw_ghz: float, rate_gbd: float, roll_off: float = 0.1) -> SyntheticTrace:
-    osnr, lit, offset = flat_scenario(GRID, seed)
-    return make_trace(
-        grid_thz=GRID,
-        spacing_ghz=50.0,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
-        rbw_ghz=rbw_ghz,
-        step_nm=0.01,
-        symbol_rate_gbd=rate_gbd,
-        roll_off=roll_off,
+    return flat_line_trace(
+        GRID, 50.0, seed, rbw_ghz=rbw_ghz, symbol_rate_gbd=rate_gbd, roll_off=roll_off
     )
 
 
@@ -138,16 +130,11 @@ def _flex_case(
     spacing_ghz: float, rate_gbd: float, rbw_ghz: float, seed: int, roll_off: float = 0.1
 ) -> tuple[ChannelPlan, SyntheticTrace]:
     plan = _uniform_plan(spacing_ghz)
-    grid = plan.frequencies_thz
-    osnr, lit, offset = flat_scenario(grid, seed)
-    tr = make_trace(
-        grid_thz=grid,
-        spacing_ghz=spacing_ghz,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
+    tr = flat_line_trace(
+        plan.frequencies_thz,
+        spacing_ghz,
+        seed,
         rbw_ghz=rbw_ghz,
-        step_nm=0.01,
         symbol_rate_gbd=rate_gbd,
         roll_off=roll_off,
     )

@@ -27,7 +27,7 @@ from odpm.pipeline.select import check_interpolation
 from odpm.pipeline.shoulder import shoulder_noise
 from tests.support.synthetic_traces import (
     SyntheticTrace,
-    flat_scenario,
+    flat_line_trace,
     make_trace,
     random_scenario,
 )
@@ -134,21 +134,10 @@ def test_uncarved_narrow_channels_keep_interpolation() -> None:
 
 def test_shoulders_of_wide_channels_are_not_used() -> None:
     # A 32 GBd channel on 50 GHz leaves no noise visible beside it: no shoulder value.
-    osnr, lit, offset = flat_scenario(PLAN_50.frequencies_thz, 4)
-    tr = make_trace(
-        grid_thz=PLAN_50.frequencies_thz,
-        spacing_ghz=50.0,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
-        rbw_ghz=6.25,
-        step_nm=0.01,
-        symbol_rate_gbd=32.0,
-        roll_off=0.1,
-    )
+    tr = flat_line_trace(PLAN_50.frequencies_thz, 50.0, 4, rbw_ghz=6.25, symbol_rate_gbd=32.0)
     axis = TraceAxis.build(tr.frequency_thz, PLAN_50, PipelineConfig())
     sh = shoulder_noise(axis, _linear_trace(axis, tr.power_dbm), 6.25)
-    assert np.all(np.isnan(sh.osnr_db[0][lit]))
+    assert np.all(np.isnan(sh.osnr_db[0][tr.truth.present]))
 
 
 def test_shoulder_noise_matches_the_truth_on_carved_narrow_channels() -> None:
@@ -227,21 +216,15 @@ def _sweep_trace(
 ) -> tuple[ChannelPlan, SyntheticTrace]:
     """One case of the sweep: its plan and its trace (seeded by the case)."""
     plan = _plan(slot_ghz)
-    grid = plan.frequencies_thz
     seed = int(rate_gbd + 10 * rbw_ghz + 100 * roll_off + carve + all_lit)
-    osnr, lit, offset = flat_scenario(grid, seed)
-    if all_lit:
-        lit = np.ones(grid.size, dtype=bool)
-    tr = make_trace(
-        grid_thz=grid,
-        spacing_ghz=slot_ghz,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
+    tr = flat_line_trace(
+        plan.frequencies_thz,
+        slot_ghz,
+        seed,
         rbw_ghz=rbw_ghz,
-        step_nm=0.01,
         symbol_rate_gbd=rate_gbd,
         roll_off=roll_off,
+        all_lit=all_lit,
         wss_carve_db=carve,
         wss_bandwidth_ghz=slot_ghz - 6.0,
     )

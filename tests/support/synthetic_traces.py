@@ -303,3 +303,34 @@ def flat_scenario(
     lit = rng.random(n) >= dark_fraction
     offset = rng.uniform(-2.0, 2.0, n)
     return osnr, lit, offset
+
+
+def flat_line_trace(
+    grid_thz: FloatArray,
+    spacing_ghz: float,
+    seed: int,
+    *,
+    rbw_ghz: float,
+    symbol_rate_gbd: float,
+    roll_off: float = 0.1,
+    all_lit: bool = False,
+    **wss: float,
+) -> SyntheticTrace:
+    """A line of :func:`flat_scenario` (seeded) of one symbol rate and roll-off, at
+    0.01 nm steps: the in-band methods' usual case (every slot lit with ``all_lit``;
+    ``wss``: :func:`make_trace`'s ``wss_*`` settings)."""
+    osnr, lit, offset = flat_scenario(grid_thz, seed)
+    if all_lit:
+        lit = np.ones(grid_thz.size, dtype=bool)
+    return make_trace(
+        grid_thz=grid_thz,
+        spacing_ghz=spacing_ghz,
+        osnr_db=osnr,
+        lit=lit,
+        offset_ghz=offset,
+        rbw_ghz=rbw_ghz,
+        step_nm=0.01,
+        symbol_rate_gbd=symbol_rate_gbd,
+        roll_off=roll_off,
+        **wss,  # type: ignore[arg-type]
+    )
