@@ -203,13 +203,17 @@ def test_stored_trace_as_csv_gives_the_live_reading_through_odpm_analyze(
         assert np.array_equal(np.isnan(got), np.isnan(want)), name
         # 0.01 dB for the levels; the offset (GHz) to 0.01 GHz as well.  An OSNR from an
         # in-band method (model fit, shoulders) draws its noise from a shape fitted over
-        # many points, each stored to 0.01 dB: it may move a little more (0.015 dB seen),
-        # but never by more than a tenth of its own uncertainty and 0.05 dB.
+        # many points, each stored to 0.01 dB: the rounding is a little more reading
+        # noise, and moves it a little more.  Measured on the simulator's default line
+        # (12 seeds, 566 in-band OSNRs, raw against rounded trace): at most 0.017 dB
+        # and 0.32 of its own uncertainty (95 % within 0.14).  So within 0.02 dB or
+        # 0.4 of its uncertainty, and never 0.05 dB (the earlier 0.01 dB / 0.1 x failed
+        # 6 of 40 traces: 0.0148 dB once in CI).
         tol = np.full(len(again), 0.01)
         if name == "osnr_db":
             inband = np.array([c["osnr_method"] not in (None, "interpolation") for c in again])
             unc = np.array([c["osnr_uncertainty_db"] or 0.0 for c in again])
-            tol = np.where(inband, np.maximum(0.01, np.minimum(0.05, 0.1 * unc)), tol)
+            tol = np.where(inband, np.maximum(0.02, np.minimum(0.05, 0.4 * unc)), tol)
         err = np.abs(got - want)
         assert np.all(np.isnan(err) | (err <= tol)), (name, np.nanmax(err))
 
