@@ -257,3 +257,33 @@ def test_narrow_channels_behind_the_wss_without_a_second_trace(driver: Odpm96) -
     reading = _pipeline().process(_live_scan(driver))
     err = np.abs(reading.osnr_db[lit] - truth[lit])
     assert float(np.mean(err <= 0.5)) >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("rate_gbd", "depth_db"), [(10.0, 20.0), (10.0, 3.0), (32.0, 20.0), (32.0, 3.0)]
+)
+def test_a_failed_transmitter_behind_the_wss_is_dark(
+    driver: Odpm96, rate_gbd: float, depth_db: float
+) -> None:
+    # A transmitter switched off while its passband stays open (SIM:CHAN:SIGN) leaves
+    # the passband's ASE standing 3-20 dB above the carved midpoints.  It read present
+    # (no loss of signal) in every one of these cases: by its peak over the carved
+    # midpoints, or by its centre standing above its edges (the test for spectra wider
+    # than their slots).  It is judged against the noise beside its neighbours now.
+    for ch in range(1, 81):
+        driver.write(f"SIM:CHAN:SRAT {ch},{rate_gbd:g}")
+    for ch in (12, 13):
+        driver.write(f"SIM:CHAN:DARK {ch}")  # not provisioned: blocked
+    failed = [20, 30, 31, 60]  # one alone, two side by side, one more
+    for ch in failed:
+        driver.write(f"SIM:CHAN:SIGN {ch},ON")
+    driver.write("SIM:WSS ON")
+    driver.write(f"SIM:WSS:DEPT {depth_db:g}")
+    driver.write("SIM:OSNR 16")
+    driver.check_errors()
+    r = _pipeline().process(_live_scan(driver))
+    off = np.zeros(80, dtype=bool)
+    off[[c - 1 for c in (12, 13, *failed)]] = True
+    assert not r.present[off].any(), f"channels {r.channel[off & r.present]} read present"
+    assert np.all(r.quality[off] == Quality.DARK)
+    assert r.present[~off].all(), f"{int(np.sum(~r.present[~off]))} lit channels dark"

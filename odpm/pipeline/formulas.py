@@ -128,3 +128,18 @@ def _nanmin_rows(values: FloatArray) -> FloatArray:
 #: Frequencies inside the axis are handled as GHz from this anchor (G.694.1's 193.1 THz),
 #: so that sub-MHz differences are not lost against 193,000 GHz.
 _ANCHOR = 193.1
+
+#: A slot present by :data:`CENTRE_RISE_DB` alone must have its peak within this much
+#: of its higher neighbour's.  Behind a ROADM a failed transmitter's passband (ASE
+#: only) stands above the WSS-carved midpoints as an overfilled channel stands above
+#: its filled ones, but lies below its lit neighbours by their signal over the ASE
+#: (simulator, 32 GBd at 16 dB OSNR: 12 dB); an overfilled lit channel rises above its
+#: edges only while its neighbours' skirts there do not outshine it (generator sweep:
+#: such channels at most 3.4 dB below their neighbours).
+RISE_NEIGHBOUR_DB = 6.0
+
+#: Midpoints this far below the noise beside the neighbouring channels (their
+#: shoulders, inside their WSS passbands) are carved: presence is then judged against
+#: that in-band noise rather than against them (a failed transmitter's passband of ASE
+#: stood 3-20 dB above the carved midpoints and read present: no loss-of-signal).
+CARVED_MIDPOINT_DB = 1.0

@@ -13,7 +13,6 @@ from odpm.pipeline.axis import TraceAxis, _weighted_sums, half_crossings_ghz
 from odpm.pipeline.carving import dark_floor, mostly_curved_between_narrow
 from odpm.pipeline.companions import signal_off
 from odpm.pipeline.formulas import (
-    CENTRE_RISE_DB,
     UNRESOLVED_CURVATURE_DB,
     BoolArray,
     _flatness_db,
@@ -23,6 +22,7 @@ from odpm.pipeline.formulas import (
     tilt_db,
     window_curvature_db,
 )
+from odpm.pipeline.presence import ase_only_passbands, inband_noise_level, stands_above_edges
 from odpm.pipeline.reference import reference
 from odpm.pipeline.select import carved_dark_slots, check_interpolation, choose_inband
 from odpm.pipeline.shoulder import shoulder_noise
@@ -166,7 +166,7 @@ def analyse_traces(
     centre_level = np.einsum("ncl,cl->nc", g, axis.core_weights).astype(np.float64)
     clear = peak >= noise_level * 10 ** (cfg.detection_relative_db / 10)
     present = (slot_dbm >= cfg.detection_threshold_dbm) & (
-        clear | (centre_level >= noise_level * 10 ** (CENTRE_RISE_DB / 10))
+        clear | stands_above_edges(centre_level, noise_level, peak)
     )
     unresolved |= present & ~clear
     offset = _centre_offset_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
@@ -187,6 +187,7 @@ def analyse_traces(
     slot_above = slot_dbm >= cfg.detection_threshold_dbm
     carved = None
     confirmed = None
+    ase_only = np.zeros_like(present)
     if inband and cfg.inband_methods:
         # The shoulders check interpolation and stand in where it fails (select.py).
         # A WSS carves every channel of a trace, so while interpolation resolves every
@@ -224,6 +225,15 @@ def analyse_traces(
             floor_carved,
         )
         shoulders_seen = np.isfinite(sh.osnr_db) & (sh.uncertainty_db <= cfg.fit_max_uncertainty_db)
+        # A failed transmitter behind a ROADM: its passband's ASE stands above the
+        # carved midpoints; against the noise its neighbours' shoulders show, it is dark.
+        ase_only = ase_only_passbands(
+            peak,
+            noise_level,
+            inband_noise_level(sh.noise_psd_mw_per_ghz * rbw_ghz, present & shoulders_seen),
+            cfg.detection_relative_db,
+        )
+        present = present & ~ase_only
         interpolation_ok = check.interpolation_ok
         carved = check.carved
         # Cheap test first (clean traces skip the edge search): most windows between lit
@@ -242,6 +252,7 @@ def analyse_traces(
             interpolation_ok = interpolation_ok & shoulders_seen
         use_sh = present & ~interpolation_ok & shoulders_seen
         osnr = np.where(interpolation_ok, osnr, np.where(use_sh, sh.osnr_db, np.nan))
+        osnr = np.where(present, osnr, np.nan)
         signal_mw = np.where(use_sh, sh.signal_mw, signal_mw)
         noise_psd = np.where(use_sh, sh.noise_psd_mw_per_ghz, noise_psd)
         unc = np.where(use_sh, sh.uncertainty_db, np.where(np.isnan(osnr), np.nan, unc))
@@ -259,7 +270,10 @@ def analyse_traces(
     needs_inband = (present & np.isnan(osnr)) | (~present & unresolved & slot_above)
     if inband and cfg.inband_methods and needs_inband.any():
         chosen = choose_inband(axis, p, rbw_ghz, present, quality, osnr, slot_mw, carved, confirmed)
-        present, quality, osnr = chosen.present, chosen.quality, chosen.osnr_db
+        # The fit must not relight a passband holding only ASE (its shape fits that too).
+        present = chosen.present & ~ase_only
+        quality = np.where(ase_only, np.uint8(Quality.DARK), chosen.quality).astype(np.uint8)
+        osnr = np.where(ase_only, np.nan, chosen.osnr_db)
         # Carving seen by the fit stage undoes the trace's interpolated OSNRs as well:
         # the midpoints read the carved floor (10 GBd behind a 15 dB WSS through a
         # 12.5 GHz RBW, every slot lit: the two windows that passed as flat were
@@ -269,10 +283,11 @@ def analyse_traces(
         quality = np.where(undo, np.uint8(Quality.NOISE_UNRESOLVED), quality).astype(np.uint8)
         method = np.where(undo, np.uint8(OsnrMethod.NONE), method).astype(np.uint8)
         unc = np.where(undo, np.nan, unc)
-        signal_mw = np.where(chosen.method == OsnrMethod.FIT, chosen.signal_mw, signal_mw)
-        noise_psd = np.where(chosen.method == OsnrMethod.FIT, chosen.noise_psd, noise_psd)
-        unc = np.where(chosen.method == OsnrMethod.FIT, chosen.uncertainty_db, unc)
-        method = np.where(chosen.method == OsnrMethod.FIT, chosen.method, method)
+        fitted = (chosen.method == OsnrMethod.FIT) & ~ase_only
+        signal_mw = np.where(fitted, chosen.signal_mw, signal_mw)
+        noise_psd = np.where(fitted, chosen.noise_psd, noise_psd)
+        unc = np.where(fitted, chosen.uncertainty_db, unc)
+        method = np.where(fitted, chosen.method, method)
         noise_level = noise_psd * rbw_ghz
         offset = _centre_offset_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
     companion = None

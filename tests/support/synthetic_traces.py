@@ -134,6 +134,7 @@ def make_trace(
     wss_bandwidth_ghz: float | None = None,
     wss_edge_ghz: float = 2.0,
     signals_on: bool = True,
+    failed: npt.ArrayLike | None = None,
 ) -> SyntheticTrace:
     """One spectrum; channel powers follow from the requested OSNR and the ASE at
     each true centre (``P = OSNR x N(f_c) x T(f_c) x 12.5 GHz``).
@@ -147,7 +148,12 @@ def make_trace(
 
     Flexible grid (ITU-T G.694.1): ``spacing_ghz`` may be one width per channel (the
     slot of channel ``i`` is its centre +/- ``spacing_ghz[i] / 2``), used for the WSS
-    passbands and the slot truth."""
+    passbands and the slot truth.
+
+    A failed transmitter: ``failed`` marks lit channels whose transmitter is off while
+    their WSS passband stays open (as a ROADM keeps a provisioned channel's), so their
+    slot holds the passband's ASE and nothing else; the truth calls them dark (no
+    signal: a loss of signal to report)."""
     grid_ghz = np.asarray(grid_thz, dtype=np.float64) * 1000.0
     widths = np.broadcast_to(np.asarray(spacing_ghz, dtype=np.float64), grid_ghz.shape)
     ref_ghz = float(grid_ghz.mean())
@@ -166,7 +172,10 @@ def make_trace(
     x_ghz = SPEED_OF_LIGHT_M_S / wavelength  # nm -> GHz: c[m/s] / lambda[nm] = GHz
     sigma = rbw_ghz / math.sqrt(2 * math.pi)
 
-    lit_mask = np.asarray(lit, dtype=bool)
+    lit_mask = np.asarray(lit, dtype=bool)  # provisioned: a WSS passband is open
+    failed_mask = (
+        np.zeros_like(lit_mask) if failed is None else np.asarray(failed, dtype=bool) & lit_mask
+    )
     bandwidth = (widths - 6.0 if wss_bandwidth_ghz is None else widths * 0 + wss_bandwidth_ghz)[
         lit_mask
     ]
@@ -217,7 +226,7 @@ def make_trace(
     rates = np.broadcast_to(np.asarray(symbol_rate_gbd, dtype=np.float64), grid_ghz.shape)
     betas = np.broadcast_to(np.asarray(roll_off, dtype=np.float64), grid_ghz.shape)
     du = 0.005
-    for i in np.flatnonzero(np.asarray(lit) & signals_on):
+    for i in np.flatnonzero(lit_mask & ~failed_mask & signals_on):
         half_extent = (1 + betas[i]) * rates[i] / 2
         u = np.arange(-half_extent, half_extent + du / 2, du)
         reach = half_extent + 10 * sigma
@@ -245,6 +254,7 @@ def make_trace(
         fine,
         axis=1,
     )
+    lit = lit_mask & ~failed_mask  # carrying a signal
     slot_mw = ase_in_slot + np.where(lit, power_mw, 0.0)
     nan = np.full(grid_ghz.size, np.nan)
     truth = Truth(
