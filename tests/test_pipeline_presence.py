@@ -9,8 +9,13 @@ import pytest
 
 from odpm.config import PipelineConfig
 from odpm.models import Quality
-from odpm.pipeline.presence import inband_noise_level, stands_above_edges
-from tests.support.synthetic_traces import SyntheticTrace, flat_scenario, make_trace
+from odpm.pipeline.presence import inband_noise_level, stands_above_dips, stands_above_edges
+from tests.support.synthetic_traces import (
+    SyntheticTrace,
+    flat_line_trace,
+    flat_scenario,
+    make_trace,
+)
 from tests.test_pipeline_inband import GRID, _analyse
 
 
@@ -85,3 +90,70 @@ def test_a_failed_transmitter_behind_a_roadm_reads_dark(
     assert not np.isfinite(r.osnr_db[failed]).any()
     lit = tr.truth.present
     assert r.present[lit].all(), f"{int(np.sum(~r.present[lit]))} lit channels dark"
+
+
+@pytest.mark.parametrize(
+    ("rate_gbd", "roll_off", "rbw_ghz", "seed"),
+    [
+        (48.0, 0.1, 6.25, 1),  # 22 of 66 lit channels dark before
+        (48.0, 0.05, 6.25, 3),  # 19 of 67
+        (48.0, 0.1, 12.5, 1),  # 29 of 66
+        (47.0, 0.06, 12.5, 2),  # 20 of 62
+        (46.0, 0.08, 12.5, 3),  # 13 of 67
+    ],
+)
+def test_a_line_packed_near_the_nyquist_limit_is_not_dark(
+    rate_gbd: float, roll_off: float, rbw_ghz: float, seed: int
+) -> None:
+    # Neighbouring raised cosines add up to a flat spectrum: a lit slot stands neither
+    # above its edges nor above its midpoints.  The dark slots (a fifth) are dips
+    # near the ASE, and the lit ones stand far above the nearest of them.
+    tr = flat_line_trace(
+        GRID, 50.0, seed, rbw_ghz=rbw_ghz, symbol_rate_gbd=rate_gbd, roll_off=roll_off
+    )
+    r = _analyse(tr, PipelineConfig())
+    lit = tr.truth.present
+    assert r.present[lit].all(), f"{int(np.sum(~r.present[lit]))} lit channels dark"
+    assert not r.present[~lit].any(), "a dark slot reads present"
+    err = np.abs(r.osnr_db[lit] - tr.truth.osnr_db[lit])
+    reported = np.isfinite(err)
+    assert np.all(err[reported] <= 1.0), f"a reported OSNR is off by {err[reported].max():.2f}"
+
+
+@pytest.mark.parametrize("rbw_ghz", [6.25, 12.5])
+@pytest.mark.parametrize("tilt_db", [-12.0, 12.0])
+def test_dips_light_no_dark_slot_on_a_steep_ase(rbw_ghz: float, tilt_db: float) -> None:
+    # A sparse line (runs of 4 lit Nyquist-packed channels, 12 dark) on ASE tilted
+    # 12 dB over the band with 2 dB of ripple: a dark slot far from the dip it is
+    # compared with stands above it by the slope alone (every dip counted, 5 of 720
+    # such slots read lit).  Before the dips, 7-9 of the 20 lit channels read dark.
+    osnr, _, offset = flat_scenario(GRID, 1)
+    lit = (np.arange(GRID.size) % 16) < 4
+    tr = make_trace(
+        grid_thz=GRID,
+        spacing_ghz=50.0,
+        osnr_db=osnr,
+        lit=lit,
+        offset_ghz=offset,
+        rbw_ghz=rbw_ghz,
+        step_nm=0.01,
+        symbol_rate_gbd=48.0,
+        roll_off=0.1,
+        ase_tilt_db_over_band=tilt_db,
+        ripple_db_pp=2.0,
+    )
+    r = _analyse(tr, PipelineConfig())
+    assert not r.present[~lit].any(), f"dark slots {r.channel[~lit & r.present]} read present"
+    assert r.present[lit].all(), f"{int(np.sum(~r.present[lit]))} lit channels dark"
+
+
+def test_a_slot_between_dips_is_present_only_far_above_them() -> None:
+    # Slot 1 sits between two dips (slots 0 and 2: 5 dB under their edges): 10 dB over
+    # them is a signal; slot 3, 3 dB over the dip beside it, is not (margin 6 dB).
+    # Slot 4 is 10 dB over the dip but 8 dB under its neighbour: not a signal of its own.
+    centre = np.array([[1e-6, 1e-5, 1e-6, 2e-6, 1e-5, 6.3e-5]])
+    edges = np.array([[3.2e-6, 1e-5, 3.2e-6, 2e-6, 1e-5, 6.3e-5]])
+    peak = centre.copy()
+    present = np.array([[False, False, False, False, False, True]])
+    got = stands_above_dips(centre, edges, peak, present, 6.0)
+    assert got.tolist() == [[False, True, False, False, False, False]]

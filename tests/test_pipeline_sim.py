@@ -236,3 +236,26 @@ def test_channels_wider_than_their_slots_are_never_dark(driver: Odpm96) -> None:
     assert np.all(quality[lit & ~given] == Quality.NOISE_UNRESOLVED)
     err = np.abs(osnr[given] - truth_osnr[given])
     assert err.size == 0 or err.max() <= 1.0, f"worst OSNR error {err.max():.2f} dB"
+
+
+def test_a_line_packed_at_the_nyquist_limit_is_not_dark(driver: Odpm96) -> None:
+    # 48 GBd at roll-off 0.1 on 50 GHz: neighbouring raised cosines add up to a flat
+    # spectrum, so a lit slot stands neither above its edges nor above the midpoints
+    # (both hold its neighbours' signal): 21 of the 70 lit channels here read dark
+    # (6.25 GHz RBW).  The dark slots between them are dips near the ASE; a lit slot
+    # stands far above the nearest ones.
+    for ch in range(1, 81):
+        driver.write(f"SIM:CHAN:SRAT {ch},48")
+    driver.write("SIM:ROLL 0.1")
+    for ch in (5, 12, 20, 27, 35, 43, 50, 58, 66, 73):  # dark slots, at most 8 apart
+        driver.write(f"SIM:CHAN:DARK {ch}")
+    driver.write("SIM:OSNR 16")
+    driver.check_errors()
+    truth_osnr = _truth(driver, "OSNR")
+    lit = ~np.isnan(truth_osnr)
+    present, osnr, _offset, _quality = _analyse(driver)
+    assert np.all(present[lit]), f"{int(np.sum(~present[lit]))} lit channels called dark"
+    assert not np.any(present[~lit])
+    given = lit & np.isfinite(osnr)
+    err = np.abs(osnr[given] - truth_osnr[given])
+    assert err.size == 0 or err.max() <= 1.0, f"worst OSNR error {err.max():.2f} dB"

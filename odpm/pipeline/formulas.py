@@ -143,3 +143,9 @@ RISE_NEIGHBOUR_DB = 6.0
 #: that in-band noise rather than against them (a failed transmitter's passband of ASE
 #: stood 3-20 dB above the carved midpoints and read present: no loss-of-signal).
 CARVED_MIDPOINT_DB = 1.0
+
+#: A slot not present whose centre sits this far below its edges is a dip: a dark slot
+#: between lit ones, its edges their skirts, its centre near the ASE (generator, 48 GBd
+#: at roll-off 0.1 on 50 GHz: dark slots 7.3-10.3 dB below their edges, lit ones
+#: between 0.8 dB below and 3.9 dB above).  See presence.stands_above_dips.
+DIP_DB = 3.0

@@ -22,7 +22,12 @@ from odpm.pipeline.formulas import (
     tilt_db,
     window_curvature_db,
 )
-from odpm.pipeline.presence import ase_only_passbands, inband_noise_level, stands_above_edges
+from odpm.pipeline.presence import (
+    ase_only_passbands,
+    inband_noise_level,
+    stands_above_dips,
+    stands_above_edges,
+)
 from odpm.pipeline.reference import reference
 from odpm.pipeline.select import carved_dark_slots, check_interpolation, choose_inband
 from odpm.pipeline.shoulder import shoulder_noise
@@ -100,8 +105,13 @@ def analyse_traces(
       noise level and the peak, crossings interpolated) minus the grid centre;
     * present when ``P >= detection_threshold_dbm`` and the peak stands
       ``detection_relative_db`` above the noise level in the trace, or the mean of
-      the slot's central half stands :data:`CENTRE_RISE_DB` above it (a spectrum
-      wider than its slot, whose neighbours fill the midpoints);
+      the slot's central half stands
+      :data:`~odpm.pipeline.formulas.CENTRE_RISE_DB` above it (a spectrum wider
+      than its slot, whose neighbours fill the midpoints), or above the dark
+      slots near it (a line packed near the Nyquist limit); not present when the
+      midpoints are carved and the peak does not clear the in-band noise beside the
+      neighbouring channels (a failed transmitter's open passband): see
+      :mod:`odpm.pipeline.presence`;
     * ``NOISE_UNRESOLVED`` when a neighbouring noise window is not flat (see
       :data:`UNRESOLVED_CURVATURE_DB`) or the signal comes out non-positive; OSNR is
       then NaN, because interpolation would report a number nobody should trust.
@@ -168,6 +178,11 @@ def analyse_traces(
     present = (slot_dbm >= cfg.detection_threshold_dbm) & (
         clear | stands_above_edges(centre_level, noise_level, peak)
     )
+    # A line packed near the Nyquist limit: a lit slot is flat with its edges; it is
+    # told from the ASE by the dark slots between such channels (presence.py).
+    present |= (slot_dbm >= cfg.detection_threshold_dbm) & stands_above_dips(
+        centre_level, noise_level, peak, present, cfg.detection_relative_db
+    )
     unresolved |= present & ~clear
     offset = _centre_offset_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
 
@@ -224,13 +239,24 @@ def analyse_traces(
             sh.uncertainty_db,
             floor_carved,
         )
-        shoulders_seen = np.isfinite(sh.osnr_db) & (sh.uncertainty_db <= cfg.fit_max_uncertainty_db)
+        # Shoulders count only when the channel's peak stands clear of them: a channel
+        # packed at the Nyquist limit has none, and what the shoulder search finds beside
+        # it is its neighbours' flat signal (read 1 dB under its own peak, at a claimed
+        # 0.1 dB: an OSNR some 30 dB low once such a channel is present).
+        shoulder_level = sh.noise_psd_mw_per_ghz * rbw_ghz
+        with np.errstate(invalid="ignore"):
+            clear_of_shoulders = peak >= shoulder_level * 10 ** (cfg.detection_relative_db / 10)
+        shoulders_seen = (
+            np.isfinite(sh.osnr_db)
+            & (sh.uncertainty_db <= cfg.fit_max_uncertainty_db)
+            & clear_of_shoulders
+        )
         # A failed transmitter behind a ROADM: its passband's ASE stands above the
         # carved midpoints; against the noise its neighbours' shoulders show, it is dark.
         ase_only = ase_only_passbands(
             peak,
             noise_level,
-            inband_noise_level(sh.noise_psd_mw_per_ghz * rbw_ghz, present & shoulders_seen),
+            inband_noise_level(shoulder_level, present & shoulders_seen),
             cfg.detection_relative_db,
         )
         present = present & ~ase_only
