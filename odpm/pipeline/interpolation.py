@@ -181,7 +181,7 @@ def analyse_traces(
     # A line packed near the Nyquist limit: a lit slot is flat with its edges; it is
     # told from the ASE by the dark slots between such channels (presence.py).
     present |= (slot_dbm >= cfg.detection_threshold_dbm) & stands_above_dips(
-        centre_level, noise_level, peak, present, cfg.detection_relative_db
+        centre_level, noise_level, present, cfg.detection_relative_db
     )
     unresolved |= present & ~clear
     offset = _centre_offset_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)

@@ -28,6 +28,7 @@ from odpm.pipeline.formulas import (
     CARVED_MIDPOINT_DB,
     CENTRE_RISE_DB,
     DIP_DB,
+    DIP_NEIGHBOUR_DB,
     RISE_NEIGHBOUR_DB,
 )
 
@@ -43,14 +44,17 @@ INBAND_REACH_SLOTS = 3
 #: slots; near-Nyquist lines (45-48 GBd on 50 GHz, 40 traces) left 6 of 2,640 lit
 #: channels dark within 8 slots, none within 12.
 DIP_REACH_SLOTS = 12
+#: How far (in slots) the neighbours a slot standing above the dips is compared with
+#: reach (see stands_above_dips).
+DIP_NEIGHBOUR_SLOTS = 3
 
 
-def neighbour_peak(peak: FloatArray) -> FloatArray:
-    """The higher of each slot's two neighbours' peaks ``(N, C)`` (one neighbour at the
-    plan's ends), in the trace's linear unit."""
-    out = np.zeros_like(peak)
-    out[..., 1:] = peak[..., :-1]
-    out[..., :-1] = np.maximum(out[..., :-1], peak[..., 1:])
+def highest_neighbour(level: FloatArray) -> FloatArray:
+    """The higher of each slot's two neighbours' values of ``level`` ``(N, C)`` (one
+    neighbour at the plan's ends)."""
+    out = np.zeros_like(level)
+    out[..., 1:] = level[..., :-1]
+    out[..., :-1] = np.maximum(out[..., :-1], level[..., 1:])
     return out
 
 
@@ -68,7 +72,7 @@ def stands_above_edges(
     channel cannot lie far below them and still rise above its edges, which their
     skirts fill (measured on the generator's 270-case sweep: at most 3.4 dB below)."""
     rise = centre_level >= edge_level * 10 ** (CENTRE_RISE_DB / 10)
-    return np.asarray(rise & (peak * 10 ** (RISE_NEIGHBOUR_DB / 10) >= neighbour_peak(peak)))
+    return np.asarray(rise & (peak * 10 ** (RISE_NEIGHBOUR_DB / 10) >= highest_neighbour(peak)))
 
 
 def inband_noise_level(
@@ -119,7 +123,6 @@ def ase_only_passbands(
 def stands_above_dips(
     centre_level: FloatArray,
     edge_level: FloatArray,
-    peak: FloatArray,
     present: BoolArray,
     relative_db: float,
 ) -> BoolArray:
@@ -132,14 +135,18 @@ def stands_above_dips(
     its edges (its lit neighbours' skirts), near the ASE.  A slot not yet present is
     present when its centre stands ``relative_db`` (the configured
     ``detection_relative_db``) above the nearest dips' centres (within
-    :data:`DIP_REACH_SLOTS` on each side) and its peak is within
-    :data:`RISE_NEIGHBOUR_DB` of its neighbours' (a failed transmitter's passband of
-    ASE behind a WSS lies far below its lit neighbours, see :func:`stands_above_edges`).
-    Without a dip nearby nothing is said: a line of such channels with no dark slot
-    shows nowhere where its ASE lies."""
+    :data:`DIP_REACH_SLOTS` on each side) and within :data:`DIP_NEIGHBOUR_DB` of its
+    neighbours' centres.  Without a dip nearby nothing is said: a line of such
+    channels with no dark slot shows nowhere where its ASE lies.
+
+    Behind a WSS the dips are blocked slots, carved far below the ASE, so a failed
+    transmitter's open passband (ASE only) stands above them too; it lies below its
+    lit neighbours by their signal over the ASE, which the neighbour test sees down to
+    a neighbour's signal level with the ASE (OSNR ~6 dB at 48 GBd)."""
     dip = ~present & (centre_level * 10 ** (DIP_DB / 10) <= edge_level)
     floor = inband_noise_level(centre_level, dip, DIP_REACH_SLOTS)
     with np.errstate(invalid="ignore"):
         above = centre_level >= floor * 10 ** (relative_db / 10)
-    near = peak * 10 ** (RISE_NEIGHBOUR_DB / 10) >= neighbour_peak(peak)
+    # Centres, not peaks: a failed passband's peak is at its edge, in a neighbour's skirt.
+    near = centre_level * 10 ** (DIP_NEIGHBOUR_DB / 10) >= highest_neighbour(centre_level)
     return np.asarray(~present & ~dip & above & near)
