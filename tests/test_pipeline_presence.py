@@ -40,6 +40,30 @@ def test_a_slot_far_below_its_neighbours_does_not_stand_above_its_edges() -> Non
     assert stands_above_edges(centre, edges, peak).tolist() == [[True, False, True]]
 
 
+def _line(
+    lit: np.ndarray,
+    osnr_db: np.ndarray,
+    offset_ghz: np.ndarray,
+    rbw_ghz: float,
+    rate_gbd: float,
+    **settings: object,
+) -> SyntheticTrace:
+    """A line on the plan's 50 GHz grid at 0.01 nm steps, roll-off 0.1; ``settings``:
+    :func:`make_trace`'s others (the WSS, the ASE's tilt, failed transmitters)."""
+    return make_trace(
+        grid_thz=GRID,
+        spacing_ghz=50.0,
+        osnr_db=osnr_db,
+        lit=lit,
+        offset_ghz=offset_ghz,
+        rbw_ghz=rbw_ghz,
+        step_nm=0.01,
+        symbol_rate_gbd=rate_gbd,
+        roll_off=0.1,
+        **settings,  # type: ignore[arg-type]
+    )
+
+
 def _failed_line(
     rate_gbd: float, rbw_ghz: float, carve_db: float, seed: int
 ) -> tuple[SyntheticTrace, np.ndarray]:
@@ -48,16 +72,12 @@ def _failed_line(
     osnr, lit, offset = flat_scenario(GRID, seed)
     failed = lit & (np.random.default_rng(seed + 100).random(GRID.size) < 0.1)
     failed[[20, 21, 22]] = lit[[20, 21, 22]] = True
-    tr = make_trace(
-        grid_thz=GRID,
-        spacing_ghz=50.0,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
-        rbw_ghz=rbw_ghz,
-        step_nm=0.01,
-        symbol_rate_gbd=rate_gbd,
-        roll_off=0.1,
+    tr = _line(
+        lit,
+        osnr,
+        offset,
+        rbw_ghz,
+        rate_gbd,
         wss_carve_db=carve_db,
         wss_bandwidth_ghz=44.0,
         failed=failed,
@@ -129,19 +149,7 @@ def test_dips_light_no_dark_slot_on_a_steep_ase(rbw_ghz: float, tilt_db: float) 
     # such slots read lit).  Before the dips, 7-9 of the 20 lit channels read dark.
     osnr, _, offset = flat_scenario(GRID, 1)
     lit = (np.arange(GRID.size) % 16) < 4
-    tr = make_trace(
-        grid_thz=GRID,
-        spacing_ghz=50.0,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
-        rbw_ghz=rbw_ghz,
-        step_nm=0.01,
-        symbol_rate_gbd=48.0,
-        roll_off=0.1,
-        ase_tilt_db_over_band=tilt_db,
-        ripple_db_pp=2.0,
-    )
+    tr = _line(lit, osnr, offset, rbw_ghz, 48.0, ase_tilt_db_over_band=tilt_db, ripple_db_pp=2.0)
     r = _analyse(tr, PipelineConfig())
     assert not r.present[~lit].any(), f"dark slots {r.channel[~lit & r.present]} read present"
     assert r.present[lit].all(), f"{int(np.sum(~r.present[lit]))} lit channels dark"
@@ -176,16 +184,12 @@ def test_dips_behind_a_wss_light_no_failed_transmitter(
     failed[[20, 41, 57]] = True
     lit[[19, 20, 21, 40, 41, 42, 56, 57, 58]] = True
     osnr = osnr_db + np.random.default_rng(3).uniform(-1.0, 1.0, GRID.size)
-    tr = make_trace(
-        grid_thz=GRID,
-        spacing_ghz=50.0,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
-        rbw_ghz=rbw_ghz,
-        step_nm=0.01,
-        symbol_rate_gbd=48.0,
-        roll_off=0.1,
+    tr = _line(
+        lit,
+        osnr,
+        offset,
+        rbw_ghz,
+        48.0,
         wss_carve_db=carve_db,
         wss_bandwidth_ghz=44.0,
         failed=failed,
