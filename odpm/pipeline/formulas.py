@@ -151,9 +151,11 @@ CARVED_MIDPOINT_DB = 1.0
 DIP_DB = 3.0
 
 #: A slot present by standing above the dips (presence.stands_above_dips) must have its
-#: peak within this much of its higher neighbour's.  A failed transmitter's passband
+#: centre within this much of its higher neighbour's.  A failed transmitter's passband
 #: behind a WSS stands above the carved dips as well, and lies below its lit
-#: neighbours by their signal over the ASE: at OSNR 8-20 dB, 45-48 GBd, that was
-#: within 6 dB often enough to light 38 more of 288 such slots (generator, carving
-#: 3-20 dB); lit channels of a flat line lie within 1-2 dB of their neighbours.
+#: neighbours by their signal over the ASE: at OSNR 8-20 dB, 45-48 GBd (generator,
+#: carving 3-20 dB), peaks within 6 dB lit 38 more of 288 such slots than before the
+#: dips (a failed passband's peak is at its edge, in a neighbour's skirt), centres
+#: within 3 dB none more; lit channels of a flat line lie within 1-2 dB of their
+#: neighbours.
 DIP_NEIGHBOUR_DB = 3.0

@@ -44,9 +44,6 @@ INBAND_REACH_SLOTS = 3
 #: slots; near-Nyquist lines (45-48 GBd on 50 GHz, 40 traces) left 6 of 2,640 lit
 #: channels dark within 8 slots, none within 12.
 DIP_REACH_SLOTS = 12
-#: How far (in slots) the neighbours a slot standing above the dips is compared with
-#: reach (see stands_above_dips).
-DIP_NEIGHBOUR_SLOTS = 3
 
 
 def highest_neighbour(level: FloatArray) -> FloatArray:
@@ -76,7 +73,7 @@ def stands_above_edges(
 
 
 def inband_noise_level(
-    noise_level: FloatArray, seen: BoolArray, reach_slots: int = 3
+    noise_level: FloatArray, seen: BoolArray, reach_slots: int = INBAND_REACH_SLOTS
 ) -> FloatArray:
     """Each slot's in-band noise level as the nearest channels' shoulders show it ``(N,
     C)``: the mean of the nearest channel on each side whose shoulder noise was seen
