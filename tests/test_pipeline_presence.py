@@ -1,15 +1,16 @@
-"""Presence where the midpoints do not hold the noise (odpm.pipeline.presence): a
-failed transmitter behind a ROADM, whose open passband shows only ASE, must read dark
-(a loss of signal), against the first-principles generator in tests/support."""
+"""Presence where the midpoints do not hold the noise (odpm.pipeline.presence), against
+the first-principles generator in tests/support: a failed transmitter behind a ROADM,
+whose open passband shows only ASE, must read dark (a loss of signal); a line packed
+near the Nyquist limit, flat across its slots, must not."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from odpm.config import PipelineConfig
 from odpm.models import Quality
-from odpm.pipeline.presence import inband_noise_level, stands_above_dips, stands_above_edges
+from odpm.pipeline.carving import nearest_level
+from odpm.pipeline.presence import INBAND_REACH_SLOTS, stands_above_dips, stands_above_edges
 from tests.support.synthetic_traces import (
     SyntheticTrace,
     flat_line_trace,
@@ -23,7 +24,7 @@ def test_in_band_noise_comes_from_the_nearest_seen_channels_on_each_side() -> No
     level = np.arange(1.0, 11.0)[None, :]
     seen = np.zeros((1, 10), dtype=bool)
     seen[0, [0, 4]] = True
-    got = inband_noise_level(level, seen)[0]
+    got = nearest_level(level, seen, INBAND_REACH_SLOTS)[0]
     # Slots 1-3 lie between the seen channels 0 and 4: their mean.  Slots 5-7 see
     # only channel 4 (within three slots); 8 and 9 are too far.  A seen channel does
     # not count for itself: 0 has none on either side, 4 has 0 four slots away.
@@ -104,7 +105,7 @@ def test_a_failed_transmitter_behind_a_roadm_reads_dark(
     # always seen: see the simulator's 32 GBd case in test_pipeline_sim_wss.py and
     # docs/osnr_methods.md for what still reads present.
     tr, failed = _failed_line(rate_gbd, rbw_ghz, carve_db, seed)
-    r = _analyse(tr, PipelineConfig())
+    r = _analyse(tr)
     assert not r.present[failed].any(), f"failed channels {r.channel[failed & r.present]} present"
     assert np.all(r.quality[failed] == Quality.DARK)
     assert not np.isfinite(r.osnr_db[failed]).any()
@@ -131,7 +132,7 @@ def test_a_line_packed_near_the_nyquist_limit_is_not_dark(
     tr = flat_line_trace(
         GRID, 50.0, seed, rbw_ghz=rbw_ghz, symbol_rate_gbd=rate_gbd, roll_off=roll_off
     )
-    r = _analyse(tr, PipelineConfig())
+    r = _analyse(tr)
     lit = tr.truth.present
     assert r.present[lit].all(), f"{int(np.sum(~r.present[lit]))} lit channels dark"
     assert not r.present[~lit].any(), "a dark slot reads present"
@@ -150,7 +151,7 @@ def test_dips_light_no_dark_slot_on_a_steep_ase(rbw_ghz: float, tilt_db: float) 
     osnr, _, offset = flat_scenario(GRID, 1)
     lit = (np.arange(GRID.size) % 16) < 4
     tr = _line(lit, osnr, offset, rbw_ghz, 48.0, ase_tilt_db_over_band=tilt_db, ripple_db_pp=2.0)
-    r = _analyse(tr, PipelineConfig())
+    r = _analyse(tr)
     assert not r.present[~lit].any(), f"dark slots {r.channel[~lit & r.present]} read present"
     assert r.present[lit].all(), f"{int(np.sum(~r.present[lit]))} lit channels dark"
 
@@ -194,6 +195,6 @@ def test_dips_behind_a_wss_light_no_failed_transmitter(
         wss_bandwidth_ghz=44.0,
         failed=failed,
     )
-    r = _analyse(tr, PipelineConfig())
+    r = _analyse(tr)
     assert not r.present[failed].any(), f"failed channels {r.channel[failed & r.present]} present"
     assert r.present[tr.truth.present].all()

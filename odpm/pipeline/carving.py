@@ -59,6 +59,29 @@ def dark_floor(axis: TraceAxis, p: npt.NDArray[np.float32], rbw_ghz: float) -> F
         return np.asarray(np.where(near[None], g, 0.0).sum(axis=-1) / count)
 
 
+def nearest_level(level: FloatArray, seen: BoolArray, reach_slots: int = 1) -> FloatArray:
+    """Per slot ``(N, C)``: the mean of ``level`` at the nearest ``seen`` slot on each
+    side within ``reach_slots`` (the slot itself left out), the one there is where only
+    one side has such a slot, NaN where neither has.  With both sides, the level is
+    interpolated to the slot rather than taken from one side, so a slope of the ASE
+    across the slot does not pass for a difference."""
+    n, c = level.shape
+    index = np.broadcast_to(np.arange(c), (n, c))
+    # Index of the nearest seen slot strictly below / above each slot (-1 / c: none).
+    below = np.maximum.accumulate(np.where(seen, index, -1), axis=-1)
+    below = np.concatenate((np.full((n, 1), -1), below[:, :-1]), axis=-1)
+    above = np.minimum.accumulate(np.where(seen, index, c)[:, ::-1], axis=-1)[:, ::-1]
+    above = np.concatenate((above[:, 1:], np.full((n, 1), c)), axis=-1)
+    rows = np.arange(n)[:, None]
+    use_below = (below >= 0) & (index - below <= reach_slots)
+    use_above = (above < c) & (above - index <= reach_slots)
+    level_below = np.where(use_below, level[rows, np.maximum(below, 0)], 0.0)
+    level_above = np.where(use_above, level[rows, np.minimum(above, c - 1)], 0.0)
+    count = use_below.astype(np.float64) + use_above
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.where(count > 0, (level_below + level_above) / count, np.nan))
+
+
 def neighbour_level(lit: BoolArray, noise_level: FloatArray, credible: BoolArray) -> FloatArray:
     """Per slot ``(N, C)``: the noise level its lit, credibly fitted neighbours put at
     its centre (trace units), NaN where neither neighbour is trusted.
@@ -67,14 +90,7 @@ def neighbour_level(lit: BoolArray, noise_level: FloatArray, credible: BoolArray
     centre, so the ASE's slope and ripple over one spacing do not pass for carving
     (75 GHz grid, gain ripple: a single neighbour's level sat 0.55 dB above the
     uncarved floor between them)."""
-    trusted = lit & credible & (noise_level > 0)
-    level = np.where(trusted, noise_level, np.nan)
-    pad = np.full_like(level[:, :1], np.nan)
-    from_lo = np.concatenate((pad, level[:, :-1]), axis=1)  # the lower neighbour's level
-    from_hi = np.concatenate((level[:, 1:], pad), axis=1)
-    both = np.isfinite(from_lo) & np.isfinite(from_hi)
-    one = np.where(np.isfinite(from_lo), from_lo, from_hi)
-    return np.asarray(np.where(both, (from_lo + from_hi) / 2, one))
+    return nearest_level(noise_level, lit & credible & (noise_level > 0))
 
 
 def carved_by_roadm(

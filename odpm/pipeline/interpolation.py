@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from odpm.models import FloatArray, OsnrMethod, Quality
 from odpm.pipeline.axis import TraceAxis, _weighted_sums, half_crossings_ghz
-from odpm.pipeline.carving import dark_floor, mostly_curved_between_narrow
+from odpm.pipeline.carving import dark_floor, mostly_curved_between_narrow, nearest_level
 from odpm.pipeline.companions import signal_off
 from odpm.pipeline.formulas import (
     UNRESOLVED_CURVATURE_DB,
@@ -23,8 +23,8 @@ from odpm.pipeline.formulas import (
     window_curvature_db,
 )
 from odpm.pipeline.presence import (
+    INBAND_REACH_SLOTS,
     ase_only_passbands,
-    inband_noise_level,
     stands_above_dips,
     stands_above_edges,
 )
@@ -174,13 +174,13 @@ def analyse_traces(
     # second alone gets no interpolated OSNR (near-Nyquist neighbours, 130 GBd on
     # 150 GHz, sum to a flat level at the midpoint that reads as a floor: 7-12 dB low).
     centre_level = np.einsum("ncl,cl->nc", g, axis.core_weights).astype(np.float64)
-    clear = peak >= noise_level * 10 ** (cfg.detection_relative_db / 10)
-    present = (slot_dbm >= cfg.detection_threshold_dbm) & (
-        clear | stands_above_edges(centre_level, noise_level, peak)
-    )
+    relative = 10 ** (cfg.detection_relative_db / 10)
+    slot_above = slot_dbm >= cfg.detection_threshold_dbm
+    clear = peak >= noise_level * relative
+    present = slot_above & (clear | stands_above_edges(centre_level, noise_level, peak))
     # A line packed near the Nyquist limit: a lit slot is flat with its edges; it is
     # told from the ASE by the dark slots between such channels (presence.py).
-    present |= (slot_dbm >= cfg.detection_threshold_dbm) & stands_above_dips(
+    present |= slot_above & stands_above_dips(
         centre_level, noise_level, present, cfg.detection_relative_db
     )
     unresolved |= present & ~clear
@@ -199,7 +199,6 @@ def analyse_traces(
     # The in-band methods only matter where interpolation left a present channel
     # without an OSNR or called a channel dark beside a window it could not resolve;
     # a trace of resolved narrow channels keeps interpolation's speed.
-    slot_above = slot_dbm >= cfg.detection_threshold_dbm
     carved = None
     confirmed = None
     ase_only = np.zeros_like(present)
@@ -245,7 +244,7 @@ def analyse_traces(
         # 0.1 dB: an OSNR some 30 dB low once such a channel is present).
         shoulder_level = sh.noise_psd_mw_per_ghz * rbw_ghz
         with np.errstate(invalid="ignore"):
-            clear_of_shoulders = peak >= shoulder_level * 10 ** (cfg.detection_relative_db / 10)
+            clear_of_shoulders = peak >= shoulder_level * relative
         shoulders_seen = (
             np.isfinite(sh.osnr_db)
             & (sh.uncertainty_db <= cfg.fit_max_uncertainty_db)
@@ -256,7 +255,7 @@ def analyse_traces(
         ase_only = ase_only_passbands(
             peak,
             noise_level,
-            inband_noise_level(shoulder_level, present & shoulders_seen),
+            nearest_level(shoulder_level, present & shoulders_seen, INBAND_REACH_SLOTS),
             cfg.detection_relative_db,
         )
         present = present & ~ase_only

@@ -21,21 +21,24 @@ docs/osnr_methods.md.
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
 from odpm.models import FloatArray
+from odpm.pipeline.carving import nearest_level
 from odpm.pipeline.formulas import (
     CARVED_MIDPOINT_DB,
     CENTRE_RISE_DB,
     DIP_DB,
     DIP_NEIGHBOUR_DB,
     RISE_NEIGHBOUR_DB,
+    BoolArray,
 )
 
-BoolArray = npt.NDArray[np.bool_]
-
 #: How far (in slots) a slot looks for a channel whose shoulders show the in-band
-#: noise: the ASE changes little over a few slots (its tilt and ripple are smooth).
+#: noise (:func:`~odpm.pipeline.carving.nearest_level`): the ASE changes little over a
+#: few slots (its tilt and ripple are smooth), and the nearest rather than the adjacent
+#: channels count, so that the middle one of three failed transmitters side by side is
+#: judged too.  A slot's own shoulders never count (a failed passband has none: its ASE
+#: fills it).
 INBAND_REACH_SLOTS = 3
 #: How far (in slots) a slot looks for dips (see stands_above_dips).  A dark slot far
 #: from the dip it is compared with may stand above it by the ASE's slope alone; on the
@@ -70,33 +73,6 @@ def stands_above_edges(
     skirts fill (measured on the generator's 270-case sweep: at most 3.4 dB below)."""
     rise = centre_level >= edge_level * 10 ** (CENTRE_RISE_DB / 10)
     return np.asarray(rise & (peak * 10 ** (RISE_NEIGHBOUR_DB / 10) >= highest_neighbour(peak)))
-
-
-def inband_noise_level(
-    noise_level: FloatArray, seen: BoolArray, reach_slots: int = INBAND_REACH_SLOTS
-) -> FloatArray:
-    """Each slot's in-band noise level as the nearest channels' shoulders show it ``(N,
-    C)``: the mean of the nearest channel on each side whose shoulder noise was seen
-    (``seen``), within ``reach_slots`` (:data:`INBAND_REACH_SLOTS`); NaN where none was.
-    The slot's own shoulders are left out (a failed channel's passband has none: its
-    ASE fills it), and the nearest rather than the adjacent ones, so that the middle one
-    of three failed transmitters side by side is judged too.  (Also used for the
-    nearest dips' level: :func:`stands_above_dips`.)"""
-    n, c = noise_level.shape
-    index = np.broadcast_to(np.arange(c), (n, c))
-    # Index of the nearest seen channel strictly below / above each slot (-1 / c: none).
-    below = np.maximum.accumulate(np.where(seen, index, -1), axis=-1)
-    below = np.concatenate((np.full((n, 1), -1), below[:, :-1]), axis=-1)
-    above = np.minimum.accumulate(np.where(seen, index, c)[:, ::-1], axis=-1)[:, ::-1]
-    above = np.concatenate((above[:, 1:], np.full((n, 1), c)), axis=-1)
-    rows = np.arange(n)[:, None]
-    use_below = (below >= 0) & (index - below <= reach_slots)
-    use_above = (above < c) & (above - index <= reach_slots)
-    level_below = np.where(use_below, noise_level[rows, np.maximum(below, 0)], 0.0)
-    level_above = np.where(use_above, noise_level[rows, np.minimum(above, c - 1)], 0.0)
-    count = use_below.astype(np.float64) + use_above
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(np.where(count > 0, (level_below + level_above) / count, np.nan))
 
 
 def ase_only_passbands(
@@ -141,7 +117,7 @@ def stands_above_dips(
     lit neighbours by their signal over the ASE, which the neighbour test sees down to
     a neighbour's signal level with the ASE (OSNR ~6 dB at 48 GBd)."""
     dip = ~present & (centre_level * 10 ** (DIP_DB / 10) <= edge_level)
-    floor = inband_noise_level(centre_level, dip, DIP_REACH_SLOTS)
+    floor = nearest_level(centre_level, dip, DIP_REACH_SLOTS)
     with np.errstate(invalid="ignore"):
         above = centre_level >= floor * 10 ** (relative_db / 10)
     # Centres, not peaks: a failed passband's peak is at its edge, in a neighbour's skirt.
