@@ -4,10 +4,13 @@ Prints, for a 16,900-point trace (0.002 nm steps over 191.95-196.20 THz) and a
 96-port reading: single-trace latency (median; target <= 1 ms), batch throughput
 for 64 traces (target >= 4,000 traces/s on one core) and port-reading latency
 (target <= 50 us), each with the same figure for a per-channel loop written here,
-measured in the same run, and the ratio; and the in-band model fit (issue 15) on every
-channel of that trace, beside interpolation alone on the same trace (target <= 5 ms),
-and the first fit's time with the shape tables built from scratch (the first scan);
-for the fit also its thread CPU time, which a shared machine's load disturbs far less.
+measured in the same run, and the ratio; and the in-band methods (issue 15) on every
+channel of that trace, each beside interpolation alone on the same trace: the model
+fit (target <= 5 ms; with its first time, the shape tables built from scratch, and
+its thread CPU time, which a shared machine's load disturbs far less), the shoulder
+noise, the whole analysis with the in-band methods chosen per channel, and the
+analysis with a signal-off or a reference trace (each with its first scan: the
+reference method builds its WSS candidate table then).
 
 The machine is shared, so the whole measurement is repeated (``--rounds``, default
 3) and the table shows the median of the rounds (ratios are taken within a round,
@@ -25,6 +28,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -39,20 +43,26 @@ from odpm.pipeline import Pipeline, TraceAxis, analyse_traces  # noqa: E402
 from odpm.pipeline.fit import fit_raised_cosine  # noqa: E402
 from odpm.pipeline.interpolation import _linear_trace  # noqa: E402
 from odpm.pipeline.shapes import shape_table  # noqa: E402
+from odpm.pipeline.shoulder import shoulder_noise  # noqa: E402
 
 C_NM_GHZ = 299_792_458.0  # c / lambda[nm] = GHz
 
 
-def make_axis_and_traces(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Simple but realistic traces: Gaussian-ish channels on a sloped floor."""
+def make_axis_and_traces(
+    n: int, floor_mw: float = 1e-5, signal_scale: float = 1.0, width_ghz: float = 4.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simple but realistic traces: Gaussian-ish channels on a sloped floor (the same
+    channels whatever the floor; ``signal_scale`` 0 gives the signal-off trace, a
+    lower floor a reference trace at higher OSNR, a larger ``width_ghz`` channels that
+    fill their slots, whose midpoints interpolation cannot use)."""
     lam = np.arange(C_NM_GHZ / 196_200.0, C_NM_GHZ / 191_950.0, 0.002)
     f_thz = C_NM_GHZ / lam / 1000.0
     plan = ChannelPlan.c_band_50ghz()
     rng = np.random.default_rng(0)
-    lin = np.full((n, f_thz.size), 1e-5) * (1 + 0.1 * (f_thz - 194.0))
+    lin = np.full((n, f_thz.size), floor_mw) * (1 + 0.1 * (f_thz - 194.0))
     for c in plan.frequencies_thz:
-        amp = 10 ** (rng.uniform(-25, -10, (n, 1)) / 10)
-        lin += amp * np.exp(-(((f_thz - c) * 1000 / 4.0) ** 2))
+        amp = 10 ** (rng.uniform(-25, -10, (n, 1)) / 10) * signal_scale
+        lin += amp * np.exp(-(((f_thz - c) * 1000 / width_ghz) ** 2))
     return f_thz, (10 * np.log10(lin)).astype(np.float32)
 
 
@@ -137,7 +147,31 @@ def measure_round(plan: ChannelPlan, f_thz: np.ndarray, traces: np.ndarray) -> d
     out["fit_first"] = time.perf_counter() - start
     out["fit"] = median_s(lambda: fit_raised_cosine(axis, lin, 2.5), 10, warm=2)
     out["fit_cpu"] = median_cpu_s(lambda: fit_raised_cosine(axis, lin, 2.5), 10, warm=0)
-    out["fit_loop"] = median_s(lambda: analyse_traces(axis, traces[0], 2.5, inband=False), 50)
+    interpolation = median_s(lambda: analyse_traces(axis, traces[0], 2.5, inband=False), 50)
+    out["fit_loop"] = interpolation
+    out["shoulder"] = median_s(lambda: shoulder_noise(axis, lin, 2.5), 20)
+    out["shoulder_loop"] = interpolation
+    out["inband"] = median_s(lambda: analyse_traces(axis, traces[0], 2.5), 10)
+    out["inband_loop"] = interpolation
+    # Channels filling their slots: interpolation flags them all, the fit runs on each.
+    _, wide = make_axis_and_traces(1, width_ghz=16.0)
+    out["inband_wide"] = median_s(lambda: analyse_traces(axis, wide[0], 2.5), 10)
+    out["inband_wide_loop"] = median_s(lambda: analyse_traces(axis, wide[0], 2.5, inband=False), 50)
+    # The companions: a fresh axis each, so that the first scan builds what it caches.
+    _, off = make_axis_and_traces(1, signal_scale=0.0)
+    _, ref = make_axis_and_traces(1, floor_mw=1e-7)
+    for key, companion in (
+        ("signal_off", {"noise_dbm": off[0]}),
+        ("reference", {"reference_dbm": ref[0]}),
+    ):
+        fresh = TraceAxis.build(f_thz, plan, cfg)
+        start = time.perf_counter()
+        analyse_traces(fresh, traces[0], 2.5, **companion)
+        out[f"{key}_first"] = time.perf_counter() - start
+        out[key] = median_s(
+            functools.partial(analyse_traces, fresh, traces[0], 2.5, **companion), 10
+        )
+        out[f"{key}_loop"] = interpolation
     grid = PortGrid()
     rng = np.random.default_rng(1)
     ports = rng.uniform(-30, -5, grid.count)
@@ -207,6 +241,18 @@ def main() -> None:
     ]
     for name, v, lp, r, target, ok in rows:
         print(f"{name:<34}{v:>14}{lp:>18}{r:>8.1f}x{target:>13} {'ok' if ok else 'MISSED'}")
+    methods = [
+        ("shoulder noise, all 80 channels", "shoulder"),
+        ("analysis, narrow channels", "inband"),
+        ("analysis, channels filling slots", "inband_wide"),
+        ("analysis with a signal-off trace", "signal_off"),
+        ("analysis with a reference trace", "reference"),
+    ]
+    for name, key in methods:
+        print(
+            f"{name:<34}{med(key) * 1e3:>11.2f} ms{med(f'{key}_loop') * 1e3:>15.2f} ms"
+            f"{1 / ratio(key):>8.1f}x{'-':>13}"
+        )
     print(
         f"model fit, thread CPU time: {med('fit_cpu') * 1e3:.2f} ms (the row above is wall "
         "clock; they differ by the time spent waiting for a CPU)"
@@ -222,9 +268,17 @@ def main() -> None:
     )
     print(f"rounds (single / batch / port): {per_round}")
     print("(single and port include alarm evaluation and building the Reading; the loop does less)")
+    for key, what in (("signal_off", "signal-off"), ("reference", "reference")):
+        firsts = ", ".join(f"{r[key + '_first'] * 1e3:.0f}" for r in rounds)
+        print(
+            f"analysis with a {what} trace, first scan: {med(key + '_first') * 1e3:.0f} ms "
+            f"(rounds: {firsts} ms)"
+        )
     print(
-        "(model fit row: the baseline column is interpolation alone on the same trace, and "
-        "the ratio is fit time / interpolation time)"
+        "(model fit and the rows below it: the baseline column is interpolation alone on the "
+        "same trace, and the ratio is the method's time / interpolation time; the analysis "
+        "rows are analyse_traces with the in-band methods, which fit only the channels "
+        "interpolation leaves unresolved: none of the narrow ones, every one filling its slot)"
     )
 
 
