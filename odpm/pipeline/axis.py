@@ -409,3 +409,53 @@ def half_crossings_ghz(
         rise = np.where(g_f > g_b, f_b + (level - g_b) / (g_f - g_b) * (f_f - f_b), f_f)
         fall = np.where(g_l > g_a, f_l + (g_l - level) / (g_l - g_a) * (f_a - f_l), f_l)
     return np.asarray(rise), np.asarray(fall)
+
+
+def core_peak(
+    g: npt.NDArray[np.float32], core_weights: npt.NDArray[np.float32]
+) -> tuple[IntArray, FloatArray]:
+    """Each slot window's highest point within its central half (``core_weights`` > 0,
+    :attr:`TraceAxis.core_weights`): its index and value ``(N, C)``.  A channel's own
+    peak, where the slot's maximum may be a much stronger neighbour's skirt at the
+    slot's edge (see :func:`crossings_around_peak_ghz`)."""
+    idx = np.where(core_weights > 0, g, -np.inf).argmax(axis=-1)
+    return idx, np.take_along_axis(g, idx[..., None], axis=-1)[..., 0].astype(np.float64)
+
+
+def crossings_around_peak_ghz(
+    g: npt.NDArray[np.float32], level: FloatArray, offset_ghz: FloatArray, peak_idx: IntArray
+) -> tuple[FloatArray, FloatArray]:
+    """The crossings of ``level`` nearest each side of the point ``peak_idx`` ``(N, C)``
+    in each slot window ``g`` (``(N, C, L)``, offsets ``(C, L)``), interpolated linearly:
+    (rising edge, falling edge); the window's ends where the trace never falls below.
+
+    Unlike :func:`half_crossings_ghz` (the outermost crossings), a neighbour's skirt
+    rising above ``level`` near the slot's edge does not widen the result: a channel
+    20 dB below its neighbour, seen through a 12.5 GHz RBW, has that skirt above its
+    own peak inside its slot (measured: offsets read up to 21 GHz off, 16 of 195 by
+    more than 1 GHz, for 28 GBd channels whose neighbours differ by up to 24 dB)."""
+    n, c, length = g.shape
+    below = g < level.astype(g.dtype)[..., None]
+    k = np.arange(length)
+    at_peak = peak_idx[..., None]
+    # The last point below the level before the peak, the first one after it.
+    before = np.where(below & (k < at_peak), k, -1).max(axis=-1)
+    after = np.where(below & (k > at_peak), k, length).min(axis=-1)
+    g_rows = g.reshape(n * c, length)
+    row = np.arange(n * c).reshape(n, c)
+    chan = np.arange(c)
+
+    def at(i: IntArray) -> tuple[FloatArray, FloatArray]:
+        i = np.clip(i, 0, length - 1)
+        return g_rows[row, i].astype(np.float64), offset_ghz[chan, i]
+
+    (g_b, f_b), (g_f, f_f) = at(before), at(before + 1)
+    (g_l, f_l), (g_a, f_a) = at(after - 1), at(after)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rise = np.where(
+            (before >= 0) & (g_f > g_b), f_b + (level - g_b) / (g_f - g_b) * (f_f - f_b), f_f
+        )
+        fall = np.where(
+            (after < length) & (g_l > g_a), f_l + (g_l - level) / (g_l - g_a) * (f_a - f_l), f_l
+        )
+    return np.asarray(rise), np.asarray(fall)

@@ -9,12 +9,18 @@ import numpy as np
 import numpy.typing as npt
 
 from odpm.models import FloatArray, OsnrMethod, Quality
-from odpm.pipeline.axis import TraceAxis, _weighted_sums, half_crossings_ghz
+from odpm.pipeline.axis import (
+    TraceAxis,
+    _weighted_sums,
+    core_peak,
+    crossings_around_peak_ghz,
+)
 from odpm.pipeline.carving import dark_floor, mostly_curved_between_narrow, nearest_level
 from odpm.pipeline.companions import signal_off
 from odpm.pipeline.formulas import (
     UNRESOLVED_CURVATURE_DB,
     BoolArray,
+    IntArray,
     _flatness_db,
     _nanmin_rows,
     osnr_db,
@@ -184,7 +190,10 @@ def analyse_traces(
         centre_level, noise_level, present, cfg.detection_relative_db
     )
     unresolved |= present & ~clear
-    offset = _centre_offset_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
+    # The offset and the -3 dB width are the channel's own: its peak in the slot's
+    # central half, the crossings nearest it (not a stronger neighbour's skirt).
+    own_idx, own_peak = core_peak(g, axis.core_weights)
+    offset = _centre_offset_ghz(g, (own_peak + noise_level) / 2, axis, own_idx)
 
     bad_signal = ~(signal_mw > 0)
     quality = np.where(
@@ -225,7 +234,7 @@ def analyse_traces(
         half_slot_ghz = np.asarray(axis.slot_width_ghz) / 2
         if not present.all():  # a dark slot may show the carved floor
             # Wide: the -3 dB width (half the slot) reaches past a quarter of the slot.
-            width_ghz = _half_max_width_ghz(g, peak, noise_level, axis)
+            width_ghz = _half_max_width_ghz(g, own_peak, noise_level, axis, own_idx)
             wide = width_ghz > half_slot_ghz
             floor = dark_floor(axis, p, rbw_ghz)
             floor_carved = carved_dark_slots(floor, present, noise_level, wide)
@@ -266,7 +275,7 @@ def analyse_traces(
         bent = mostly_curved_between_narrow(unresolved_mid, present)
         if cfg.line_filtering == "auto" and bent.any():
             if width_ghz is None:
-                width_ghz = _half_max_width_ghz(g, peak, noise_level, axis)
+                width_ghz = _half_max_width_ghz(g, own_peak, noise_level, axis, own_idx)
             narrow = present & (width_ghz <= half_slot_ghz)
             suspect = mostly_curved_between_narrow(unresolved_mid, narrow)
             interpolation_ok = interpolation_ok & ~suspect[:, None]
@@ -293,6 +302,16 @@ def analyse_traces(
         ).astype(np.uint8)
         confirmed = check.confirmed & ~carved
     needs_inband = (present & np.isnan(osnr)) | (~present & unresolved & slot_above)
+    # Through an RBW wider than the noise window, a WSS notch at the midpoint is
+    # smoothed wider than the window, which then looks flat, and the shoulders beside
+    # a narrow channel are not resolved: nothing above can see a shallow carving, and
+    # the midpoints read it as the noise (10 GBd behind a WSS carving 2-6 dB, guard
+    # 4-10 GHz, through 10-12.5 GHz: interpolated up to 3 dB high at quality OK).  So
+    # there, as for a fitted OSNR, an interpolated one needs the trace to show the ASE
+    # uncarved somewhere (select.choose_inband), unless the line is declared.
+    notch_hidden = cfg.line_filtering == "auto" and rbw_ghz > cfg.noise_window_ghz
+    if notch_hidden:
+        needs_inband |= method == OsnrMethod.INTERPOLATION
     if inband and cfg.inband_methods and needs_inband.any():
         chosen = choose_inband(axis, p, rbw_ghz, present, quality, osnr, slot_mw, carved, confirmed)
         # The fit must not relight a passband holding only ASE (its shape fits that too).
@@ -303,7 +322,8 @@ def analyse_traces(
         # the midpoints read the carved floor (10 GBd behind a 15 dB WSS through a
         # 12.5 GHz RBW, every slot lit: the two windows that passed as flat were
         # interpolated 2.2 dB too high).
-        undo = chosen.carving_seen[:, None] & (method == OsnrMethod.INTERPOLATION)
+        undone = chosen.carving_seen | (notch_hidden & ~chosen.uncarved_seen)
+        undo = undone[:, None] & (method == OsnrMethod.INTERPOLATION)
         osnr = np.where(undo, np.nan, osnr)
         quality = np.where(undo, np.uint8(Quality.NOISE_UNRESOLVED), quality).astype(np.uint8)
         method = np.where(undo, np.uint8(OsnrMethod.NONE), method).astype(np.uint8)
@@ -314,7 +334,7 @@ def analyse_traces(
         unc = np.where(fitted, chosen.uncertainty_db, unc)
         method = np.where(fitted, chosen.method, method)
         noise_level = noise_psd * rbw_ghz
-        offset = _centre_offset_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
+        offset = _centre_offset_ghz(g, (own_peak + noise_level) / 2, axis, own_idx)
     companion = None
     if noise_dbm is not None:
         off = _linear_trace(axis, noise_dbm)
@@ -368,18 +388,25 @@ def analyse_traces(
 
 
 def _half_max_width_ghz(
-    g: npt.NDArray[np.float32], peak: FloatArray, noise_level: FloatArray, axis: TraceAxis
+    g: npt.NDArray[np.float32],
+    peak: FloatArray,
+    noise_level: FloatArray,
+    axis: TraceAxis,
+    peak_idx: IntArray,
 ) -> FloatArray:
-    """Each channel's -3 dB width: between its outermost half-maximum crossings over
-    the noise (NaN where there are none)."""
-    rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
+    """Each channel's -3 dB width: between the half-maximum crossings over the noise
+    nearest its own peak (``peak`` at ``peak_idx``, :func:`~odpm.pipeline.axis.core_peak`)."""
+    rise, fall = crossings_around_peak_ghz(
+        g, (peak + noise_level) / 2, axis.slot_offset_ghz, peak_idx
+    )
     return np.asarray(fall - rise)
 
 
 def _centre_offset_ghz(
-    g: npt.NDArray[np.float32], half_level: FloatArray, slot_offset_ghz: FloatArray
+    g: npt.NDArray[np.float32], half_level: FloatArray, axis: TraceAxis, peak_idx: IntArray
 ) -> FloatArray:
-    """Midpoint of the outermost crossings of ``half_level`` in each slot, relative to
-    the grid centre (the AQ6370's -3 dB centre, on the noise-subtracted level)."""
-    rise, fall = half_crossings_ghz(g, half_level, slot_offset_ghz)
+    """Midpoint of the crossings of ``half_level`` nearest each channel's own peak (at
+    ``peak_idx``), relative to the grid centre (the AQ6370's -3 dB centre, on the
+    noise-subtracted level)."""
+    rise, fall = crossings_around_peak_ghz(g, half_level, axis.slot_offset_ghz, peak_idx)
     return np.asarray((rise + fall) / 2, dtype=np.float64)

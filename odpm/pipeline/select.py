@@ -67,6 +67,10 @@ class Choice:
     #: (``line_filtering = "auto"`` only).  A WSS carves every channel's noise, so the
     #: caller drops the trace's interpolated OSNRs too.
     carving_seen: BoolArray
+    #: Per trace ``(N,)``: with ``line_filtering = "auto"``, whether something in the
+    #: trace shows the ASE uncarved (a dark slot or a flat gap level with the fitted
+    #: pedestals, shoulders that confirm the midpoints); True for ``"none"``.
+    uncarved_seen: BoolArray
 
 
 def choose_inband(
@@ -105,6 +109,7 @@ def choose_inband(
     # Where carving is likely, no fitted OSNR of that trace is credible.
     fitted = np.isfinite(fit.osnr_db) & (fit.uncertainty_db <= 3 * cfg.fit_max_uncertainty_db)
     seen = np.zeros(p.shape[0], dtype=bool)
+    uncarved = np.zeros(p.shape[0], dtype=bool)
     if cfg.line_filtering == "roadm":
         # Declared behind ROADM filters: a channel filling its slot hides the floor that
         # would show the carving, so no fitted OSNR can be trusted (odpm.config).
@@ -112,6 +117,7 @@ def choose_inband(
     elif cfg.line_filtering == "none":
         # Declared unfiltered: only evidence the data itself gives (the shoulders).
         carved = np.zeros(p.shape[0], dtype=bool)
+        uncarved = ~carved
     else:
         floor = dark_floor(axis, p, rbw_ghz)
         gaps = gap_thirds(axis, p)
@@ -149,6 +155,7 @@ def choose_inband(
         signal_mw=fit.signal_mw,
         noise_psd=fit.noise_psd_mw_per_ghz,
         carving_seen=seen,
+        uncarved_seen=uncarved,
     )
 
 
