@@ -139,6 +139,10 @@ DEFAULT_ROLLOFFS = (0.02, 0.06, 0.1, 0.15, 0.2, 0.27, 0.35)
 _START_ROLLOFF = 0.1
 #: Where a missing neighbour (beyond the plan's ends) is put: its shape is zero here.
 _FAR_GHZ = 1e5
+#: A slot's highest point in its central half this many times its lowest point is a
+#: channel of its own (3 dB; a dark slot's flat ASE core stands ~1x, a channel at
+#: 12 dB OSNR beside a neighbour 20 dB stronger ~3x): see fit_raised_cosine's start.
+_OWN_PEAK_RISE = 2.0
 #: Gauss-Newton steps on (rate, centre) after the start from the widths.
 _ITERATIONS = 3
 #: Largest step per iteration: relative for the rate, absolute (GHz) for the centre,
@@ -383,7 +387,12 @@ def fit_raised_cosine(
     rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
     own_idx, own_peak = core_peak(g, axis.core_weights)
     own_at = axis.slot_offset_ghz[np.arange(axis.n_channels), own_idx]
-    elsewhere = (own_at < rise) | (own_at > fall)
+    # ...and only a channel of its own: a dark slot between lit ones has the same
+    # crossings by an edge, but its core is flat ASE, and a shape started there moves
+    # its neighbours' fits (a 63 GBd line on 75 GHz then read one of its dark slots as
+    # carved and lost every fitted OSNR).
+    own_channel = own_peak >= _OWN_PEAK_RISE * g.min(axis=-1)
+    elsewhere = ((own_at < rise) | (own_at > fall)) & own_channel
     if elsewhere.any():
         own_rise, own_fall = crossings_around_peak_ghz(
             g, (own_peak + noise_level) / 2, axis.slot_offset_ghz, own_idx
