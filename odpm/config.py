@@ -478,8 +478,9 @@ class PipelineConfig(_Strict):
     #: beside the channel (the shoulders) confirms it; ``none``: no - the single-trace
     #: carving heuristics are off and the fit is trusted without further evidence;
     #: ``auto``: the trace decides (dark slots, the gaps between channels, shoulders): it
-    #: drops the numbers where it sees carving, and gives a fitted OSNR only where it sees
-    #: the noise uncarved somewhere, so a line with every slot lit by wide channels gets
+    #: drops the numbers where it sees carving, and gives a fitted OSNR (and, through an
+    #: RBW wider than ``noise_window_ghz``, an interpolated one) only where it sees the
+    #: noise uncarved somewhere, so a line with every slot lit by wide channels gets
     #: flags rather than numbers (see docs/osnr_methods.md).
     line_filtering: Literal["auto", "roadm", "none"] = "auto"
 
