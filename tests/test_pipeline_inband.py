@@ -238,6 +238,32 @@ def test_overfilled_50ghz_slots_do_not_light_dark_ones(rbw_ghz: float, seed: int
     assert err.size == 0 or err.max() <= 1.0
 
 
+def _scenario_line(
+    scenario: str,
+    seed: int,
+    rate_gbd: float,
+    roll_off: float,
+    rbw_ghz: float,
+    carve_db: float = 0.0,
+) -> SyntheticTrace:
+    """A line of :func:`random_scenario` (OSNR 8-32 dB in random order, neighbours up to
+    24 dB apart) or :func:`flat_scenario` on the 50 GHz plan, at 0.01 nm steps."""
+    pick = random_scenario if scenario == "random" else flat_scenario
+    osnr, lit, offset = pick(GRID, seed)
+    return make_trace(
+        grid_thz=GRID,
+        spacing_ghz=50.0,
+        osnr_db=osnr,
+        lit=lit,
+        offset_ghz=offset,
+        rbw_ghz=rbw_ghz,
+        step_nm=0.01,
+        symbol_rate_gbd=rate_gbd,
+        roll_off=roll_off,
+        wss_carve_db=carve_db,
+    )
+
+
 CASES = [
     # (rate GBd, roll-off, RBW GHz, scenario)
     (10.0, 0.2, 2.5, "random"),
@@ -272,20 +298,7 @@ def test_no_confident_error_above_1db(
     # A confidently wrong number is the one outcome that must never happen: every OSNR
     # reported (quality ok) is within 1 dB of the truth; otherwise there is none.
     seed = int(rate_gbd * 10 + rbw_ghz * 100 + roll_off * 1000 + carve_db)
-    pick = random_scenario if scenario == "random" else flat_scenario
-    osnr, lit, offset = pick(GRID, seed)
-    tr = make_trace(
-        grid_thz=GRID,
-        spacing_ghz=50.0,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
-        rbw_ghz=rbw_ghz,
-        step_nm=0.01,
-        symbol_rate_gbd=rate_gbd,
-        roll_off=roll_off,
-        wss_carve_db=carve_db,
-    )
+    tr = _scenario_line(scenario, seed, rate_gbd, roll_off, rbw_ghz, carve_db)
     r = _analyse(tr)
     reported = r.quality == Quality.OK
     assert np.all(np.isfinite(r.osnr_db[reported]))
@@ -359,18 +372,7 @@ def test_a_weak_channel_beside_a_strong_one_does_not_bend_the_strong_ones_fit(se
     channel's fit used to start from crossings by the slot's edge (4 GBd); its shape,
     wrong in the strong neighbour's window, put that OSNR 5.4 dB (seed 1, channel 48)
     and 3.3 dB (seed 2, channel 71) low at a claimed 0.03-0.09 dB."""
-    osnr, lit, offset = random_scenario(GRID, seed)
-    tr = make_trace(
-        grid_thz=GRID,
-        spacing_ghz=50.0,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
-        rbw_ghz=12.5,
-        step_nm=0.01,
-        symbol_rate_gbd=28.0,
-        roll_off=0.2,
-    )
+    tr = _scenario_line("random", seed, 28.0, 0.2, 12.5)
     r = _analyse(tr)
     reported = r.quality == Quality.OK
     err = np.abs(r.osnr_db[reported] - tr.truth.osnr_db[reported])

@@ -74,8 +74,22 @@ def _confident_errors(r: Reading, tr: SyntheticTrace) -> np.ndarray:
 
 
 @functools.cache
-def _narrow(rbw_ghz: float, carve_db: float, roll_off: float, seed: int) -> SyntheticTrace:
-    osnr, lit, offset = random_scenario(PLAN_50.frequencies_thz, seed)
+def _narrow(
+    rbw_ghz: float,
+    carve_db: float,
+    roll_off: float,
+    seed: int,
+    flat: bool = False,
+    all_lit: bool = False,
+    guard_ghz: float = 6.0,
+    edge_ghz: float = 2.0,
+) -> SyntheticTrace:
+    """A line of 10 GBd channels on the 50 GHz plan: :func:`random_scenario` (OSNR
+    8-32 dB in random order), or :func:`flat_scenario` with ``flat``; every slot lit
+    with ``all_lit``; behind a WSS of that depth, guard and edge."""
+    osnr, lit, offset = (flat_scenario if flat else random_scenario)(PLAN_50.frequencies_thz, seed)
+    if all_lit:
+        lit[:] = True
     return make_trace(
         grid_thz=PLAN_50.frequencies_thz,
         spacing_ghz=50.0,
@@ -87,6 +101,8 @@ def _narrow(rbw_ghz: float, carve_db: float, roll_off: float, seed: int) -> Synt
         symbol_rate_gbd=10.0,
         roll_off=roll_off,
         wss_carve_db=carve_db,
+        wss_bandwidth_ghz=50.0 - guard_ghz,
+        wss_edge_ghz=edge_ghz,
     )
 
 
@@ -135,23 +151,7 @@ def test_a_shallow_carving_hidden_by_a_wide_rbw_is_not_a_confident_error(
     noise, interpolated 1.2-3 dB high at quality OK (61 of 192 such traces; here
     every reported channel of the all-lit traces was more than 1 dB off).  Without
     evidence of uncarved ASE these get no number."""
-    osnr, lit, offset = flat_scenario(PLAN_50.frequencies_thz, 5)
-    if all_lit:
-        lit[:] = True
-    tr = make_trace(
-        grid_thz=PLAN_50.frequencies_thz,
-        spacing_ghz=50.0,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
-        rbw_ghz=rbw_ghz,
-        step_nm=0.01,
-        symbol_rate_gbd=10.0,
-        roll_off=0.2,
-        wss_carve_db=carve_db,
-        wss_bandwidth_ghz=50.0 - guard_ghz,
-        wss_edge_ghz=edge_ghz,
-    )
+    tr = _narrow(rbw_ghz, carve_db, 0.2, 5, True, all_lit, guard_ghz, edge_ghz)
     r = _analyse(tr)
     assert np.array_equal(r.present, tr.truth.present)
     _assert_no_confident_error(r, tr)
@@ -165,20 +165,7 @@ def test_uncarved_narrow_channels_through_a_wide_rbw_keep_their_osnr(
     """The other side of the test above: an unfiltered line of 10 GBd channels shows
     its ASE uncarved (a dark slot or a gap level with the fitted pedestals), so every
     lit channel keeps an OSNR within 0.5 dB."""
-    osnr, lit, offset = flat_scenario(PLAN_50.frequencies_thz, 2)
-    if all_lit:
-        lit[:] = True
-    tr = make_trace(
-        grid_thz=PLAN_50.frequencies_thz,
-        spacing_ghz=50.0,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
-        rbw_ghz=rbw_ghz,
-        step_nm=0.01,
-        symbol_rate_gbd=10.0,
-        roll_off=0.2,
-    )
+    tr = _narrow(rbw_ghz, 0.0, 0.2, 2, True, all_lit)
     r = _analyse(tr)
     truth = tr.truth.present
     assert np.array_equal(r.present, truth)

@@ -427,7 +427,8 @@ def crossings_around_peak_ghz(
 ) -> tuple[FloatArray, FloatArray]:
     """The crossings of ``level`` nearest each side of the point ``peak_idx`` ``(N, C)``
     in each slot window ``g`` (``(N, C, L)``, offsets ``(C, L)``), interpolated linearly:
-    (rising edge, falling edge); the window's ends where the trace never falls below.
+    (rising edge, falling edge); the window's ends where the trace never falls below,
+    NaN where the peak itself is below the level.
 
     Unlike :func:`half_crossings_ghz` (the outermost crossings), a neighbour's skirt
     rising above ``level`` near the slot's edge does not widen the result: a channel
@@ -458,4 +459,6 @@ def crossings_around_peak_ghz(
         fall = np.where(
             (after < length) & (g_l > g_a), f_l + (g_l - level) / (g_l - g_a) * (f_a - f_l), f_l
         )
-    return np.asarray(rise), np.asarray(fall)
+    # No crossing where the peak itself is under the level.
+    under = g_rows[row, peak_idx] < level
+    return np.asarray(np.where(under, np.nan, rise)), np.asarray(np.where(under, np.nan, fall))

@@ -395,11 +395,14 @@ def _half_max_width_ghz(
     peak_idx: IntArray,
 ) -> FloatArray:
     """Each channel's -3 dB width: between the half-maximum crossings over the noise
-    nearest its own peak (``peak`` at ``peak_idx``, :func:`~odpm.pipeline.axis.core_peak`)."""
+    nearest its own peak (``peak`` at ``peak_idx``, :func:`~odpm.pipeline.axis.core_peak`);
+    infinite where the peak is below the noise (no crossing: counted as wide, as its
+    midpoints hold more than noise)."""
     rise, fall = crossings_around_peak_ghz(
         g, (peak + noise_level) / 2, axis.slot_offset_ghz, peak_idx
     )
-    return np.asarray(fall - rise)
+    width = fall - rise
+    return np.asarray(np.where(np.isfinite(width), width, np.inf))
 
 
 def _centre_offset_ghz(
