@@ -14,13 +14,13 @@ from odpm.pipeline.axis import (
     _weighted_sums,
     core_peak,
     crossings_around_peak_ghz,
+    half_crossings_ghz,
 )
 from odpm.pipeline.carving import dark_floor, mostly_curved_between_narrow, nearest_level
 from odpm.pipeline.companions import signal_off
 from odpm.pipeline.formulas import (
     UNRESOLVED_CURVATURE_DB,
     BoolArray,
-    IntArray,
     _flatness_db,
     _nanmin_rows,
     osnr_db,
@@ -190,10 +190,7 @@ def analyse_traces(
         centre_level, noise_level, present, cfg.detection_relative_db
     )
     unresolved |= present & ~clear
-    # The offset and the -3 dB width are the channel's own: its peak in the slot's
-    # central half, the crossings nearest it (not a stronger neighbour's skirt).
-    own_idx, own_peak = core_peak(g, axis.core_weights)
-    offset = _centre_offset_ghz(g, (own_peak + noise_level) / 2, axis, own_idx)
+    offset = _centre_offset_ghz(g, peak, noise_level, axis)
 
     bad_signal = ~(signal_mw > 0)
     quality = np.where(
@@ -234,7 +231,7 @@ def analyse_traces(
         half_slot_ghz = np.asarray(axis.slot_width_ghz) / 2
         if not present.all():  # a dark slot may show the carved floor
             # Wide: the -3 dB width (half the slot) reaches past a quarter of the slot.
-            width_ghz = _half_max_width_ghz(g, own_peak, noise_level, axis, own_idx)
+            width_ghz = _half_max_width_ghz(g, peak, noise_level, axis)
             wide = width_ghz > half_slot_ghz
             floor = dark_floor(axis, p, rbw_ghz)
             floor_carved = carved_dark_slots(floor, present, noise_level, wide)
@@ -275,7 +272,7 @@ def analyse_traces(
         bent = mostly_curved_between_narrow(unresolved_mid, present)
         if cfg.line_filtering == "auto" and bent.any():
             if width_ghz is None:
-                width_ghz = _half_max_width_ghz(g, own_peak, noise_level, axis, own_idx)
+                width_ghz = _half_max_width_ghz(g, peak, noise_level, axis)
             narrow = present & (width_ghz <= half_slot_ghz)
             suspect = mostly_curved_between_narrow(unresolved_mid, narrow)
             interpolation_ok = interpolation_ok & ~suspect[:, None]
@@ -334,7 +331,7 @@ def analyse_traces(
         unc = np.where(fitted, chosen.uncertainty_db, unc)
         method = np.where(fitted, chosen.method, method)
         noise_level = noise_psd * rbw_ghz
-        offset = _centre_offset_ghz(g, (own_peak + noise_level) / 2, axis, own_idx)
+        offset = _centre_offset_ghz(g, peak, noise_level, axis)
     companion = None
     if noise_dbm is not None:
         off = _linear_trace(axis, noise_dbm)
@@ -387,29 +384,45 @@ def analyse_traces(
     )
 
 
+def _channel_crossings_ghz(
+    g: npt.NDArray[np.float32], peak: FloatArray, noise_level: FloatArray, axis: TraceAxis
+) -> tuple[FloatArray, FloatArray]:
+    """Each channel's half-maximum crossings over the noise: the outermost crossings of
+    half its slot's maximum (``peak``), unless that maximum is at the slot's edge, a
+    neighbour's skirt rising into it (a channel 20 dB below its neighbour through a
+    12.5 GHz RBW: its offset read up to 23 GHz off): then those nearest its own peak in
+    the slot's central half (NaN where that peak is under the noise).  Outermost
+    otherwise, so that a channel far off its grid centre, whose peak lies outside the
+    central half, is still measured at its peak."""
+    rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
+    top = g.argmax(axis=-1)
+    n_real = 1 + (np.diff(axis.slot_offset_ghz, axis=-1) > 0).sum(axis=-1)  # padding repeats
+    at_edge = (top == 0) | (top >= n_real - 1)
+    if at_edge.any():
+        own_idx, own_peak = core_peak(g, axis.core_weights)
+        own_rise, own_fall = crossings_around_peak_ghz(
+            g, (own_peak + noise_level) / 2, axis.slot_offset_ghz, own_idx
+        )
+        rise = np.where(at_edge, own_rise, rise)
+        fall = np.where(at_edge, own_fall, fall)
+    return np.asarray(rise), np.asarray(fall)
+
+
 def _half_max_width_ghz(
-    g: npt.NDArray[np.float32],
-    peak: FloatArray,
-    noise_level: FloatArray,
-    axis: TraceAxis,
-    peak_idx: IntArray,
+    g: npt.NDArray[np.float32], peak: FloatArray, noise_level: FloatArray, axis: TraceAxis
 ) -> FloatArray:
-    """Each channel's -3 dB width: between the half-maximum crossings over the noise
-    nearest its own peak (``peak`` at ``peak_idx``, :func:`~odpm.pipeline.axis.core_peak`);
-    infinite where the peak is below the noise (no crossing: counted as wide, as its
-    midpoints hold more than noise)."""
-    rise, fall = crossings_around_peak_ghz(
-        g, (peak + noise_level) / 2, axis.slot_offset_ghz, peak_idx
-    )
+    """Each channel's -3 dB width (:func:`_channel_crossings_ghz`); infinite where there
+    is no crossing (counted as wide: its midpoints hold more than noise)."""
+    rise, fall = _channel_crossings_ghz(g, peak, noise_level, axis)
     width = fall - rise
     return np.asarray(np.where(np.isfinite(width), width, np.inf))
 
 
 def _centre_offset_ghz(
-    g: npt.NDArray[np.float32], half_level: FloatArray, axis: TraceAxis, peak_idx: IntArray
+    g: npt.NDArray[np.float32], peak: FloatArray, noise_level: FloatArray, axis: TraceAxis
 ) -> FloatArray:
-    """Midpoint of the crossings of ``half_level`` nearest each channel's own peak (at
-    ``peak_idx``), relative to the grid centre (the AQ6370's -3 dB centre, on the
-    noise-subtracted level)."""
-    rise, fall = crossings_around_peak_ghz(g, half_level, axis.slot_offset_ghz, peak_idx)
+    """Midpoint of each channel's half-maximum crossings (:func:`_channel_crossings_ghz`)
+    relative to the grid centre (the AQ6370's -3 dB centre, on the noise-subtracted
+    level)."""
+    rise, fall = _channel_crossings_ghz(g, peak, noise_level, axis)
     return np.asarray((rise + fall) / 2, dtype=np.float64)
