@@ -11,7 +11,7 @@ import numpy.typing as npt
 from odpm.config import CalibrationConfig, PipelineConfig
 from odpm.grid import ChannelPlan
 from odpm.models import FloatArray
-from odpm.pipeline.formulas import _ANCHOR, _MIN_POINTS, IntArray
+from odpm.pipeline.formulas import _ANCHOR, _MIN_POINTS, BoolArray, IntArray
 from odpm.units import dbm_to_mw
 
 # ----------------------------------------------------------- exact integration
@@ -145,6 +145,9 @@ class TraceAxis:
     n_channels: int
     #: Frequency of each slot point of ``slots`` (columns ``1:-1``) from the centre.
     slot_offset_ghz: FloatArray
+    #: How many of each slot's ``L`` points are its own, ``(C,)`` (the rest repeat the
+    #: last): the slot's upper edge is point ``slot_points - 1``.
+    slot_points: IntArray
     #: Weights over the slot points (``slots`` columns ``1:-1``, ``(C, L)``) giving
     #: the mean of the slot's central half (its points within a quarter of the slot
     #: width of the centre; the point nearest the centre if none is): the level a
@@ -294,6 +297,7 @@ class TraceAxis:
             range_width_ghz=hi - lo,
             n_channels=c,
             slot_offset_ghz=slot_offset,
+            slot_points=(s1 - s0).astype(np.intp),
             core_weights=core_weights.astype(np.float32),
             centre_t=(centres - mids[:-1]) / (mids[1:] - mids[:-1]),
             pit_idx=given[_padded_ranges(p0, p1)],
@@ -462,3 +466,61 @@ def crossings_around_peak_ghz(
     # No crossing where the peak itself is under the level.
     under = g_rows[row, peak_idx] < level
     return np.asarray(np.where(under, np.nan, rise)), np.asarray(np.where(under, np.nan, fall))
+
+
+def channel_crossings_ghz(
+    g: npt.NDArray[np.float32],
+    peak: FloatArray,
+    noise_level: FloatArray,
+    axis: TraceAxis,
+    own_peak_rise: float | None = None,
+) -> tuple[FloatArray, FloatArray, BoolArray]:
+    """Each channel's crossings of half its height over the noise, in its slot window
+    ``g`` (``(N, C, L)``; ``peak``: the window's maximum): (rising edge, falling edge,
+    and where they were taken around the channel's own peak).
+
+    The outermost crossings of half the slot's maximum (:func:`half_crossings_ghz`),
+    except where a much stronger neighbour's skirt rising into the slot is that
+    maximum (a channel 20 dB below its neighbour through a 12.5 GHz RBW: offsets read
+    up to 23 GHz off): there, the crossings nearest the channel's own peak in the
+    slot's central half (:func:`core_peak`, :func:`crossings_around_peak_ghz`).  Which
+    slots those are, two callers decide differently, each for a measured reason:
+
+    * ``own_peak_rise`` None (the offset and the -3 dB width): where the slot's
+      maximum sits at its edge; NaN where the own peak is under the level (no offset,
+      no width).  Not wherever the own peak lies outside the outermost crossings: a
+      channel far off its grid centre has its peak outside the central half, and 10
+      GBd channels 15-20 GHz off then read up to 2.31 GHz off (2.5 GHz RBW; 0.33
+      with the edge test).
+    * a factor (the fit's start, which must be a number): where the outermost
+      crossings leave the own peak out, that peak stands this many times over the
+      slot's lowest point (a dark slot's flat ASE core is no channel: started there,
+      it moved its neighbours' fits) and both its crossings exist.  Not the edge test:
+      it also restarts weak channels whose outermost crossings did hold their peak,
+      and on the generator's random scenario (OSNR 8-32 dB in random order, 36
+      traces of 10-32 GBd at 2.5-12.5 GHz RBW) that gave a channel between two 10 dB
+      weaker ones 1.51 dB low at a claimed 0.21 dB, and 8 more weak channels dark.
+    """
+    rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
+    if own_peak_rise is None:
+        top = g.argmax(axis=-1)
+        from_own = (top == 0) | (top >= axis.slot_points - 1)
+        if not from_own.any():
+            return rise, fall, from_own
+        own_idx, own_peak = core_peak(g, axis.core_weights)
+    else:
+        own_idx, own_peak = core_peak(g, axis.core_weights)
+        own_at = axis.slot_offset_ghz[np.arange(axis.n_channels), own_idx]
+        from_own = ((own_at < rise) | (own_at > fall)) & (
+            own_peak >= own_peak_rise * g.min(axis=-1)
+        )
+        if not from_own.any():
+            return rise, fall, from_own
+    own_rise, own_fall = crossings_around_peak_ghz(
+        g, (own_peak + noise_level) / 2, axis.slot_offset_ghz, own_idx
+    )
+    if own_peak_rise is not None:
+        from_own &= np.isfinite(own_rise) & np.isfinite(own_fall)
+    rise = np.where(from_own, own_rise, rise)
+    fall = np.where(from_own, own_fall, fall)
+    return np.asarray(rise), np.asarray(fall), np.asarray(from_own)

@@ -112,13 +112,7 @@ import numpy as np
 import numpy.typing as npt
 
 from odpm.models import FloatArray
-from odpm.pipeline.axis import (
-    Neighbourhood,
-    TraceAxis,
-    core_peak,
-    crossings_around_peak_ghz,
-    half_crossings_ghz,
-)
+from odpm.pipeline.axis import Neighbourhood, TraceAxis, channel_crossings_ghz
 from odpm.pipeline.formulas import OSNR_REFERENCE_BANDWIDTH_GHZ
 from odpm.pipeline.shapes import rate_limit_gbd, shape_table
 
@@ -372,35 +366,15 @@ def fit_raised_cosine(
 
     # Start: the rate from the width at half maximum (above the noise) at the start
     # roll-off; the centre from the crossings.  Where a much stronger neighbour's skirt
-    # is the slot's maximum (it rises above a weak channel's own peak near the slot's
-    # edge through a wide RBW), the outermost crossings of half that maximum lie by
-    # the edge and leave out the channel's own peak (in the slot's central half); such
-    # a channel starts instead from the crossings of half its own peak nearest it.
-    # Its shape, started at a few GBd by the edge, was wrong in its neighbours'
+    # is the slot's maximum and leaves a weak channel's own peak outside the outermost
+    # crossings, the crossings around that peak (channel_crossings_ghz says where, and
+    # why not as for the offset).  Started from the outermost crossings, by the
+    # slot's edge at a few GBd, such a channel's shape was wrong in its neighbours'
     # windows too and moved their pedestals (28 GBd, neighbours up to 24 dB apart,
-    # 12.5 GHz RBW: OSNRs 3.3 and 5.4 dB low at a claimed 0.03-0.09 dB).  Only there:
-    # a dark slot between wide channels (crossings spanning the slot, its floor
-    # between them) started from its core moved its neighbours' fits as well, and the
-    # full sweep's carved 128 GBd line lost the evidence of its carving.
+    # 12.5 GHz RBW: OSNRs 3.3 and 5.4 dB low at a claimed 0.03-0.09 dB).
     g = np.take(p, axis.slots.idx, axis=1)[..., 1:-1]
     peak = g.max(axis=-1).astype(np.float64)
-    rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
-    own_idx, own_peak = core_peak(g, axis.core_weights)
-    own_at = axis.slot_offset_ghz[np.arange(axis.n_channels), own_idx]
-    # ...and only a channel of its own: a dark slot between lit ones has the same
-    # crossings by an edge, but its core is flat ASE, and a shape started there moves
-    # its neighbours' fits (a 63 GBd line on 75 GHz then read one of its dark slots as
-    # carved and lost every fitted OSNR).
-    own_channel = own_peak >= _OWN_PEAK_RISE * g.min(axis=-1)
-    elsewhere = ((own_at < rise) | (own_at > fall)) & own_channel
-    if elsewhere.any():
-        own_rise, own_fall = crossings_around_peak_ghz(
-            g, (own_peak + noise_level) / 2, axis.slot_offset_ghz, own_idx
-        )
-        # (where the channel's own peak clears the level: NaN crossings otherwise)
-        elsewhere &= np.isfinite(own_rise) & np.isfinite(own_fall)
-        rise = np.where(elsewhere, own_rise, rise)
-        fall = np.where(elsewhere, own_fall, fall)
+    rise, fall, own_start = channel_crossings_ghz(g, peak, noise_level, axis, _OWN_PEAK_RISE)
     rate = table.rate_from_fwhm(fall - rise, geo.start)
     width_rate = rate
     centre = (rise + fall) / 2
@@ -580,7 +554,7 @@ def fit_raised_cosine(
     # transmitter's open passband behind a ROADM, ASE alone, has that peak too and is
     # then fitted as a channel (on the generator 34 more of 378 failed slots read
     # present).  The start is there for its neighbours' fits.
-    peak_low = np.where(elsewhere, 0.0, peak_low)
+    peak_low = np.where(own_start, 0.0, peak_low)
     return FitResult(
         signal_mw=sig,
         noise_psd_mw_per_ghz=n0 / rbw_ghz,

@@ -12,9 +12,7 @@ from odpm.models import FloatArray, OsnrMethod, Quality
 from odpm.pipeline.axis import (
     TraceAxis,
     _weighted_sums,
-    core_peak,
-    crossings_around_peak_ghz,
-    half_crossings_ghz,
+    channel_crossings_ghz,
 )
 from odpm.pipeline.carving import dark_floor, mostly_curved_between_narrow, nearest_level
 from odpm.pipeline.companions import signal_off
@@ -384,36 +382,13 @@ def analyse_traces(
     )
 
 
-def _channel_crossings_ghz(
-    g: npt.NDArray[np.float32], peak: FloatArray, noise_level: FloatArray, axis: TraceAxis
-) -> tuple[FloatArray, FloatArray]:
-    """Each channel's half-maximum crossings over the noise: the outermost crossings of
-    half its slot's maximum (``peak``), unless that maximum is at the slot's edge, a
-    neighbour's skirt rising into it (a channel 20 dB below its neighbour through a
-    12.5 GHz RBW: its offset read up to 23 GHz off): then those nearest its own peak in
-    the slot's central half (NaN where that peak is under the noise).  Outermost
-    otherwise, so that a channel far off its grid centre, whose peak lies outside the
-    central half, is still measured at its peak."""
-    rise, fall = half_crossings_ghz(g, (peak + noise_level) / 2, axis.slot_offset_ghz)
-    top = g.argmax(axis=-1)
-    n_real = 1 + (np.diff(axis.slot_offset_ghz, axis=-1) > 0).sum(axis=-1)  # padding repeats
-    at_edge = (top == 0) | (top >= n_real - 1)
-    if at_edge.any():
-        own_idx, own_peak = core_peak(g, axis.core_weights)
-        own_rise, own_fall = crossings_around_peak_ghz(
-            g, (own_peak + noise_level) / 2, axis.slot_offset_ghz, own_idx
-        )
-        rise = np.where(at_edge, own_rise, rise)
-        fall = np.where(at_edge, own_fall, fall)
-    return np.asarray(rise), np.asarray(fall)
-
-
 def _half_max_width_ghz(
     g: npt.NDArray[np.float32], peak: FloatArray, noise_level: FloatArray, axis: TraceAxis
 ) -> FloatArray:
-    """Each channel's -3 dB width (:func:`_channel_crossings_ghz`); infinite where there
-    is no crossing (counted as wide: its midpoints hold more than noise)."""
-    rise, fall = _channel_crossings_ghz(g, peak, noise_level, axis)
+    """Each channel's -3 dB width (:func:`~odpm.pipeline.axis.channel_crossings_ghz`);
+    infinite where there is no crossing (counted as wide: its midpoints hold more than
+    noise)."""
+    rise, fall, _ = channel_crossings_ghz(g, peak, noise_level, axis)
     width = fall - rise
     return np.asarray(np.where(np.isfinite(width), width, np.inf))
 
@@ -421,8 +396,8 @@ def _half_max_width_ghz(
 def _centre_offset_ghz(
     g: npt.NDArray[np.float32], peak: FloatArray, noise_level: FloatArray, axis: TraceAxis
 ) -> FloatArray:
-    """Midpoint of each channel's half-maximum crossings (:func:`_channel_crossings_ghz`)
-    relative to the grid centre (the AQ6370's -3 dB centre, on the noise-subtracted
-    level)."""
-    rise, fall = _channel_crossings_ghz(g, peak, noise_level, axis)
+    """Midpoint of each channel's half-maximum crossings
+    (:func:`~odpm.pipeline.axis.channel_crossings_ghz`) relative to the grid centre (the
+    AQ6370's -3 dB centre, on the noise-subtracted level)."""
+    rise, fall, _ = channel_crossings_ghz(g, peak, noise_level, axis)
     return np.asarray((rise + fall) / 2, dtype=np.float64)
