@@ -73,7 +73,8 @@ Speed (bench/pipeline.py, 17,000 points, 80 channels, 2.5 GHz RBW, one core): 5.
 on a quiet machine before the changes below.  After them, timed against that code
 alternately call by call in one process (thread CPU time, medians of 300 calls each,
 load 2.5-4.4 on 2 CPUs): old 13.0 / 11.0 ms, new 9.0 / 7.5 ms, 1.45-1.47 x, so about
-4 ms on a quiet machine (not measured: the machine was never quiet).  Nothing that is
+4 ms on a quiet machine (measured since, load 0.5-0.7: 3.85-3.90 ms thread CPU, 3.87-3.96 ms
+wall, median of 5 rounds, two runs).  Nothing that is
 computed changed beyond rounding (OSNRs of credible fits within 2e-6 dB on the
 generator's traces, the same fits credible).  What made the difference:
 
