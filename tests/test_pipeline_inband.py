@@ -4,6 +4,7 @@ first-principles generator in tests/support (which never imports the pipeline)."
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from tests.support.synthetic_traces import (
     flat_scenario,
     make_trace,
     random_scenario,
+    scenario_line_trace,
 )
 
 PLAN = ChannelPlan.c_band_50ghz()
@@ -239,25 +241,20 @@ def test_overfilled_50ghz_slots_do_not_light_dark_ones(rbw_ghz: float, seed: int
 
 
 def _scenario_line(
-    scenario: str,
+    scenario: Literal["flat", "random"],
     seed: int,
     rate_gbd: float,
     roll_off: float,
     rbw_ghz: float,
     carve_db: float = 0.0,
 ) -> SyntheticTrace:
-    """A line of :func:`random_scenario` (OSNR 8-32 dB in random order, neighbours up to
-    24 dB apart) or :func:`flat_scenario` on the 50 GHz plan, at 0.01 nm steps."""
-    pick = random_scenario if scenario == "random" else flat_scenario
-    osnr, lit, offset = pick(GRID, seed)
-    return make_trace(
-        grid_thz=GRID,
-        spacing_ghz=50.0,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
+    """A line of that scenario on the 50 GHz plan (:func:`scenario_line_trace`)."""
+    return scenario_line_trace(
+        GRID,
+        50.0,
+        seed,
+        scenario=scenario,
         rbw_ghz=rbw_ghz,
-        step_nm=0.01,
         symbol_rate_gbd=rate_gbd,
         roll_off=roll_off,
         wss_carve_db=carve_db,
@@ -293,7 +290,11 @@ CARVED = [
     [(*c, 0.0) for c in CASES] + [(r, b, w, "flat", d) for r, b, w, d in CARVED],
 )
 def test_no_confident_error_above_1db(
-    rate_gbd: float, roll_off: float, rbw_ghz: float, scenario: str, carve_db: float
+    rate_gbd: float,
+    roll_off: float,
+    rbw_ghz: float,
+    scenario: Literal["flat", "random"],
+    carve_db: float,
 ) -> None:
     # A confidently wrong number is the one outcome that must never happen: every OSNR
     # reported (quality ok) is within 1 dB of the truth; otherwise there is none.

@@ -28,9 +28,7 @@ from odpm.pipeline.shoulder import shoulder_noise
 from tests.support.synthetic_traces import (
     SyntheticTrace,
     flat_line_trace,
-    flat_scenario,
-    make_trace,
-    random_scenario,
+    scenario_line_trace,
 )
 
 PLAN_50 = ChannelPlan.c_band_50ghz()
@@ -87,19 +85,15 @@ def _narrow(
     """A line of 10 GBd channels on the 50 GHz plan: :func:`random_scenario` (OSNR
     8-32 dB in random order), or :func:`flat_scenario` with ``flat``; every slot lit
     with ``all_lit``; behind a WSS of that depth, guard and edge."""
-    osnr, lit, offset = (flat_scenario if flat else random_scenario)(PLAN_50.frequencies_thz, seed)
-    if all_lit:
-        lit[:] = True
-    return make_trace(
-        grid_thz=PLAN_50.frequencies_thz,
-        spacing_ghz=50.0,
-        osnr_db=osnr,
-        lit=lit,
-        offset_ghz=offset,
+    return scenario_line_trace(
+        PLAN_50.frequencies_thz,
+        50.0,
+        seed,
+        scenario="flat" if flat else "random",
         rbw_ghz=rbw_ghz,
-        step_nm=0.01,
         symbol_rate_gbd=10.0,
         roll_off=roll_off,
+        all_lit=all_lit,
         wss_carve_db=carve_db,
         wss_bandwidth_ghz=50.0 - guard_ghz,
         wss_edge_ghz=edge_ghz,

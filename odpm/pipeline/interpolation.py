@@ -9,11 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from odpm.models import FloatArray, OsnrMethod, Quality
-from odpm.pipeline.axis import (
-    TraceAxis,
-    _weighted_sums,
-    channel_crossings_ghz,
-)
+from odpm.pipeline.axis import TraceAxis, _weighted_sums, channel_crossings_ghz
 from odpm.pipeline.carving import dark_floor, mostly_curved_between_narrow, nearest_level
 from odpm.pipeline.companions import signal_off
 from odpm.pipeline.formulas import (
@@ -188,7 +184,10 @@ def analyse_traces(
         centre_level, noise_level, present, cfg.detection_relative_db
     )
     unresolved |= present & ~clear
-    offset = _centre_offset_ghz(g, peak, noise_level, axis)
+    # Each channel's half-maximum crossings: its offset, and its -3 dB width where a
+    # test below needs it.
+    rise, fall, _ = channel_crossings_ghz(g, peak, noise_level, axis)
+    offset = _centre_offset_ghz(rise, fall)
 
     bad_signal = ~(signal_mw > 0)
     quality = np.where(
@@ -224,12 +223,10 @@ def analyse_traces(
                 sh = shoulder_noise(axis, p, rbw_ghz)
         # A dark slot's floor below a resolved neighbour's midpoint noise: carving.
         floor_carved = None
-        # Each channel's -3 dB width, measured only where a test below needs it.
-        width_ghz: FloatArray | None = None
+        width_ghz = _half_max_width_ghz(rise, fall)
         half_slot_ghz = np.asarray(axis.slot_width_ghz) / 2
         if not present.all():  # a dark slot may show the carved floor
             # Wide: the -3 dB width (half the slot) reaches past a quarter of the slot.
-            width_ghz = _half_max_width_ghz(g, peak, noise_level, axis)
             wide = width_ghz > half_slot_ghz
             floor = dark_floor(axis, p, rbw_ghz)
             floor_carved = carved_dark_slots(floor, present, noise_level, wide)
@@ -269,8 +266,6 @@ def analyse_traces(
         # channels bent; then among narrow channels only (carving.py).
         bent = mostly_curved_between_narrow(unresolved_mid, present)
         if cfg.line_filtering == "auto" and bent.any():
-            if width_ghz is None:
-                width_ghz = _half_max_width_ghz(g, peak, noise_level, axis)
             narrow = present & (width_ghz <= half_slot_ghz)
             suspect = mostly_curved_between_narrow(unresolved_mid, narrow)
             interpolation_ok = interpolation_ok & ~suspect[:, None]
@@ -329,7 +324,8 @@ def analyse_traces(
         unc = np.where(fitted, chosen.uncertainty_db, unc)
         method = np.where(fitted, chosen.method, method)
         noise_level = noise_psd * rbw_ghz
-        offset = _centre_offset_ghz(g, peak, noise_level, axis)
+        rise, fall, _ = channel_crossings_ghz(g, peak, noise_level, axis)
+        offset = _centre_offset_ghz(rise, fall)
     companion = None
     if noise_dbm is not None:
         off = _linear_trace(axis, noise_dbm)
@@ -382,22 +378,16 @@ def analyse_traces(
     )
 
 
-def _half_max_width_ghz(
-    g: npt.NDArray[np.float32], peak: FloatArray, noise_level: FloatArray, axis: TraceAxis
-) -> FloatArray:
-    """Each channel's -3 dB width (:func:`~odpm.pipeline.axis.channel_crossings_ghz`);
-    infinite where there is no crossing (counted as wide: its midpoints hold more than
-    noise)."""
-    rise, fall, _ = channel_crossings_ghz(g, peak, noise_level, axis)
-    width = fall - rise
+def _half_max_width_ghz(rise_ghz: FloatArray, fall_ghz: FloatArray) -> FloatArray:
+    """Each channel's -3 dB width from its half-maximum crossings
+    (:func:`~odpm.pipeline.axis.channel_crossings_ghz`); infinite where there is no
+    crossing (counted as wide: its midpoints hold more than noise)."""
+    width = fall_ghz - rise_ghz
     return np.asarray(np.where(np.isfinite(width), width, np.inf))
 
 
-def _centre_offset_ghz(
-    g: npt.NDArray[np.float32], peak: FloatArray, noise_level: FloatArray, axis: TraceAxis
-) -> FloatArray:
+def _centre_offset_ghz(rise_ghz: FloatArray, fall_ghz: FloatArray) -> FloatArray:
     """Midpoint of each channel's half-maximum crossings
     (:func:`~odpm.pipeline.axis.channel_crossings_ghz`) relative to the grid centre (the
     AQ6370's -3 dB centre, on the noise-subtracted level)."""
-    rise, fall, _ = channel_crossings_ghz(g, peak, noise_level, axis)
-    return np.asarray((rise + fall) / 2, dtype=np.float64)
+    return np.asarray((rise_ghz + fall_ghz) / 2, dtype=np.float64)

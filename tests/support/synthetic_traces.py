@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -315,21 +316,24 @@ def flat_scenario(
     return osnr, lit, offset
 
 
-def flat_line_trace(
+def scenario_line_trace(
     grid_thz: FloatArray,
     spacing_ghz: float,
     seed: int,
     *,
+    scenario: Literal["flat", "random"] = "flat",
     rbw_ghz: float,
     symbol_rate_gbd: float,
     roll_off: float = 0.1,
     all_lit: bool = False,
     **wss: float,
 ) -> SyntheticTrace:
-    """A line of :func:`flat_scenario` (seeded) of one symbol rate and roll-off, at
-    0.01 nm steps: the in-band methods' usual case (every slot lit with ``all_lit``;
-    ``wss``: :func:`make_trace`'s ``wss_*`` settings)."""
-    osnr, lit, offset = flat_scenario(grid_thz, seed)
+    """A line of :func:`flat_scenario` (``scenario="flat"``) or :func:`random_scenario`
+    (``"random"``: OSNR 8-32 dB in random order, neighbours up to 24 dB apart), seeded,
+    of one symbol rate and roll-off, at 0.01 nm steps (every slot lit with
+    ``all_lit``; ``wss``: :func:`make_trace`'s ``wss_*`` settings)."""
+    pick = random_scenario if scenario == "random" else flat_scenario
+    osnr, lit, offset = pick(grid_thz, seed)
     if all_lit:
         lit = np.ones(grid_thz.size, dtype=bool)
     return make_trace(
@@ -342,5 +346,30 @@ def flat_line_trace(
         step_nm=0.01,
         symbol_rate_gbd=symbol_rate_gbd,
         roll_off=roll_off,
+        **wss,  # type: ignore[arg-type]
+    )
+
+
+def flat_line_trace(
+    grid_thz: FloatArray,
+    spacing_ghz: float,
+    seed: int,
+    *,
+    rbw_ghz: float,
+    symbol_rate_gbd: float,
+    roll_off: float = 0.1,
+    all_lit: bool = False,
+    **wss: float,
+) -> SyntheticTrace:
+    """A line of :func:`flat_scenario` (see :func:`scenario_line_trace`): the in-band
+    methods' usual case."""
+    return scenario_line_trace(
+        grid_thz,
+        spacing_ghz,
+        seed,
+        rbw_ghz=rbw_ghz,
+        symbol_rate_gbd=symbol_rate_gbd,
+        roll_off=roll_off,
+        all_lit=all_lit,
         **wss,  # type: ignore[arg-type]
     )
